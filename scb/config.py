@@ -1,0 +1,153 @@
+"""Configuration: one TOML file plus `SCB_*` environment overrides, on top of embedded defaults.
+
+Where a value comes from, lowest to highest precedence:
+1. the defaults each component declares (its own `*_config` module) - the hub runs with no file at all;
+2. the TOML file: `--config PATH`, else `$SCB_CONFIG`, else `scb.toml` in the current directory if present;
+3. environment variables `SCB_<SECTION>__<KEY>` (double underscore between levels), e.g.
+   `SCB_IOTA__NODE_URL=http://10.0.0.5:14265` or `SCB_ENERGY__SAMPLE_INTERVAL_S=5`. Values are parsed as
+   TOML values when they parse (numbers, booleans, arrays), else taken as strings.
+`$SCB_DATA_DIR` overrides `hub.data_dir`.
+
+Components read their section through small typed views (e.g. `mam_client.settings`), which validate and raise
+`ConfigError` naming the offending key. See docs/configuration.md.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scb.errors import ConfigError
+
+ENV_PREFIX = "SCB_"
+DEFAULT_FILE = "scb.toml"
+
+#: Settings shared by every process. Component sections add their own defaults through `section(...)`.
+HUB_DEFAULTS: dict[str, Any] = {
+    "id": "scb-demo-hub",
+    "data_dir": "data",
+    "log_level": "INFO",
+}
+DATABASE_DEFAULTS: dict[str, Any] = {
+    # empty: SQLite file <data_dir>/scb.sqlite3
+    "url": "",
+    # SQLite durability: FULL makes a committed reading survive a power cut (WAL mode is always used).
+    "synchronous": "FULL",
+}
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass
+class Config:
+    """The merged configuration tree (file + environment), before component defaults are applied."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def section(self, name: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
+        """Return section `name` (dotted for nested tables) merged over `defaults`.
+
+        Unknown keys are refused so that a typo in scb.toml is an error, not a silently ignored setting.
+        """
+        node: Any = self.data
+        for part in name.split("."):
+            node = node.get(part, {}) if isinstance(node, Mapping) else {}
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"[{name}] must be a table in {self.where}")
+        unknown = sorted(set(node) - set(defaults))
+        if unknown:
+            raise ConfigError(
+                f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(f'{name}.{k}' for k in unknown)} "
+                f"in {self.where}; known: {', '.join(sorted(defaults))}"
+            )
+        return _deep_merge(dict(defaults), node)
+
+    def table(self, name: str) -> dict[str, Any]:
+        """Return a free-form table (e.g. the channels map) without key checking; {} when absent."""
+        node: Any = self.data
+        for part in name.split("."):
+            node = node.get(part, {}) if isinstance(node, Mapping) else {}
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"[{name}] must be a table in {self.where}")
+        return copy.deepcopy(dict(node))
+
+    @property
+    def where(self) -> str:
+        return str(self.source) if self.source else "the configuration"
+
+    @property
+    def hub(self) -> dict[str, Any]:
+        return self.section("hub", HUB_DEFAULTS)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.hub["data_dir"]).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        url = self.section("database", DATABASE_DEFAULTS)["url"]
+        return url or f"sqlite:///{self.data_dir / 'scb.sqlite3'}"
+
+    @property
+    def sqlite_synchronous(self) -> str:
+        value = str(self.section("database", DATABASE_DEFAULTS)["synchronous"]).upper()
+        if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ConfigError(f"database.synchronous must be OFF, NORMAL, FULL or EXTRA, not {value!r}")
+        return value
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration from `path` (or the default places) and the environment."""
+    env = os.environ if environ is None else environ
+    source: Path | None = None
+    data: dict[str, Any] = {}
+    candidate = path or env.get(f"{ENV_PREFIX}CONFIG")
+    if candidate:
+        source = Path(candidate)
+        if not source.is_file():
+            raise ConfigError(f"configuration file {source} does not exist")
+    elif Path(DEFAULT_FILE).is_file():
+        source = Path(DEFAULT_FILE)
+    if source is not None:
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source} cannot be read: {exc}") from None
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__")]
+        if any(not p for p in parts):
+            raise ConfigError(f"environment variable {key} has an empty section or key")
+        node = data
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"environment variable {key} overrides a value that is not a table")
+            node = nxt
+        node[parts[-1]] = _parse_env_value(raw)
+    if env.get(f"{ENV_PREFIX}DATA_DIR"):
+        data.setdefault("hub", {})["data_dir"] = env[f"{ENV_PREFIX}DATA_DIR"]
+    return Config(data=data, source=source)
