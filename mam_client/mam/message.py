@@ -165,12 +165,17 @@ def parse_message(payload: str, root: str, side_key: str | None = None) -> Parse
     sig_len = SIGNATURE_TRITS_PER_LEVEL * security
     if len(rest) < sig_len + 4:
         raise InvalidPayload("the payload is too short for its signature (truncated?)")
-    count, used_n = pascal.decode(rest, sig_len)
+    # The hmac checked out, so everything up to the nonce is authentic. What follows the signature (the
+    # sibling count and the path) is masked with a keystream that depends on the signature: a changed
+    # signature tryte scrambles it. An undecodable count or a missing path therefore means the signature
+    # section was altered, and is reported as the signature failure mam.js reports for the same input.
+    try:
+        count, used_n = pascal.decode(rest, sig_len)
+    except InvalidPayload:
+        raise SignatureMismatch("Signature did not match expected root (signature section is corrupt)") from None
     sib_start = sig_len + used_n
-    if len(rest) < sib_start + 243 * count:
-        raise InvalidPayload("the payload is too short for its authentication path (truncated?)")
-    if count > 64:
-        raise InvalidPayload("the authentication path is implausibly long")
+    if count > 64 or len(rest) < sib_start + 243 * count:
+        raise SignatureMismatch("Signature did not match expected root (authentication path is incomplete)")
 
     signature = rest[:sig_len]
     steps = [13 + t for t in tryte_values(hmac[: 81 * security])][: 27 * security]
