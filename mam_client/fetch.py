@@ -1,0 +1,107 @@
+"""Reading a channel back (like mam.js mamFetch / mamFetchAll), robust where the reference is not.
+
+Differences from mam.js 1.0.0-beta.10, on purpose:
+* a junk or forged bundle at a channel's address is skipped and reported instead of aborting the read
+  (SPEC §11 item 12: one junk bundle would otherwise block every reader of the channel);
+* every valid message at an address is returned (a tree with count > 1 puts several on one address);
+* when the node no longer has a message (nodes prune) or cannot be reached, the hub's own archive is read and
+  the result says so.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from mam_client.mam import InvalidMessage, decode_address, parse_message
+from mam_client.transport import TangleTransport
+from scb.errors import NodeUnavailable, TransportError
+
+#: Longest chain `--all` walks. Why: a reader must terminate even on a channel that (by accident or malice)
+#: loops back to an earlier root.
+MAX_CHAIN = 100_000
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    root: str
+    address: str
+    message: str
+    next_root: str
+    source: str  # "node" or "archive"
+    bundle_hash: str | None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"root": self.root, "address": self.address, "message": self.message, "nextRoot": self.next_root,
+                "source": self.source, "bundle": self.bundle_hash}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    address: str
+    bundle_hash: str | None
+    reason: str
+
+
+Archive = Callable[[str], list[str]]  # address -> archived payloads
+
+
+def fetch_at(transport: TangleTransport | None, root: str, mode: str, side_key: str | None,
+             archive: Archive | None = None) -> tuple[list[FetchedMessage], list[Skipped]]:
+    """All valid messages signed under `root`, and the bundles at its address that were skipped."""
+    address = decode_address(root, mode)
+    found: list[FetchedMessage] = []
+    skipped: list[Skipped] = []
+    seen: set[str] = set()
+    node_error: TransportError | None = None
+    bundles = []
+    if transport is not None:
+        try:
+            bundles = transport.find_bundles(address)
+        except TransportError as exc:
+            node_error = exc
+    for bundle in bundles:
+        try:
+            parsed = parse_message(bundle.fragments, root, side_key)
+        except InvalidMessage as exc:
+            skipped.append(Skipped(address, bundle.bundle_hash, str(exc)))
+            continue
+        key = parsed.message + parsed.next_root
+        if key not in seen:
+            seen.add(key)
+            found.append(FetchedMessage(root, address, parsed.message, parsed.next_root, "node", bundle.bundle_hash))
+    if not found and archive is not None:
+        for payload in archive(address):
+            try:
+                parsed = parse_message(payload, root, side_key)
+            except InvalidMessage as exc:
+                skipped.append(Skipped(address, None, f"archived payload: {exc}"))
+                continue
+            key = parsed.message + parsed.next_root
+            if key not in seen:
+                seen.add(key)
+                found.append(FetchedMessage(root, address, parsed.message, parsed.next_root, "archive", None))
+    if not found and node_error is not None:
+        raise NodeUnavailable(f"{node_error} (and the local archive has no message at {address})")
+    return found, skipped
+
+
+def fetch_chain(transport: TangleTransport | None, root: str, mode: str, side_key: str | None,
+                archive: Archive | None = None, follow: bool = True,
+                on_skip: Callable[[Skipped], None] | None = None) -> Iterator[FetchedMessage]:
+    """Messages from `root` on, following nextRoot while `follow` (mamFetchAll), until an address is empty."""
+    visited: set[str] = set()
+    current = root
+    for _ in range(MAX_CHAIN):
+        if current in visited:
+            return
+        visited.add(current)
+        found, skipped = fetch_at(transport, current, mode, side_key, archive)
+        for item in skipped:
+            if on_skip:
+                on_skip(item)
+        if not found:
+            return
+        yield from found
+        if not follow:
+            return
+        current = found[-1].next_root

@@ -1,0 +1,114 @@
+"""The tangle as the publisher and fetcher see it: attach a payload, find the bundles at an address.
+
+`PyotaTransport` talks to any legacy IRI-compatible node through PyOTA 2.1.0 (tips -> attachToTangle or local
+proof of work -> store and broadcast). Every failure to reach or use the node becomes `NodeUnavailable`
+(retryable); callers never see a requests or PyOTA exception. Tests of the layers above inject their own
+`TangleTransport`.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from scb.errors import NodeUnavailable
+
+log = logging.getLogger(__name__)
+FRAGMENT_TRYTES = 2187
+
+
+@dataclass(frozen=True)
+class FoundBundle:
+    """A complete bundle at an address: its transactions from tail to head and their fragments joined."""
+
+    bundle_hash: str
+    tx_hashes: tuple[str, ...]
+    trytes: tuple[str, ...]
+    fragments: str
+
+    def carries(self, payload: str) -> bool:
+        """True if the bundle's message is exactly `payload` (fragments are right-padded with 9s)."""
+        return self.fragments.startswith(payload) and not self.fragments[len(payload):].strip("9")
+
+
+class TangleTransport(Protocol):
+    def attach(self, address: str, payload: str, tag: str) -> FoundBundle: ...
+
+    def find_bundles(self, address: str) -> list[FoundBundle]: ...
+
+
+def assemble_bundles(transactions: list[object]) -> list[FoundBundle]:
+    """mam.js decodeTransactions: from each tail follow trunk links through index order to the last index.
+
+    Incomplete chains are skipped. Works on PyOTA `Transaction` objects.
+    """
+    by_hash = {str(tx.hash): tx for tx in transactions}  # type: ignore[attr-defined]
+    found: list[FoundBundle] = []
+    for tail in transactions:
+        if tail.current_index != 0:  # type: ignore[attr-defined]
+            continue
+        chain = [tail]
+        while chain[-1].current_index < chain[-1].last_index:  # type: ignore[attr-defined]
+            nxt = by_hash.get(str(chain[-1].trunk_transaction_hash))  # type: ignore[attr-defined]
+            if nxt is None or nxt.current_index != chain[-1].current_index + 1:  # type: ignore[attr-defined]
+                break
+            chain.append(nxt)
+        if chain[-1].current_index != chain[-1].last_index:  # type: ignore[attr-defined]
+            continue
+        found.append(FoundBundle(
+            bundle_hash=str(tail.bundle_hash),  # type: ignore[attr-defined]
+            tx_hashes=tuple(str(tx.hash) for tx in chain),  # type: ignore[attr-defined]
+            trytes=tuple(str(tx.as_tryte_string()) for tx in chain),  # type: ignore[attr-defined]
+            fragments="".join(str(tx.signature_message_fragment) for tx in chain),  # type: ignore[attr-defined]
+        ))
+    return found
+
+
+class PyotaTransport:
+    """A legacy IOTA node through PyOTA. `local_pow`, when given, replaces the node's attachToTangle."""
+
+    def __init__(self, node_url: str, depth: int = 3, mwm: int = 9, timeout_s: float = 30.0,
+                 local_pow: Callable[..., list[str]] | None = None) -> None:
+        from iota import Iota
+        from iota.adapter import HttpAdapter
+
+        self.node_url = node_url
+        self.depth = depth
+        self.mwm = mwm
+        self.local_pow = local_pow
+        self.api = Iota(HttpAdapter(node_url, timeout=timeout_s))
+
+    def _call(self, what: str, fn: Callable[[], dict]) -> dict:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - requests, PyOTA BadApiResponse, JSON errors: all retryable
+            raise NodeUnavailable(f"IOTA node {self.node_url}: {what} failed: {type(exc).__name__}: {exc}") from None
+
+    def attach(self, address: str, payload: str, tag: str) -> FoundBundle:
+        from iota import Address, ProposedTransaction, Tag, Transaction, TryteString
+
+        transfer = ProposedTransaction(address=Address(address), value=0, tag=Tag(tag), message=TryteString(payload))
+        prepared = self._call("prepareTransfer", lambda: self.api.prepare_transfer(transfers=[transfer]))
+        trytes = prepared["trytes"]
+        if self.local_pow is None:
+            sent = self._call("sendTrytes", lambda: self.api.send_trytes(trytes, self.depth, self.mwm))
+            attached = sent["trytes"]
+        else:
+            tips = self._call("getTransactionsToApprove",
+                              lambda: self.api.get_transactions_to_approve(self.depth))
+            attached = self.local_pow(trytes, str(tips["trunkTransaction"]), str(tips["branchTransaction"]), self.mwm)
+            self._call("storeTransactions", lambda: self.api.store_transactions(attached))
+            self._call("broadcastTransactions", lambda: self.api.broadcast_transactions(attached))
+        txs = [Transaction.from_tryte_string(t) for t in attached]
+        bundles = assemble_bundles(txs)
+        if len(bundles) != 1 or not bundles[0].carries(payload):
+            raise NodeUnavailable(f"IOTA node {self.node_url}: attachToTangle returned an inconsistent bundle")
+        return bundles[0]
+
+    def find_bundles(self, address: str) -> list[FoundBundle]:
+        from iota import Address
+
+        result = self._call("findTransactionObjects",
+                            lambda: self.api.find_transaction_objects(addresses=[Address(address)]))
+        return assemble_bundles(list(result["transactions"]))
