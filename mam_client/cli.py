@@ -50,6 +50,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parse.add_argument("payload_file", metavar="PAYLOAD_FILE", help="file holding the payload trytes, or - for stdin")
     parse.set_defaults(handler=cmd_parse)
 
+    fetch = mam_sub.add_parser("fetch", help="read a channel from the tangle (falls back to the hub's archive)")
+    fetch.add_argument("root", metavar="ROOT", help="81-tryte root of the first message to read")
+    fetch.add_argument("--mode", choices=MODES, default="restricted", help="channel mode (default restricted)")
+    fetch.add_argument("--side-key-file", help="file holding the side key (restricted mode; mode 0600)")
+    fetch.add_argument("--all", action="store_true", help="follow nextRoot to the end of the channel")
+    fetch.add_argument("--node", metavar="URL", help="IOTA node (default: [iota] node_url or the local node)")
+    fetch.add_argument("--no-archive", action="store_true", help="read the node only, not the hub's archive")
+    fetch.set_defaults(handler=cmd_fetch)
+
+    service = sub.add_parser("mam-client", help="publish the outbox to the tangle; local HTTP API")
+    service.set_defaults(handler=cmd_service)
+
 
 def _load_or_create_state(args: argparse.Namespace, seed: str, side_key: str | None) -> ChannelState:
     path = Path(args.state_file)
@@ -104,3 +116,67 @@ def cmd_parse(args: argparse.Namespace) -> int:
         raise DataError(f"invalid message: {exc}") from None
     print(json.dumps(parsed.to_json()))
     return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from mam_client.fetch import Skipped, fetch_chain
+    from mam_client.mam import decode_address
+    from mam_client.service import make_transport
+    from mam_client.settings import iota_settings
+    from scb.config import load_config
+
+    config = load_config(args.config)
+    iota = iota_settings(config)
+    try:
+        decode_address(args.root, args.mode)
+    except InvalidInput as exc:
+        raise UsageError(str(exc)) from None
+    side_key = read_secret_file(args.side_key_file, "side key") if args.side_key_file else None
+    if args.mode == "restricted" and side_key is None:
+        raise UsageError("a restricted channel needs --side-key-file")
+    transport = make_transport(iota) if not args.node else make_transport(
+        type(iota)(**{**iota.__dict__, "node_url": args.node}))
+    archive = None if args.no_archive else _archive_reader(config)
+
+    def report(skip: Skipped) -> None:
+        print(f"scb: skipped bundle {skip.bundle_hash or '(archive)'} at {skip.address}: {skip.reason}",
+              file=sys.stderr)
+
+    count = 0
+    for item in fetch_chain(transport, args.root, args.mode, side_key, archive, follow=args.all, on_skip=report):
+        if item.source == "archive":
+            print(f"scb: {item.address} is not on the node; read from the hub's archive", file=sys.stderr)
+        print(json.dumps(item.to_json()), flush=True)
+        count += 1
+    if count == 0:
+        raise DataError(f"no valid message at the address of root {args.root}")
+    return 0
+
+
+def _archive_reader(config):  # type: ignore[no-untyped-def]
+    """The hub's archive (its database), if this machine has one; None elsewhere."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from mam_client.models import OutboxMessage
+    from scb.db import open_database
+
+    url = config.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    factory = open_database(config)
+
+    def read(address: str) -> list[str]:
+        with factory() as session:
+            return [p for p in session.scalars(select(OutboxMessage.payload).where(
+                OutboxMessage.address == address, OutboxMessage.payload.is_not(None))) if p]
+
+    return read
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from mam_client.service import run
+    from scb.config import load_config
+
+    return run(load_config(args.config))

@@ -66,18 +66,26 @@ def assemble_bundles(transactions: list[object]) -> list[FoundBundle]:
 
 
 class PyotaTransport:
-    """A legacy IOTA node through PyOTA. `local_pow`, when given, replaces the node's attachToTangle."""
+    """A legacy IOTA node through PyOTA's `Iota` client.
+
+    With `local_pow`, attachToTangle runs on this machine (`mam_client.pow.LocalPowAdapter`) and only tips,
+    storage and broadcast go to the node - for nodes that refuse attachToTangle.
+    """
 
     def __init__(self, node_url: str, depth: int = 3, mwm: int = 9, timeout_s: float = 30.0,
-                 local_pow: Callable[..., list[str]] | None = None) -> None:
+                 local_pow: bool = False, pow_threads: int | None = None) -> None:
         from iota import Iota
         from iota.adapter import HttpAdapter
 
         self.node_url = node_url
         self.depth = depth
         self.mwm = mwm
-        self.local_pow = local_pow
-        self.api = Iota(HttpAdapter(node_url, timeout=timeout_s))
+        adapter = HttpAdapter(node_url, timeout=timeout_s)
+        if local_pow:
+            from mam_client.pow import LocalPowAdapter
+
+            adapter = LocalPowAdapter(adapter, threads=pow_threads or None)
+        self.api = Iota(adapter)
 
     def _call(self, what: str, fn: Callable[[], dict]) -> dict:
         try:
@@ -91,15 +99,8 @@ class PyotaTransport:
         transfer = ProposedTransaction(address=Address(address), value=0, tag=Tag(tag), message=TryteString(payload))
         prepared = self._call("prepareTransfer", lambda: self.api.prepare_transfer(transfers=[transfer]))
         trytes = prepared["trytes"]
-        if self.local_pow is None:
-            sent = self._call("sendTrytes", lambda: self.api.send_trytes(trytes, self.depth, self.mwm))
-            attached = sent["trytes"]
-        else:
-            tips = self._call("getTransactionsToApprove",
-                              lambda: self.api.get_transactions_to_approve(self.depth))
-            attached = self.local_pow(trytes, str(tips["trunkTransaction"]), str(tips["branchTransaction"]), self.mwm)
-            self._call("storeTransactions", lambda: self.api.store_transactions(attached))
-            self._call("broadcastTransactions", lambda: self.api.broadcast_transactions(attached))
+        sent = self._call("sendTrytes", lambda: self.api.send_trytes(trytes, self.depth, self.mwm))
+        attached = sent["trytes"]
         txs = [Transaction.from_tryte_string(t) for t in attached]
         bundles = assemble_bundles(txs)
         if len(bundles) != 1 or not bundles[0].carries(payload):

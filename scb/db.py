@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+if TYPE_CHECKING:
+    from scb.config import Config
 
 
 class Base(DeclarativeBase):
@@ -54,3 +58,31 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+#: Modules that define tables; imported before the schema is created so every table is on Base.metadata.
+MODEL_MODULES = ("mam_client.models", "energy_manager.models", "settlement.models")
+
+
+def load_models() -> None:
+    import importlib
+
+    for name in MODEL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+def create_schema(engine: Engine) -> None:
+    """Bring the database schema up to date (every process calls this at start; it is idempotent)."""
+    load_models()
+    Base.metadata.create_all(engine)
+
+
+def open_database(config: "Config") -> sessionmaker[Session]:
+    """Engine + schema + session factory for the configured database."""
+    engine = make_engine(config.database_url, config.sqlite_synchronous)
+    create_schema(engine)
+    return make_sessionmaker(engine)

@@ -1,0 +1,51 @@
+"""`scb mam-client`: the publisher loop and the local HTTP API in one process.
+
+The publisher runs in a thread (PyOTA is synchronous); the API runs on aiohttp's event loop. SIGTERM/SIGINT stop
+the API, then the publisher finishes the call it is in and exits; anything not yet attached stays prepared or
+queued in the database and is picked up on the next start.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from aiohttp import web
+
+from mam_client.api import create_app
+from mam_client.publisher import Publisher
+from mam_client.settings import IotaSettings, iota_settings, mam_settings
+from mam_client.transport import PyotaTransport
+from scb.config import Config
+from scb.db import open_database
+
+log = logging.getLogger(__name__)
+
+
+def make_transport(iota: IotaSettings) -> PyotaTransport:
+    return PyotaTransport(iota.node_url, depth=iota.depth, mwm=iota.mwm, timeout_s=iota.timeout_s,
+                          local_pow=iota.pow == "local", pow_threads=iota.pow_threads or None)
+
+
+def run(config: Config) -> int:
+    iota = iota_settings(config)
+    mam = mam_settings(config)
+    factory = open_database(config)
+    publisher = Publisher(factory, mam, make_transport(iota), tag=iota.tag)
+    publisher.ensure_channels()
+    stop = threading.Event()
+    worker = threading.Thread(target=publisher.run_forever, args=(stop,), name="publisher", daemon=True)
+
+    async def start_worker(_app: web.Application) -> None:
+        worker.start()
+
+    async def stop_worker(_app: web.Application) -> None:
+        stop.set()
+        worker.join(timeout=60)
+
+    app = create_app(factory, tuple(mam.channels))
+    app.on_startup.append(start_worker)
+    app.on_cleanup.append(stop_worker)
+    log.info("mam-client: node %s (%s PoW, mwm %d), API on http://%s:%d, channels: %s", iota.node_url, iota.pow,
+             iota.mwm, mam.api_host, mam.api_port, ", ".join(mam.channels))
+    web.run_app(app, host=mam.api_host, port=mam.api_port, print=None, access_log=None)
+    return 0
