@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "energy_manager.cli",
     "settlement.cli",
     "scb.hub_cli",
+    "scb.supervisor",
 )
 
 
