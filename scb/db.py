@@ -12,15 +12,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 if TYPE_CHECKING:
     from scb.config import Config
 
 
+#: Every constraint and index gets a predictable name. Why: migrations must be able to name what they drop or
+#: alter (SQLite batch migrations and PostgreSQL both need it), and unnamed constraints get random or no names.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
 class Base(DeclarativeBase):
     """Declarative base of every SCB table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def make_engine(url: str, synchronous: str = "FULL") -> Engine:
@@ -76,9 +89,12 @@ def load_models() -> None:
 
 
 def create_schema(engine: Engine) -> None:
-    """Bring the database schema up to date (every process calls this at start; it is idempotent)."""
-    load_models()
-    Base.metadata.create_all(engine)
+    """Bring the database schema up to date (every process calls this at start; it is idempotent).
+
+    Runs the Alembic migrations (`upgrade`), not `create_all`: a table created outside the migrations would
+    make the next revision that creates it fail on a hub in the field.
+    """
+    upgrade(engine)
 
 
 def open_database(config: "Config") -> sessionmaker[Session]:
@@ -86,3 +102,20 @@ def open_database(config: "Config") -> sessionmaker[Session]:
     engine = make_engine(config.database_url, config.sqlite_synchronous)
     create_schema(engine)
     return make_sessionmaker(engine)
+
+
+def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
+    """Migrate the database to `revision` (default: newest) with Alembic; idempotent, safe for concurrent starts.
+
+    See scb/migrate.py: a schema change is a new revision in scb/migrations/versions, never `create_all`.
+    """
+    from scb.migrate import upgrade as _upgrade
+
+    _upgrade(engine_or_url, revision)
+
+
+def init_db(config: "Config") -> Engine:
+    """The configured database's engine, migrated to the newest schema: what every process calls at start."""
+    from scb.migrate import init_db as _init_db
+
+    return _init_db(config)

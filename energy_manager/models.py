@@ -1,0 +1,94 @@
+"""Database tables of the energy manager: readings, input counters, and small persistent state.
+
+`energy_readings` is the hub's record of what the meters said; every later step (MAM messages, Merkle leaves,
+bills, `scb verify`) starts from its `canonical` bytes and `digest`. Rows are only ever inserted, then linked:
+`message_id` once the reading's publish window is batched into a MAM message, `period` when settlement assigns
+the reading to a settlement period.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from scb.db import Base
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class StoredReading(Base):
+    """One reading of one meter. (hub, meter, seq) is unique and seq runs 1, 2, 3, ... per meter."""
+
+    __tablename__ = "energy_readings"
+    __table_args__ = (
+        UniqueConstraint("hub", "meter", "seq", name="uq_energy_readings_hub_meter_seq"),
+        Index("ix_energy_readings_meter_ts", "meter", "ts_ms"),
+        Index("ix_energy_readings_batch", "message_id", "window_start_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # the canonical fields, duplicated in columns for queries (the canonical bytes are authoritative)
+    hub: Mapped[str] = mapped_column(String(64))
+    meter: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    party: Mapped[str] = mapped_column(String(64), index=True)
+    circuit: Mapped[str] = mapped_column(String(16))
+    ts_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    register_wh: Mapped[int] = mapped_column(BigInteger)
+    power_w: Mapped[int] = mapped_column(BigInteger)
+    salt: Mapped[str] = mapped_column(String(32))
+    canonical: Mapped[bytes] = mapped_column(LargeBinary)
+    #: keccak256(canonical), 64 lowercase hex digits
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    # derived by energy_manager.registers: energy since the meter's previous reading, never negative
+    delta_wh: Mapped[int] = mapped_column(BigInteger)
+    interval_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: comma-separated: first, gap, reset, spike, rebase ('' for an ordinary reading)
+    flags: Mapped[str] = mapped_column(String(64), default="")
+    #: start of the publish window (community-clock ms) the reading belongs to
+    window_start_ms: Mapped[int] = mapped_column(BigInteger)
+    #: the MAM message that carries this reading (NULL until its window is batched)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("mam_messages.id"), nullable=True)
+    #: settlement period, assigned by settlement (NULL until then)
+    period: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class InputCounter(Base):
+    """How often each kind of bad input or device trouble happened, per device or meter, and the last case."""
+
+    __tablename__ = "energy_counters"
+    __table_args__ = (UniqueConstraint("source", "kind", name="uq_energy_counters_source_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: a device name ("sim", "emontx") or a meter id, or "clock"
+    source: Mapped[str] = mapped_column(String(64))
+    #: e.g. malformed, non_numeric, out_of_range, clock_backwards, clock_jump, unavailable, reset, gap, spike
+    kind: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: what happened last time, with the raw input (printable, shortened); never a secret
+    last_detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class EnergyState(Base):
+    """Small JSON state that must survive restarts: the community clock anchor, simulator checkpoints."""
+
+    __tablename__ = "energy_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value_json: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -1,0 +1,192 @@
+"""Schema migrations: the project database is created and upgraded by Alembic, never by `create_all`.
+
+Why: a hub in the field holds months of readings and the publisher's write-ahead state; a new release must
+change its schema in place, without losing a row. Every process calls `upgrade` (through `scb.db.upgrade` or
+`scb.db.init_db`) when it starts; it is idempotent and safe when several processes start at once (SQLite: the
+whole upgrade runs in one `BEGIN IMMEDIATE` transaction, which serialises them; PostgreSQL: an advisory lock).
+
+Rules for developers (docs/database.md):
+- change a model -> add a revision: `scb db revision -m "what changed"` autogenerates one against a scratch
+  database at head; review it, commit it with the model change;
+- `tests/scb/test_migrations.py` fails while the migrated schema differs from the models.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, inspect, text
+
+from scb.errors import ScbError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+    from scb.config import Config
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version"
+#: any 64-bit constant: the PostgreSQL advisory lock key that serialises concurrent upgrades
+_PG_LOCK_KEY = 0x5CB_D8_0001
+
+
+class SchemaError(ScbError):
+    """The database schema cannot be brought to this version of SCB (the message says why and what to do)."""
+
+
+def alembic_config(url: str | None = None) -> AlembicConfig:
+    """An Alembic configuration for `scb/migrations`, without an ini file."""
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _engine(engine_or_url: Engine | str) -> tuple[Engine, bool]:
+    from scb.db import make_engine
+
+    if isinstance(engine_or_url, Engine):
+        return engine_or_url, False
+    return make_engine(str(engine_or_url)), True
+
+
+def lock_for_migration(conn: Connection) -> None:
+    """Serialise schema changes between processes (SQLite is already serialised by BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+
+
+def schema_diff(conn: Connection) -> list[Any]:
+    """Differences between the database behind `conn` and the models (Alembic's autogenerate diff)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from scb.db import Base, load_models
+
+    load_models()
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    return [d for d in compare_metadata(ctx, Base.metadata) if not _is_version_table(d)]
+
+
+def _is_version_table(diff: Any) -> bool:
+    return isinstance(diff, tuple) and len(diff) > 1 and getattr(diff[1], "name", None) == VERSION_TABLE
+
+
+def _adopt_unversioned(conn: Connection, cfg: AlembicConfig) -> None:
+    """A database created before migrations existed (by `create_all`): stamp it at head if it matches the
+    models exactly; refuse otherwise, rather than guessing which revision it is at."""
+    from alembic import command
+
+    tables = set(inspect(conn).get_table_names())
+    if VERSION_TABLE in tables or not tables:
+        return
+    diff = schema_diff(conn)
+    if diff:
+        raise SchemaError(
+            "the database has tables but no migration history, and they differ from this version's schema "
+            f"({len(diff)} difference{'s' if len(diff) != 1 else ''}, first: {_describe(diff[0])}); "
+            "back it up and start with an empty database (docs/database.md)"
+        )
+    command.stamp(cfg, "head")
+
+
+def _describe(diff: Any) -> str:
+    if isinstance(diff, list) and diff:
+        diff = diff[0]
+    if isinstance(diff, tuple) and diff:
+        names = [getattr(x, "name", None) or (x if isinstance(x, str) else None) for x in diff[1:4]]
+        return " ".join([str(diff[0]), *[str(n) for n in names if n]])
+    return str(diff)[:200]
+
+
+def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
+    """Bring the database to `revision` (default: the newest). Idempotent; every process calls it at start."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    engine, owned = _engine(engine_or_url)
+    cfg = alembic_config()
+    try:
+        with engine.begin() as conn:  # one transaction: all or nothing, and concurrent starts queue up here
+            lock_for_migration(conn)
+            cfg.attributes["connection"] = conn
+            _adopt_unversioned(conn, cfg)
+            command.upgrade(cfg, revision)
+    except CommandError as exc:
+        message = str(exc)
+        if "Can't locate revision" in message or "No such revision" in message:
+            raise SchemaError(
+                f"the database was migrated by a newer version of SCB ({message}); "
+                "upgrade SCB, or restore a backup made before that version"
+            ) from None
+        raise SchemaError(f"database migration failed: {message}") from None
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def current_revision(engine_or_url: Engine | str) -> str | None:
+    """The revision the database is at (None: not created yet)."""
+    from alembic.migration import MigrationContext
+
+    engine, owned = _engine(engine_or_url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise SchemaError("scb/migrations has no revisions")
+    return head
+
+
+def init_db(config: Config) -> Engine:
+    """The configured database, upgraded to the newest schema: what every SCB process calls first."""
+    from scb.db import make_engine
+
+    engine = make_engine(config.database_url, config.sqlite_synchronous)
+    upgrade(engine)
+    return engine
+
+
+def new_revision(message: str) -> Path:
+    """Autogenerate the next revision (numbered 0002, 0003, ...) from the models against a scratch database at
+    head; returns the new file. Raises SchemaError when the models match the migrations already."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from scb.db import make_engine
+
+    if not message.strip():
+        raise SchemaError("a revision needs a message (-m 'what changed')")
+    script = ScriptDirectory.from_config(alembic_config())
+    numbers = [int(m.group(1)) for rev in script.walk_revisions() if (m := re.match(r"(\d+)", rev.revision))]
+    rev_id = f"{max(numbers, default=0) + 1:04d}"
+    with tempfile.TemporaryDirectory(prefix="scb-revision-") as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'scratch.sqlite3'}")
+        try:
+            upgrade(engine)
+            with engine.begin() as conn:
+                if not schema_diff(conn):
+                    raise SchemaError("the models match the migrations: nothing to add")
+                cfg = alembic_config()
+                cfg.attributes["connection"] = conn
+                command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+        finally:
+            engine.dispose()
+    created = sorted(MIGRATIONS_DIR.joinpath("versions").glob(f"{rev_id}_*.py"))
+    if not created:
+        raise SchemaError("alembic did not write a revision file")
+    return created[-1]
