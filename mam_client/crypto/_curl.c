@@ -205,50 +205,135 @@ done:
 
 #define TX_TRITS 8019
 
+/*
+ * The search evaluates many candidate nonces per transform with bitslicing, like transform_sliced, but with its
+ * own loop: a "word" is a GCC/Clang vector of two uint64 (128 lanes; SSE2 on x86-64 and NEON on 64-bit ARM,
+ * both baseline, so no -march flag and no per-CPU build), the state ping-pongs between two buffers instead of
+ * being copied each round, and the permutation index is computed incrementally. This roughly doubles the
+ * hashes per second of a 64-lane uint64 loop on the same core. Other compilers get the 64-lane uint64 form.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+typedef uint64_t pw_t __attribute__((vector_size(16)));
+#define PW_WORDS 2
+#else
+typedef uint64_t pw_t;
+#define PW_WORDS 1
+#endif
+#define PW_LANES (64 * PW_WORDS)
+
+static inline pw_t pw_all(int set) {
+    pw_t v;
+    memset(&v, set ? 0xFF : 0, sizeof v);
+    return v;
+}
+
+static inline uint64_t pw_word(pw_t v, int w) {
+#if PW_WORDS > 1
+    return v[w];
+#else
+    (void)w;
+    return v;
+#endif
+}
+
+static inline void pw_set(pw_t *lo, pw_t *hi, int pos, int lane, int8_t t) {
+    uint64_t l[PW_WORDS], h[PW_WORDS];
+    memcpy(l, &lo[pos], sizeof l);
+    memcpy(h, &hi[pos], sizeof h);
+    uint64_t bit = (uint64_t)1 << (lane % 64);
+    int w = lane / 64;
+    if (t < 0) { l[w] |= bit; h[w] &= ~bit; }
+    else if (t > 0) { l[w] &= ~bit; h[w] |= bit; }
+    else { l[w] |= bit; h[w] |= bit; }
+    memcpy(&lo[pos], l, sizeof l);
+    memcpy(&hi[pos], h, sizeof h);
+}
+
+static inline int8_t pw_get(const pw_t *lo, const pw_t *hi, int pos, int lane) {
+    int w = lane / 64, b = lane % 64;
+    int l = (int)((pw_word(lo[pos], w) >> b) & 1), h = (int)((pw_word(hi[pos], w) >> b) & 1);
+    return (int8_t)(l && h ? 0 : (h ? 1 : -1));
+}
+
+/*
+ * 81 rounds from (lo, hi), using (tlo, thi) as the second buffer; returns which buffer holds the result
+ * (0 = lo/hi, 1 = tlo/thi). The last round only computes the hash trits [243 - mwm, 243) that are checked.
+ */
+static int pow_transform(pw_t *lo, pw_t *hi, pw_t *tlo, pw_t *thi, int mwm) {
+    pw_t *sl = lo, *sh = hi, *dl = tlo, *dh = thi;
+    for (int r = 0; r < 81; r++) {
+        int first = 0, last = STATE;
+        if (r == 80) { first = RATE - mwm; last = RATE; }
+        int j = IDX[first];
+        for (int i = first; i < last; i++) {
+            pw_t alpha = sl[j], beta = sh[j];
+            j = j < 365 ? j + 364 : j - 365;
+            pw_t gamma = sh[j];
+            pw_t delta = (alpha | ~gamma) & (sl[j] ^ beta);
+            dl[i] = ~delta;
+            dh[i] = (alpha ^ gamma) | delta;
+        }
+        pw_t *t;
+        t = sl; sl = dl; dl = t;
+        t = sh; sh = dh; dh = t;
+    }
+    return sl == lo ? 0 : 1;
+}
+
 typedef struct {
-    uint64_t mid_lo[STATE], mid_hi[STATE]; /* state after absorbing all but the last block, all lanes equal */
-    int8_t last[RATE];                     /* last block, nonce trits (162..243) to be searched */
+    int8_t mid[STATE];   /* scalar state after absorbing all but the last block */
+    int8_t last[RATE];   /* last block; nonce trits are 162..243 */
     int mwm;
-    int thread_id, nthreads;
-    volatile int *stop;
+    int thread_id;
+    volatile int *stop;  /* set by the first thread that finds a nonce */
+    volatile const char *cancel; /* caller's flag (interruptAttachingToTangle), may be NULL */
     pthread_mutex_t *lock;
     int8_t *result;
-    long tried;
+    long long tried;
 } pow_job;
 
+/*
+ * Nonce layout per candidate: lanes fix trits 162..166 (5 trits: 243 >= 128 lanes), the thread id fixes
+ * 167..170 (4 trits: up to 81 threads), a counter runs in 216..243; the other nonce trits keep the caller's value.
+ * Every (thread, counter, lane) triple is a distinct nonce, so threads never repeat each other's work.
+ */
 static void *pow_worker(void *arg) {
     pow_job *job = (pow_job *)arg;
-    uint64_t lo[STATE], hi[STATE], blo[STATE], bhi[STATE];
+    pw_t blo[STATE], bhi[STATE], lo[STATE], hi[STATE], tlo[STATE], thi[STATE];
     int8_t block[RATE];
     memcpy(block, job->last, RATE);
-    /* lanes fix nonce trits 162..165; the thread id fixes trit 166..; the counter lives in trits 216..243 */
     int t = job->thread_id;
-    for (int p = 166; p < 170; p++) { block[p] = DIGIT[t % 3]; t /= 3; }
-    memcpy(blo, job->mid_lo, sizeof blo);
-    memcpy(bhi, job->mid_hi, sizeof bhi);
-    for (int lane = 0; lane < 64; lane++) {
-        for (int i = 0; i < RATE; i++) slice_set(blo, bhi, i, lane, block[i]);
-        int b = lane;
-        for (int p = 162; p < 166; p++) { slice_set(blo, bhi, p, lane, DIGIT[b % 3]); b /= 3; }
+    for (int p = 167; p < 171; p++) { block[p] = DIGIT[t % 3]; t /= 3; }
+    for (int i = 0; i < STATE; i++) {
+        int8_t v = i < RATE ? block[i] : job->mid[i];
+        blo[i] = pw_all(v <= 0);
+        bhi[i] = pw_all(v >= 0);
     }
-    while (!*job->stop) {
+    for (int lane = 0; lane < PW_LANES; lane++) {
+        int b = lane;
+        for (int p = 162; p < 167; p++) { pw_set(blo, bhi, p, lane, DIGIT[b % 3]); b /= 3; }
+    }
+    while (!*job->stop && !(job->cancel && *job->cancel)) {
         ternary_increment(block + 216, 27);
-        for (int i = 216; i < RATE; i++)
-            for (int lane = 0; lane < 64; lane++) slice_set(blo, bhi, i, lane, block[i]);
+        for (int i = 216; i < RATE; i++) { blo[i] = pw_all(block[i] <= 0); bhi[i] = pw_all(block[i] >= 0); }
         memcpy(lo, blo, sizeof lo);
         memcpy(hi, bhi, sizeof hi);
-        transform_sliced(lo, hi, 81);
-        job->tried += 64;
-        /* hash trit is zero where lo & hi are both set: need the last mwm trits of the hash zero */
-        uint64_t ok = ~(uint64_t)0;
-        for (int i = RATE - job->mwm; i < RATE && ok; i++) ok &= lo[i] & hi[i];
-        if (ok) {
-            int lane = 0;
-            while (!((ok >> lane) & 1)) lane++;
+        int in_t = pow_transform(lo, hi, tlo, thi, job->mwm);
+        const pw_t *rl = in_t ? tlo : lo, *rh = in_t ? thi : hi;
+        job->tried += PW_LANES;
+        /* a hash trit is zero where lo and hi are both set: need the last mwm trits of the hash zero */
+        pw_t ok = pw_all(1);
+        for (int i = RATE - job->mwm; i < RATE; i++) ok &= rl[i] & rh[i];
+        int lane = -1;
+        for (int w = 0; w < PW_WORDS && lane < 0; w++) {
+            uint64_t bits = pw_word(ok, w);
+            if (bits) { int b = 0; while (!((bits >> b) & 1)) b++; lane = 64 * w + b; }
+        }
+        if (lane >= 0) {
             pthread_mutex_lock(job->lock);
             if (!*job->stop) {
                 *job->stop = 1;
-                for (int i = 0; i < 81; i++) job->result[i] = slice_get(blo, bhi, 162 + i, lane);
+                for (int i = 0; i < 81; i++) job->result[i] = pw_get(blo, bhi, 162 + i, lane);
             }
             pthread_mutex_unlock(job->lock);
         }
@@ -256,18 +341,34 @@ static void *pow_worker(void *arg) {
     return NULL;
 }
 
-/* pow_search(tx: 8019 trits, mwm, threads) -> (nonce: 81 trits, hashes tried) */
+/*
+ * pow_search(tx: 8019 trits, mwm, threads, cancel=None) -> (nonce: 81 trits | None, hashes tried)
+ * `cancel` is an optional writable buffer (a bytearray); when another thread sets its first byte to non-zero
+ * the search stops and the nonce is None. The GIL is released for the whole search.
+ */
 static PyObject *py_pow_search(PyObject *self, PyObject *args) {
-    Py_buffer tx;
+    Py_buffer tx, cancel;
     int mwm, nthreads;
-    if (!PyArg_ParseTuple(args, "y*ii", &tx, &mwm, &nthreads)) return NULL;
-    PyObject *res = NULL;
-    if (tx.len != TX_TRITS || mwm < 0 || mwm > 243 || nthreads < 1 || nthreads > 64) {
+    PyObject *cancel_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "y*ii|O", &tx, &mwm, &nthreads, &cancel_obj)) return NULL;
+    int have_cancel = 0;
+    if (cancel_obj != Py_None) {
+        if (PyObject_GetBuffer(cancel_obj, &cancel, PyBUF_WRITABLE) < 0) { PyBuffer_Release(&tx); return NULL; }
+        have_cancel = 1;
+        if (cancel.len < 1) {
+            PyErr_SetString(PyExc_ValueError, "cancel flag must be a writable buffer of at least one byte");
+            goto fail;
+        }
+    }
+    if (tx.len != TX_TRITS || mwm < 0 || mwm > RATE || nthreads < 1 || nthreads > 64) {
         PyErr_SetString(PyExc_ValueError, "need 8019 trits, 0 <= mwm <= 243 and 1..64 threads");
-        PyBuffer_Release(&tx);
-        return NULL;
+        goto fail;
     }
     const int8_t *trits = (const int8_t *)tx.buf;
+    for (Py_ssize_t i = 0; i < TX_TRITS; i++) {
+        if (trits[i] < -1 || trits[i] > 1) { PyErr_SetString(PyExc_ValueError, "trit outside -1..1"); goto fail; }
+    }
+    PyObject *res = NULL;
     int8_t state[STATE];
     memset(state, 0, sizeof state);
     for (int off = 0; off < TX_TRITS - RATE; off += RATE) {
@@ -279,29 +380,38 @@ static PyObject *py_pow_search(PyObject *self, PyObject *args) {
     volatile int stop = 0;
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     int8_t result[81];
-    long tried = 0;
+    long long tried = 0;
+    int started = 1;
     if (!jobs || !tids) { PyErr_NoMemory(); goto out; }
     Py_BEGIN_ALLOW_THREADS
     for (int k = 0; k < nthreads; k++) {
         pow_job *j = &jobs[k];
-        for (int i = 0; i < STATE; i++) { j->mid_lo[i] = 0; j->mid_hi[i] = 0; }
-        for (int lane = 0; lane < 64; lane++)
-            for (int i = RATE; i < STATE; i++) slice_set(j->mid_lo, j->mid_hi, i, lane, state[i]);
+        memcpy(j->mid, state, STATE);
         memcpy(j->last, trits + TX_TRITS - RATE, RATE);
-        j->mwm = mwm; j->thread_id = k; j->nthreads = nthreads;
-        j->stop = &stop; j->lock = &lock; j->result = result; j->tried = 0;
+        j->mwm = mwm; j->thread_id = k;
+        j->stop = &stop; j->cancel = have_cancel ? (volatile const char *)cancel.buf : NULL;
+        j->lock = &lock; j->result = result; j->tried = 0;
     }
-    for (int k = 1; k < nthreads; k++) pthread_create(&tids[k], NULL, pow_worker, &jobs[k]);
+    for (int k = 1; k < nthreads; k++) {
+        if (pthread_create(&tids[k], NULL, pow_worker, &jobs[k]) != 0) break; /* fewer threads: still correct */
+        started++;
+    }
     pow_worker(&jobs[0]);
-    for (int k = 1; k < nthreads; k++) pthread_join(tids[k], NULL);
-    for (int k = 0; k < nthreads; k++) tried += jobs[k].tried;
+    for (int k = 1; k < started; k++) pthread_join(tids[k], NULL);
+    for (int k = 0; k < started; k++) tried += jobs[k].tried;
     Py_END_ALLOW_THREADS
-    res = Py_BuildValue("(y#l)", (const char *)result, (Py_ssize_t)81, tried);
+    if (stop) res = Py_BuildValue("(y#L)", (const char *)result, (Py_ssize_t)81, tried);
+    else res = Py_BuildValue("(OL)", Py_None, tried);
 out:
     free(jobs);
     free(tids);
+    if (have_cancel) PyBuffer_Release(&cancel);
     PyBuffer_Release(&tx);
     return res;
+fail:
+    if (have_cancel) PyBuffer_Release(&cancel);
+    PyBuffer_Release(&tx);
+    return NULL;
 }
 
 
@@ -391,7 +501,7 @@ static PyMethodDef methods[] = {
     {"transform", py_transform, METH_VARARGS, "transform(state: bytearray[729], rounds) in place"},
     {"hash_chains", py_hash_chains, METH_VARARGS, "hash_chains(blocks, steps, rounds) -> bytes"},
     {"mam_nonce", py_mam_nonce, METH_VARARGS, "mam_nonce(state729, security, rounds) -> (nonce81, batches)"},
-    {"pow_search", py_pow_search, METH_VARARGS, "pow_search(tx8019, mwm, threads) -> (nonce81, tried)"},
+    {"pow_search", py_pow_search, METH_VARARGS, "pow_search(tx8019, mwm, threads, cancel=None) -> (nonce81 | None, tried)"},
     {"trits_from_trytes", py_trits_from_trytes, METH_VARARGS, "trits_from_trytes(str) -> bytes"},
     {"trytes_from_trits", py_trytes_from_trits, METH_VARARGS, "trytes_from_trits(bytes) -> str"},
     {"trits_add", py_trits_add, METH_VARARGS, "trits_add(a, b, sign) -> bytes"},
