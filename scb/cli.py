@@ -20,6 +20,7 @@ from scb.errors import ScbError
 #: Modules with a `register(subparsers)` function, in the order their commands appear in --help.
 COMMAND_MODULES = (
     "mam_client.cli",
+    "mam_client.node.cli",
     "energy_manager.cli",
     "settlement.cli",
     "scb.hub_cli",
