@@ -12,6 +12,7 @@ Rules for developers (docs/database.md):
 """
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -30,6 +31,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"
 #: any 64-bit constant: the PostgreSQL advisory lock key that serialises concurrent upgrades
 _PG_LOCK_KEY = 0x5CB_D8_0001
+
+
+log = logging.getLogger("scb.db")
+# Alembic narrates every step at INFO ("setup plugin ...", "Context impl ..."); the hub logs one line instead.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class SchemaError(ScbError):
@@ -115,8 +121,12 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
         with engine.begin() as conn:  # one transaction: all or nothing, and concurrent starts queue up here
             lock_for_migration(conn)
             cfg.attributes["connection"] = conn
+            before = _revision_of(conn)
             _adopt_unversioned(conn, cfg)
             command.upgrade(cfg, revision)
+            after = _revision_of(conn)
+        if before != after:
+            log.info("database migrated from %s to revision %s", before or "empty", after)
     except CommandError as exc:
         message = str(exc)
         if "Can't locate revision" in message or "No such revision" in message:
@@ -128,6 +138,12 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
     finally:
         if owned:
             engine.dispose()
+
+
+def _revision_of(conn: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
 
 
 def current_revision(engine_or_url: Engine | str) -> str | None:

@@ -1,0 +1,86 @@
+"""The community clock: real time for real meters, accelerated time for the simulated community.
+
+With `clock_speed = 60` one real second is one simulated minute: a demo day lasts 24 minutes and the tests run
+days in seconds. Readings carry community-clock timestamps, and everything downstream (publish windows,
+settlement periods) follows them.
+
+Across restarts the accelerated clock keeps running as if the hub had been up: the anchor (community time at a
+wall-clock instant) is stored in the database, and on start the clock continues from
+`anchor + speed x (wall time since the anchor)`. Why: the simulated meters are a physical model; a hub that was
+down does not stop the sun. The readings after a restart therefore show a gap, as they would with real meters.
+Within a run the clock advances with `time.monotonic`, so NTP steps do not move an accelerated clock.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ClockAnchor:
+    """Community time `community_ms` was current at wall time `wall_ms`, running at `speed`."""
+
+    community_ms: int
+    wall_ms: int
+    speed: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"community_ms": self.community_ms, "wall_ms": self.wall_ms, "speed": self.speed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ClockAnchor | None:
+        try:
+            return cls(int(data["community_ms"]), int(data["wall_ms"]), float(data["speed"]))  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def resume_point(previous: ClockAnchor | None, wall_ms: int, start_ms: int | None, not_before_ms: int) -> int:
+    """Community time at which an accelerated clock starts now.
+
+    previous: the stored anchor (None on the first run); start_ms: the configured start for a first run (None:
+    now); not_before_ms: one past the newest stored reading, so time never runs backwards for a meter.
+    """
+    if previous is None:
+        point = start_ms if start_ms is not None else wall_ms
+    else:
+        elapsed = max(0, wall_ms - previous.wall_ms)  # the wall clock was set back while we were down: no jump
+        point = previous.community_ms + int(previous.speed * elapsed)
+    return max(point, not_before_ms)
+
+
+class CommunityClock:
+    """`now_ms()` in community time; `seconds_until(ms)` in real seconds, for sleeping."""
+
+    def __init__(
+        self,
+        speed: float,
+        start_ms: int | None = None,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("clock speed must be positive")
+        self.speed = speed
+        self.real_time = speed == 1 and start_ms is None
+        self._wall = wall
+        self._mono = monotonic
+        self._mono0 = monotonic()
+        self.start_ms = int(wall() * 1000) if start_ms is None else int(start_ms)
+
+    def now_ms(self) -> int:
+        if self.real_time:
+            return int(self._wall() * 1000)
+        return self.start_ms + int((self._mono() - self._mono0) * 1000 * self.speed)
+
+    def wall_ms(self) -> int:
+        return int(self._wall() * 1000)
+
+    def seconds_until(self, community_ms: int) -> float:
+        return max(0.0, (community_ms - self.now_ms()) / 1000 / self.speed)
+
+    def anchor(self) -> ClockAnchor:
+        """The anchor to store: where this clock is now, against the wall clock."""
+        return ClockAnchor(self.now_ms(), self.wall_ms(), self.speed)
