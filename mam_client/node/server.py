@@ -461,12 +461,15 @@ def _cors() -> dict[str, str]:
     }
 
 
+NODE_KEY = web.AppKey("tangle_node", TangleNode)
+
+
 def create_app(settings: NodeSettings) -> web.Application:
     """The node as an aiohttp application (its store opens on start-up and closes on clean-up)."""
     node = TangleNode(settings)
     # the body is read by the handler with its own limit, so that an oversized request gets IRI's JSON error
     app = web.Application(client_max_size=settings.max_body_bytes + 1)
-    app["node"] = node
+    app[NODE_KEY] = node
     app.on_startup.append(node.on_startup)
     app.on_cleanup.append(node.on_cleanup)
     app.router.add_route("*", "/{tail:.*}", node.handle)

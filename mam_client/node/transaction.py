@@ -176,12 +176,12 @@ def check_bundle(chain: list[Transaction]) -> str | None:
         return "empty bundle"
     last = chain[0].last_index
     for i, tx in enumerate(chain):
+        if tx.bundle != chain[0].bundle:
+            return f"transaction {tx.hash} belongs to another bundle"
         if tx.current_index != i:
             return f"transaction {tx.hash} has currentIndex {tx.current_index}, expected {i}"
         if tx.last_index != last:
             return f"transaction {tx.hash} has lastIndex {tx.last_index}, expected {last}"
-        if tx.bundle != chain[0].bundle:
-            return f"transaction {tx.hash} belongs to another bundle"
     if len(chain) != last + 1:
         return f"bundle has {len(chain)} transactions but lastIndex {last}"
     if sum(tx.value for tx in chain) != 0:
