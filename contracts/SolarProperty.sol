@@ -1,0 +1,718 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+/**
+ * @title SolarProperty: shared ownership and periodic settlement of community solar systems
+ * @notice An approver registers a solar system with its holders and their shares. The system's hub settles
+ * each period once: it anchors the Merkle root of the period's readings and bills every holder who is still
+ * paying off a share for the energy of their portion that they consumed. Holders pay bills (oldest first)
+ * and pay off their holding; they may prepay a deposit that each settlement draws from. A bill unpaid past
+ * the grace period puts the holder out of good standing, and then anyone may repossess the share: it moves
+ * to the grid portion and the holder's equity, net of debt, becomes withdrawable. All outgoing money is
+ * pulled (`withdraw`, `withdrawDeposit`), never pushed.
+ * @dev See docs/contract.md for the money flows, rounding and bounds. Invariant kept by every function:
+ * address(this).balance == sum(withdrawable) + sum(prepaid) + sum(equityPaid of holders still paying).
+ * Bills are never stored one per holder per period: a holder's unpaid amounts form a prefix-summed debt
+ * ledger, so paying clears the oldest debt first in O(1) and finding the oldest unpaid due time is a
+ * binary search (O(log n)); settle touches one storage slot per holder while the deposit covers the bill.
+ */
+contract SolarProperty is AccessControl, ReentrancyGuardTransient {
+    using SafeCast for uint256;
+
+    // ---------------------------------------------------------------- constants
+
+    /// @notice Role that registers systems and administers their hub roles.
+    bytes32 public constant APPROVER_ROLE = keccak256("APPROVER_ROLE");
+    /// @notice Seed of the per-system hub role; see {hubRole}.
+    bytes32 public constant HUB_ROLE = keccak256("HUB_ROLE");
+    /// @notice Shares are in basis points and must sum to exactly this.
+    uint16 public constant TOTAL_SHARES_BPS = 10_000;
+    /// @notice Upper bound on holders per system: bounds the work of settle and registerSystem.
+    uint256 public constant MAX_HOLDERS = 64;
+    /// @notice Length of a MAM channel root (and of any IOTA address/hash) in trytes.
+    uint256 public constant TRYTES_LENGTH = 81;
+    /// @dev Divisor of a bill: prices are per kWh (1000 Wh) and shares in basis points (10000).
+    uint256 private constant BILL_DIVISOR = 1000 * 10_000;
+
+    // ---------------------------------------------------------------- types
+
+    /// @notice Where a holder stands: NONE is never stored for a registered holder.
+    enum HolderStatus {
+        NONE,
+        PAYING,
+        OWNED,
+        REPOSSESSED
+    }
+
+    /// @dev Four storage slots; settle reads slots 0, 1 and 3 and writes slot 3.
+    struct System {
+        address beneficiary;
+        uint32 gracePeriod;
+        uint16 gridShareBps;
+        uint8 holderCount;
+        uint40 registeredAt;
+        uint128 pricePerKWh;
+        uint128 totalValue;
+        bytes32 mamChannelRootHash;
+        uint64 lastPeriodId;
+        uint48 lastPeriodEnd;
+    }
+
+    /// @dev Three storage slots: the cost of anchoring a period, independent of its reading count.
+    struct Period {
+        bytes32 readingsRoot;
+        bytes32 mamRootHash;
+        uint48 start;
+        uint48 end;
+        uint48 settledAt;
+        uint32 readingCount;
+        uint64 generationWh;
+    }
+
+    /// @dev Exactly one storage slot: everything settle needs for one holder, so the happy path of a settlement
+    /// (deposit covers the bill) costs one cold read and one write per holder.
+    struct HolderState {
+        uint16 shareBps;
+        HolderStatus status;
+        uint32 debtCount;
+        uint128 prepaid;
+    }
+
+    /// @dev Cold per-holder ledger, untouched by settle.
+    struct HolderLedger {
+        uint128 equityPaid;
+        uint128 debtCleared;
+    }
+
+    /// @notice Everything about a system, as returned by {systemInfo}.
+    struct SystemView {
+        address beneficiary;
+        uint256 pricePerKWh;
+        uint256 totalValue;
+        uint256 gracePeriod;
+        bytes32 mamChannelRootHash;
+        uint256 holderCount;
+        uint256 gridShareBps;
+        uint64 lastPeriodId;
+        uint256 lastPeriodEnd;
+        uint256 registeredAt;
+    }
+
+    /// @notice Everything about a holder of a system, as returned by {holderInfo}.
+    struct HolderView {
+        address account;
+        uint256 index;
+        uint256 shareBps;
+        HolderStatus status;
+        uint256 holdingValue;
+        uint256 equityPaid;
+        uint256 debt;
+        uint256 prepaid;
+        bool inGoodStanding;
+        uint64 nextDueTime;
+    }
+
+    /// @notice A settled period, as returned by {periodInfo}.
+    struct PeriodView {
+        bytes32 readingsRoot;
+        bytes32 mamRootHash;
+        uint256 readingCount;
+        uint256 start;
+        uint256 end;
+        uint256 settledAt;
+        uint256 dueTime;
+        uint256 generationWh;
+    }
+
+    // ---------------------------------------------------------------- storage
+
+    /// @notice Number of registered systems; system ids are 1..systemCount.
+    uint256 public systemCount;
+    /// @notice Pull-payment balances: what each account can take out with {withdraw}.
+    mapping(address account => uint256 amount) public withdrawable;
+
+    mapping(uint256 systemId => System) private _systems;
+    mapping(uint256 systemId => mapping(uint256 periodId => Period)) private _periods;
+    mapping(uint256 systemId => mapping(uint256 index => HolderState)) private _holderStates;
+    mapping(uint256 systemId => mapping(uint256 index => HolderLedger)) private _ledgers;
+    mapping(uint256 systemId => mapping(uint256 index => address)) private _holderAccounts;
+    mapping(uint256 systemId => mapping(address account => uint256 indexPlusOne)) private _holderIndexPlusOne;
+    /// @dev Debt ledger entry k of a holder: (cumulative unpaid amount through entry k) << 64 | due time.
+    mapping(uint256 systemId => mapping(uint256 index => mapping(uint256 k => uint256 entry))) private _debtEntries;
+
+    // ---------------------------------------------------------------- events
+
+    event SystemRegistered(
+        uint256 indexed systemId,
+        address indexed hub,
+        address indexed beneficiary,
+        uint256 pricePerKWh,
+        uint256 totalValue,
+        uint256 gracePeriod,
+        string mamChannelRoot,
+        address[] holders,
+        uint16[] sharesBps
+    );
+    event PeriodSettled(
+        uint256 indexed systemId,
+        uint256 indexed periodId,
+        uint256 start,
+        uint256 end,
+        bytes32 readingsRoot,
+        string mamRoot,
+        uint256 readingCount,
+        uint256 generationWh,
+        uint256 dueTime
+    );
+    /// @notice Bills of a period in holder order: `amounts[i]` billed to holder i, of which `unpaid[i]` became
+    /// debt and the rest was paid from their deposit.
+    event Billed(uint256 indexed systemId, uint256 indexed periodId, uint256[] amounts, uint256[] unpaid);
+    event Paid(uint256 indexed systemId, address indexed holder, uint256 toDebt, uint256 toEquity, uint256 toCredit);
+    event Deposited(uint256 indexed systemId, address indexed holder, uint256 toDebt, uint256 toPrepaid);
+    event DepositWithdrawn(uint256 indexed systemId, address indexed holder, uint256 amount);
+    event ShareOwned(uint256 indexed systemId, address indexed holder, uint256 shareBps, uint256 holdingValue);
+    event Repossessed(
+        uint256 indexed systemId,
+        address indexed holder,
+        uint256 shareBps,
+        uint256 equityReturned,
+        uint256 debtRecovered,
+        uint256 debtRemaining
+    );
+    /// @notice `account`'s withdrawable balance grew by `amount` because of something in system `systemId`.
+    event Credited(address indexed account, uint256 indexed systemId, uint256 amount);
+    event Withdrawn(address indexed account, uint256 amount);
+
+    // ---------------------------------------------------------------- errors
+
+    error ZeroAddress();
+    error InvalidPrice();
+    error InvalidTotalValue();
+    error InvalidTrytes();
+    error InvalidHolderCount(uint256 count);
+    error LengthMismatch(uint256 expected, uint256 actual);
+    error ZeroShare(address holder);
+    error DuplicateHolder(address holder);
+    error SharesDoNotSum(uint256 sum);
+    error UnknownSystem(uint256 systemId);
+    error PeriodAlreadySettled(uint256 systemId, uint256 periodId);
+    error PeriodOutOfOrder(uint256 periodId, uint256 lastPeriodId);
+    error InvalidPeriodRange(uint256 start, uint256 end);
+    error PeriodOverlap(uint256 start, uint256 lastPeriodEnd);
+    error PeriodNotEnded(uint256 end, uint256 nowTime);
+    error EmptyPeriod();
+    error PeriodNotSettled(uint256 systemId, uint256 periodId);
+    error NotHolder(uint256 systemId, address account);
+    error HolderNotPaying(uint256 systemId, address holder, HolderStatus status);
+    error HolderInGoodStanding(uint256 systemId, address holder);
+    error ZeroAmount();
+    error InsufficientPrepaid(uint256 available, uint256 requested);
+    error NothingToWithdraw();
+    error TransferFailed(address to, uint256 amount);
+
+    // ---------------------------------------------------------------- construction
+
+    /// @param admin gets DEFAULT_ADMIN_ROLE (grants and revokes approvers).
+    /// @param approver gets APPROVER_ROLE (registers systems, administers their hub roles).
+    constructor(address admin, address approver) {
+        if (admin == address(0) || approver == address(0)) revert ZeroAddress();
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(APPROVER_ROLE, approver);
+    }
+
+    /// @notice The role that may settle system `systemId`. Its admin is APPROVER_ROLE, so approvers rotate hubs
+    /// with grantRole/revokeRole.
+    function hubRole(uint256 systemId) public pure returns (bytes32) {
+        return keccak256(abi.encode(HUB_ROLE, systemId));
+    }
+
+    // ---------------------------------------------------------------- registration
+
+    /**
+     * @notice Register a solar system. Shares are basis points summing to exactly 10000; 1..64 distinct
+     * holders; the MAM channel root is 81 trytes (A-Z, 9), stored as keccak256 of its ASCII bytes and emitted.
+     * @return systemId the new system's id (1, 2, ...).
+     */
+    function registerSystem(
+        address hub,
+        address beneficiary,
+        uint128 pricePerKWh,
+        uint128 totalValue,
+        uint32 gracePeriod,
+        string calldata mamChannelRoot,
+        address[] calldata holders,
+        uint16[] calldata sharesBps
+    ) external onlyRole(APPROVER_ROLE) returns (uint256 systemId) {
+        if (hub == address(0) || beneficiary == address(0)) revert ZeroAddress();
+        if (pricePerKWh == 0) revert InvalidPrice();
+        if (totalValue == 0) revert InvalidTotalValue();
+        bytes32 channelHash = _trytesHash(mamChannelRoot);
+        uint256 n = holders.length;
+        if (n == 0 || n > MAX_HOLDERS) revert InvalidHolderCount(n);
+        if (sharesBps.length != n) revert LengthMismatch(n, sharesBps.length);
+
+        systemId = ++systemCount;
+        _storeHolders(systemId, holders, sharesBps);
+
+        System storage s = _systems[systemId];
+        s.beneficiary = beneficiary;
+        s.gracePeriod = gracePeriod;
+        s.holderCount = uint8(n); // n <= MAX_HOLDERS (64)
+        s.registeredAt = uint40(block.timestamp);
+        s.pricePerKWh = pricePerKWh;
+        s.totalValue = totalValue;
+        s.mamChannelRootHash = channelHash;
+
+        bytes32 role = hubRole(systemId);
+        _setRoleAdmin(role, APPROVER_ROLE);
+        _grantRole(role, hub);
+        emit SystemRegistered(
+            systemId, hub, beneficiary, pricePerKWh, totalValue, gracePeriod, mamChannelRoot, holders, sharesBps
+        );
+    }
+
+    /// @dev Validates and stores the holders; bounded by MAX_HOLDERS.
+    function _storeHolders(uint256 systemId, address[] calldata holders, uint16[] calldata sharesBps) private {
+        mapping(address => uint256) storage indexOf = _holderIndexPlusOne[systemId];
+        mapping(uint256 => HolderState) storage states = _holderStates[systemId];
+        mapping(uint256 => address) storage accounts = _holderAccounts[systemId];
+        uint256 sum;
+        uint256 n = holders.length;
+        for (uint256 i; i < n; ++i) {
+            address holder = holders[i];
+            uint16 share = sharesBps[i];
+            if (holder == address(0)) revert ZeroAddress();
+            if (share == 0) revert ZeroShare(holder);
+            if (indexOf[holder] != 0) revert DuplicateHolder(holder);
+            sum += share;
+            indexOf[holder] = i + 1;
+            accounts[i] = holder;
+            states[i] = HolderState({shareBps: share, status: HolderStatus.PAYING, debtCount: 0, prepaid: 0});
+        }
+        if (sum != TOTAL_SHARES_BPS) revert SharesDoNotSum(sum);
+    }
+
+    // ---------------------------------------------------------------- settlement
+
+    /**
+     * @notice Settle one period of system `systemId` (its hub only). Period ids strictly increase (gaps allowed)
+     * and periods may not overlap in time, so a retried settlement reverts instead of billing twice.
+     * Each holder still paying is billed floor(min(consumed * 10000, generation * share) * price / 10^7) wei,
+     * i.e. min(consumed, generation * share / 10000) Wh at `price` per kWh, multiplied before the one division;
+     * the bill is paid from the holder's deposit first and the rest becomes debt due at now + grace period.
+     * @param consumptionWh each holder's consumption in Wh, in holder order (entries of holders that own or lost
+     * their share are ignored).
+     */
+    function settle(
+        uint256 systemId,
+        uint64 periodId,
+        uint64 start,
+        uint64 end,
+        bytes32 readingsRoot,
+        string calldata mamRoot,
+        uint32 readingCount,
+        uint64 generationWh,
+        uint64[] calldata consumptionWh
+    ) external nonReentrant {
+        _checkRole(hubRole(systemId));
+        System storage s = _systems[systemId];
+        uint256 n = s.holderCount;
+        if (n == 0) revert UnknownSystem(systemId);
+        _checkPeriod(systemId, s, periodId, start, end);
+        if (readingCount == 0 || readingsRoot == bytes32(0)) revert EmptyPeriod();
+        if (consumptionWh.length != n) revert LengthMismatch(n, consumptionWh.length);
+        bytes32 mamRootHash = _trytesHash(mamRoot);
+
+        s.lastPeriodId = periodId;
+        s.lastPeriodEnd = uint48(end); // end <= block.timestamp, checked
+        _periods[systemId][periodId] = Period({
+            readingsRoot: readingsRoot,
+            mamRootHash: mamRootHash,
+            start: uint48(start),
+            end: uint48(end),
+            settledAt: uint48(block.timestamp),
+            readingCount: readingCount,
+            generationWh: generationWh
+        });
+        uint256 dueTime = block.timestamp + s.gracePeriod;
+        emit PeriodSettled(
+            systemId, periodId, start, end, readingsRoot, mamRoot, readingCount, generationWh, dueTime
+        );
+        _bill(systemId, periodId, s, generationWh, consumptionWh, dueTime);
+    }
+
+    /// @dev Reverts unless the period comes after the last settled one, in id and in time, and has ended.
+    function _checkPeriod(uint256 systemId, System storage s, uint64 periodId, uint64 start, uint64 end)
+        private
+        view
+    {
+        uint64 lastId = s.lastPeriodId;
+        if (periodId <= lastId) {
+            if (_periods[systemId][periodId].settledAt != 0) revert PeriodAlreadySettled(systemId, periodId);
+            revert PeriodOutOfOrder(periodId, lastId);
+        }
+        if (start >= end) revert InvalidPeriodRange(start, end);
+        if (start < s.lastPeriodEnd) revert PeriodOverlap(start, s.lastPeriodEnd);
+        if (end > block.timestamp) revert PeriodNotEnded(end, block.timestamp);
+    }
+
+    /// @dev Bills every paying holder (bounded by MAX_HOLDERS). One storage slot per holder unless the deposit
+    /// falls short, in which case one debt-ledger entry is appended (or merged with one due at the same time).
+    function _bill(
+        uint256 systemId,
+        uint64 periodId,
+        System storage s,
+        uint64 generationWh,
+        uint64[] calldata consumptionWh,
+        uint256 dueTime
+    ) private {
+        uint256 n = consumptionWh.length;
+        uint256 price = s.pricePerKWh;
+        mapping(uint256 => HolderState) storage states = _holderStates[systemId];
+        uint256[] memory amounts = new uint256[](n);
+        uint256[] memory unpaid = new uint256[](n);
+        uint256 fromDeposits;
+        for (uint256 i; i < n; ++i) {
+            HolderState memory h = states[i];
+            if (h.status != HolderStatus.PAYING) continue;
+            uint256 billedBpsWh = Math.min(uint256(consumptionWh[i]) * TOTAL_SHARES_BPS, uint256(generationWh) * h.shareBps);
+            uint256 amount = (billedBpsWh * price) / BILL_DIVISOR;
+            if (amount == 0) continue;
+            amounts[i] = amount;
+            uint256 covered = Math.min(amount, h.prepaid);
+            fromDeposits += covered;
+            h.prepaid -= uint128(covered); // covered <= prepaid
+            if (covered < amount) {
+                unpaid[i] = amount - covered;
+                h.debtCount = _addDebt(systemId, i, h.debtCount, amount - covered, dueTime);
+            }
+            states[i] = h;
+        }
+        if (fromDeposits != 0) _credit(s.beneficiary, systemId, fromDeposits);
+        emit Billed(systemId, periodId, amounts, unpaid);
+    }
+
+    /// @dev Appends `amount` due at `dueTime` to holder `index`'s debt ledger; returns the new entry count.
+    function _addDebt(uint256 systemId, uint256 index, uint32 count, uint256 amount, uint256 dueTime)
+        private
+        returns (uint32)
+    {
+        mapping(uint256 => uint256) storage entries = _debtEntries[systemId][index];
+        uint256 cumulative = amount;
+        if (count != 0) {
+            uint256 last = entries[count - 1];
+            cumulative += last >> 64;
+            if (uint64(last) == dueTime) {
+                // Same due time (two periods settled in one block): extend the last entry.
+                entries[count - 1] = (uint256(cumulative.toUint192()) << 64) | dueTime;
+                return count;
+            }
+        }
+        entries[count] = (uint256(cumulative.toUint192()) << 64) | dueTime;
+        return count + 1;
+    }
+
+    // ---------------------------------------------------------------- payments
+
+    /**
+     * @notice Pay as holder of system `systemId`: the payment clears your oldest debt first, then pays off your
+     * holding until you own your share outright (status OWNED); anything beyond is credited to you and can be
+     * withdrawn. Equity is held by the contract until you own your share, then released to the beneficiary.
+     */
+    function pay(uint256 systemId) external payable nonReentrant {
+        if (msg.value == 0) revert ZeroAmount();
+        uint256 index = _indexOf(systemId, msg.sender);
+        HolderState storage h = _holderStates[systemId][index];
+        HolderLedger storage ledger = _ledgers[systemId][index];
+        address beneficiary = _systems[systemId].beneficiary;
+
+        uint256 toDebt = _clearDebt(systemId, index, h.debtCount, ledger, msg.value);
+        uint256 remaining = msg.value - toDebt;
+        uint256 toEquity;
+        uint256 released;
+        if (remaining != 0 && h.status == HolderStatus.PAYING) {
+            uint256 holding = _holdingValue(_systems[systemId].totalValue, h.shareBps);
+            uint256 equity = ledger.equityPaid;
+            toEquity = Math.min(remaining, holding - equity);
+            remaining -= toEquity;
+            ledger.equityPaid = uint128(equity + toEquity); // <= holding < 2^128
+            if (equity + toEquity == holding) {
+                h.status = HolderStatus.OWNED;
+                released = holding;
+                emit ShareOwned(systemId, msg.sender, h.shareBps, holding);
+            }
+        }
+        emit Paid(systemId, msg.sender, toDebt, toEquity, remaining);
+        if (toDebt + released != 0) _credit(beneficiary, systemId, toDebt + released);
+        if (remaining != 0) _credit(msg.sender, systemId, remaining);
+    }
+
+    /**
+     * @notice Prepay as a holder still paying off a share: clears any debt first, the rest is kept as a deposit
+     * that each settlement draws the new bills from. Withdraw what is left with {withdrawDeposit}.
+     */
+    function deposit(uint256 systemId) external payable nonReentrant {
+        if (msg.value == 0) revert ZeroAmount();
+        uint256 index = _indexOf(systemId, msg.sender);
+        HolderState storage h = _holderStates[systemId][index];
+        HolderStatus status = h.status;
+        if (status != HolderStatus.PAYING) revert HolderNotPaying(systemId, msg.sender, status);
+        uint256 toDebt = _clearDebt(systemId, index, h.debtCount, _ledgers[systemId][index], msg.value);
+        uint256 toPrepaid = msg.value - toDebt;
+        h.prepaid = (h.prepaid + toPrepaid).toUint128();
+        emit Deposited(systemId, msg.sender, toDebt, toPrepaid);
+        if (toDebt != 0) _credit(_systems[systemId].beneficiary, systemId, toDebt);
+    }
+
+    /// @notice Take `amount` of your unused deposit in system `systemId` back (any time, any status).
+    function withdrawDeposit(uint256 systemId, uint256 amount) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        uint256 index = _indexOf(systemId, msg.sender);
+        HolderState storage h = _holderStates[systemId][index];
+        uint256 available = h.prepaid;
+        if (amount > available) revert InsufficientPrepaid(available, amount);
+        h.prepaid = uint128(available - amount);
+        emit DepositWithdrawn(systemId, msg.sender, amount);
+        _send(msg.sender, amount);
+    }
+
+    /// @notice Withdraw everything credited to you (beneficiary income, overpayments, refunded equity).
+    function withdraw() external nonReentrant {
+        uint256 amount = withdrawable[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        withdrawable[msg.sender] = 0;
+        emit Withdrawn(msg.sender, amount);
+        _send(msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------- grace and repossession
+
+    /**
+     * @notice Repossess `holder`'s share of system `systemId` once they are out of good standing (anyone may
+     * call). The share moves to the grid portion; the holder's escrowed equity first pays their debt (to the
+     * beneficiary) and the rest is credited to them; debt beyond their equity stays on record and can still be
+     * paid with {pay}.
+     */
+    function repossess(uint256 systemId, address holder) external nonReentrant {
+        uint256 index = _indexOf(systemId, holder);
+        HolderState storage h = _holderStates[systemId][index];
+        HolderStatus status = h.status;
+        if (status != HolderStatus.PAYING) revert HolderNotPaying(systemId, holder, status);
+        HolderLedger storage ledger = _ledgers[systemId][index];
+        (uint256 debt, uint64 nextDue) = _debtAndNextDue(systemId, index, h.debtCount, ledger.debtCleared);
+        if (debt == 0 || block.timestamp <= nextDue) revert HolderInGoodStanding(systemId, holder);
+
+        System storage s = _systems[systemId];
+        uint256 share = h.shareBps;
+        s.gridShareBps += uint16(share);
+        h.shareBps = 0;
+        h.status = HolderStatus.REPOSSESSED;
+
+        uint256 equity = ledger.equityPaid;
+        uint256 recovered = Math.min(equity, debt);
+        ledger.equityPaid = 0;
+        ledger.debtCleared += uint128(recovered); // recovered <= equity < 2^128
+        emit Repossessed(systemId, holder, share, equity - recovered, recovered, debt - recovered);
+        if (recovered != 0) _credit(s.beneficiary, systemId, recovered);
+        if (equity != recovered) _credit(holder, systemId, equity - recovered);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @notice True unless a bill of `holder` is unpaid past its due time, or their share was repossessed.
+    function isInGoodStanding(uint256 systemId, address holder) external view returns (bool) {
+        uint256 index = _indexOf(systemId, holder);
+        HolderState memory h = _holderStates[systemId][index];
+        (uint256 debt, uint64 nextDue) = _debtAndNextDue(systemId, index, h.debtCount, _ledgers[systemId][index].debtCleared);
+        return _standing(h.status, debt, nextDue);
+    }
+
+    /**
+     * @notice What the hub needs, in one eth_call, to decide whether to keep supplying `holder`'s loads.
+     * @return prepaid the unused deposit (pays the next bills)
+     * @return debt unpaid bills
+     * @return nextDueTime due time of the oldest unpaid bill (0 without debt)
+     * @return inGoodStanding see {isInGoodStanding}
+     * @return owned the holder owns their share outright (never billed)
+     */
+    function supplyStatus(uint256 systemId, address holder)
+        external
+        view
+        returns (uint256 prepaid, uint256 debt, uint64 nextDueTime, bool inGoodStanding, bool owned)
+    {
+        uint256 index = _indexOf(systemId, holder);
+        HolderState memory h = _holderStates[systemId][index];
+        (debt, nextDueTime) = _debtAndNextDue(systemId, index, h.debtCount, _ledgers[systemId][index].debtCleared);
+        prepaid = h.prepaid;
+        inGoodStanding = _standing(h.status, debt, nextDueTime);
+        owned = h.status == HolderStatus.OWNED;
+    }
+
+    /// @notice A holder's full status; reverts with NotHolder for an account that is not a holder.
+    function holderInfo(uint256 systemId, address holder) external view returns (HolderView memory v) {
+        uint256 index = _indexOf(systemId, holder);
+        HolderState memory h = _holderStates[systemId][index];
+        HolderLedger memory ledger = _ledgers[systemId][index];
+        (uint256 debt, uint64 nextDue) = _debtAndNextDue(systemId, index, h.debtCount, ledger.debtCleared);
+        v.account = holder;
+        v.index = index;
+        v.shareBps = h.shareBps;
+        v.status = h.status;
+        v.holdingValue = h.shareBps == 0 ? 0 : _holdingValue(_systems[systemId].totalValue, h.shareBps);
+        v.equityPaid = ledger.equityPaid;
+        v.debt = debt;
+        v.prepaid = h.prepaid;
+        v.inGoodStanding = _standing(h.status, debt, nextDue);
+        v.nextDueTime = nextDue;
+    }
+
+    /// @notice The holders of a system and their current shares, in holder (settlement) order.
+    function holderList(uint256 systemId)
+        external
+        view
+        returns (address[] memory accounts, uint16[] memory sharesBps)
+    {
+        uint256 n = _systems[systemId].holderCount;
+        if (n == 0) revert UnknownSystem(systemId);
+        accounts = new address[](n);
+        sharesBps = new uint16[](n);
+        for (uint256 i; i < n; ++i) {
+            accounts[i] = _holderAccounts[systemId][i];
+            sharesBps[i] = _holderStates[systemId][i].shareBps;
+        }
+    }
+
+    /// @notice A registered system; reverts with UnknownSystem otherwise.
+    function systemInfo(uint256 systemId) external view returns (SystemView memory v) {
+        System storage s = _systems[systemId];
+        if (s.holderCount == 0) revert UnknownSystem(systemId);
+        v.beneficiary = s.beneficiary;
+        v.pricePerKWh = s.pricePerKWh;
+        v.totalValue = s.totalValue;
+        v.gracePeriod = s.gracePeriod;
+        v.mamChannelRootHash = s.mamChannelRootHash;
+        v.holderCount = s.holderCount;
+        v.gridShareBps = s.gridShareBps;
+        v.lastPeriodId = s.lastPeriodId;
+        v.lastPeriodEnd = s.lastPeriodEnd;
+        v.registeredAt = s.registeredAt;
+    }
+
+    /// @notice A settled period; reverts with PeriodNotSettled otherwise.
+    function periodInfo(uint256 systemId, uint256 periodId) external view returns (PeriodView memory v) {
+        Period storage p = _periods[systemId][periodId];
+        uint256 settledAt = p.settledAt;
+        if (settledAt == 0) revert PeriodNotSettled(systemId, periodId);
+        v.readingsRoot = p.readingsRoot;
+        v.mamRootHash = p.mamRootHash;
+        v.readingCount = p.readingCount;
+        v.start = p.start;
+        v.end = p.end;
+        v.settledAt = settledAt;
+        v.dueTime = settledAt + _systems[systemId].gracePeriod;
+        v.generationWh = p.generationWh;
+    }
+
+    /**
+     * @notice Whether `leaf` is one of the readings anchored for period `periodId` of system `systemId`.
+     * @param leaf the leaf *value*: the reading's digest, keccak256 of its canonical bytes. The contract applies
+     * the StandardMerkleTree leaf hash keccak256(keccak256(abi.encode(leaf))) itself, so an inner node can never
+     * pass as a leaf.
+     * @param proof the sibling hashes from @openzeppelin/merkle-tree's getProof (or settlement/merkle.py).
+     */
+    function verifyReading(uint256 systemId, uint256 periodId, bytes32 leaf, bytes32[] calldata proof)
+        external
+        view
+        returns (bool)
+    {
+        bytes32 root = _periods[systemId][periodId].readingsRoot;
+        if (root == bytes32(0)) revert PeriodNotSettled(systemId, periodId);
+        return MerkleProof.verifyCalldata(proof, root, keccak256(bytes.concat(keccak256(abi.encode(leaf)))));
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    /// @dev Index of `account` among the holders of `systemId`, or revert NotHolder.
+    function _indexOf(uint256 systemId, address account) private view returns (uint256) {
+        uint256 indexPlusOne = _holderIndexPlusOne[systemId][account];
+        if (indexPlusOne == 0) revert NotHolder(systemId, account);
+        return indexPlusOne - 1;
+    }
+
+    /// @dev Value of a holding: ceil(totalValue * share / 10000), so the beneficiary is paid at least the
+    /// system's total value and every positive share has a positive value.
+    function _holdingValue(uint256 totalValue, uint256 shareBps) private pure returns (uint256) {
+        return Math.mulDiv(totalValue, shareBps, TOTAL_SHARES_BPS, Math.Rounding.Ceil);
+    }
+
+    function _standing(HolderStatus status, uint256 debt, uint64 nextDue) private view returns (bool) {
+        if (status == HolderStatus.REPOSSESSED) return false;
+        return debt == 0 || block.timestamp <= nextDue;
+    }
+
+    /// @dev Clears up to `available` of the holder's debt (oldest first: the ledger is a prefix sum, so this
+    /// is a single counter update) and returns the amount cleared.
+    function _clearDebt(
+        uint256 systemId,
+        uint256 index,
+        uint32 count,
+        HolderLedger storage ledger,
+        uint256 available
+    ) private returns (uint256 cleared) {
+        if (count == 0) return 0;
+        uint256 already = ledger.debtCleared;
+        uint256 debt = (_debtEntries[systemId][index][count - 1] >> 64) - already;
+        cleared = Math.min(debt, available);
+        if (cleared != 0) ledger.debtCleared = uint128(already + cleared); // <= cumulative billed, see below
+    }
+
+    /// @dev Outstanding debt and the due time of the oldest entry not fully cleared (0 without debt).
+    /// Binary search over the holder's ledger: at most log2(count) + 1 reads, count < 2^32.
+    function _debtAndNextDue(uint256 systemId, uint256 index, uint32 count, uint256 debtCleared)
+        private
+        view
+        returns (uint256 debt, uint64 nextDue)
+    {
+        if (count == 0) return (0, 0);
+        mapping(uint256 => uint256) storage entries = _debtEntries[systemId][index];
+        debt = (entries[count - 1] >> 64) - debtCleared;
+        if (debt == 0) return (0, 0);
+        uint256 lo;
+        uint256 hi = count - 1;
+        while (lo < hi) {
+            uint256 mid = (lo + hi) / 2;
+            if ((entries[mid] >> 64) > debtCleared) hi = mid;
+            else lo = mid + 1;
+        }
+        nextDue = uint64(entries[lo]);
+    }
+
+    /// @dev Keccak256 of an 81-tryte string, or revert InvalidTrytes. Fixed-length loop.
+    function _trytesHash(string calldata trytes) private pure returns (bytes32) {
+        bytes calldata b = bytes(trytes);
+        if (b.length != TRYTES_LENGTH) revert InvalidTrytes();
+        for (uint256 i; i < TRYTES_LENGTH; ++i) {
+            bytes1 c = b[i];
+            if (c != "9" && (c < "A" || c > "Z")) revert InvalidTrytes();
+        }
+        return keccak256(b);
+    }
+
+    function _credit(address account, uint256 systemId, uint256 amount) private {
+        withdrawable[account] += amount;
+        emit Credited(account, systemId, amount);
+    }
+
+    /// @dev The only place ether leaves the contract; callers have already updated all state (CEI) and hold
+    /// the reentrancy lock.
+    function _send(address to, uint256 amount) private {
+        (bool ok,) = payable(to).call{value: amount}("");
+        if (!ok) revert TransferFailed(to, amount);
+    }
+}
