@@ -1,0 +1,416 @@
+"""The Ethereum side of the hub: a web3.py client for SolarProperty with local signing.
+
+Why a wrapper and not bare web3: the settlement job must tell *retry later* from *never retry*. Every failure to
+reach or use the node becomes `ChainUnavailable` (retryable, with back-off); a revert becomes `ContractReverted`
+(a `DataError`) carrying the contract's custom error decoded by name, e.g. ``PeriodAlreadySettled(1, 7)``; callers
+never see a requests or web3 exception. Transactions are signed here with a local account (keystore + password
+file, or the development chain's first account), with the nonce from the node's pending count, gas from
+eth_estimateGas times a margin, EIP-1559 fees (optionally capped), and a wait for the receipt plus a
+configurable confirmation depth. Signing and sending are separate steps so that the settlement job can record a
+transaction's hash in the database *before* it is broadcast (docs/settlement.md "Idempotency").
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+
+from settlement.contract_artifact import ArtifactError, load_artifact
+from settlement.settings import EthereumSettings
+from scb.errors import ChainUnavailable, ConfigError, DataError
+from scb.files import read_secret_file
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: The mnemonic every anvil/hardhat development chain derives its funded accounts from (public knowledge: these
+#: accounts hold value on development chains only). Used only when the node *is* such a chain.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+DEV_CHAIN_ID = 31337
+#: solidity's Error(string) and Panic(uint256) selectors
+_ERROR_STRING = bytes.fromhex("08c379a0")
+_PANIC = bytes.fromhex("4e487b71")
+
+
+class ContractReverted(DataError):
+    """The contract refused a call or transaction; `name` and `args` are its decoded custom error."""
+
+    def __init__(self, what: str, name: str, args: tuple[Any, ...] = ()) -> None:
+        shown = ", ".join(str(a) for a in args)
+        super().__init__(f"{what} reverted: {name}({shown})")
+        self.name = name
+        self.args_ = args
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    """A signed transaction not yet (or maybe) broadcast: what the job stores before sending."""
+
+    tx_hash: str  # 0x hex
+    raw: str  # 0x hex, re-broadcastable as is
+    nonce: int
+    sender: str
+
+
+def _canonical_type(param: dict[str, Any]) -> str:
+    if param["type"].startswith("tuple"):
+        return "(" + ",".join(_canonical_type(c) for c in param["components"]) + ")" + param["type"][5:]
+    return param["type"]
+
+
+def error_table(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str]]]:
+    """selector -> (custom error name, argument types), from the ABI."""
+    table: dict[bytes, tuple[str, list[str]]] = {}
+    for entry in abi:
+        if entry.get("type") == "error":
+            types = [_canonical_type(i) for i in entry["inputs"]]
+            table[keccak(text=f"{entry['name']}({','.join(types)})")[:4]] = (entry["name"], types)
+    return table
+
+
+def decode_revert_data(abi: list[dict[str, Any]], data: bytes) -> tuple[str, tuple[Any, ...]]:
+    """Name and arguments of the revert `data` (custom error, Error(string) or Panic(uint256))."""
+    if data[:4] == _ERROR_STRING:
+        return "Error", tuple(abi_decode(["string"], data[4:]))
+    if data[:4] == _PANIC:
+        return "Panic", tuple(abi_decode(["uint256"], data[4:]))
+    known = error_table(abi).get(data[:4])
+    if known is None:
+        return "UnknownError", (("0x" + data.hex()) if data else "no revert data",)
+    name, types = known
+    try:
+        return name, tuple(abi_decode(types, data[4:]))
+    except Exception:  # noqa: BLE001 - malformed revert data is reported, not raised
+        return name, ("undecodable arguments",)
+
+
+def _revert_data(exc: BaseException) -> bytes | None:
+    """The revert data in a web3 exception (ContractCustomError/ContractLogicError/Web3RPCError), if any."""
+    candidates: list[Any] = [getattr(exc, "data", None)]
+    response = getattr(exc, "rpc_response", None)
+    if isinstance(response, dict) and isinstance(response.get("error"), dict):
+        candidates.append(response["error"].get("data"))
+    for candidate in candidates:
+        if isinstance(candidate, dict):
+            candidate = candidate.get("data")
+        if isinstance(candidate, str) and candidate.startswith("0x"):
+            try:
+                return bytes.fromhex(candidate[2:])
+            except ValueError:
+                return None
+    return None
+
+
+def _is_transport_failure(exc: BaseException) -> bool:
+    import requests
+    from web3.exceptions import ProviderConnectionError, TimeExhausted
+
+    return isinstance(exc, (requests.RequestException, OSError, ProviderConnectionError, TimeExhausted,
+                            ConnectionError, TimeoutError))
+
+
+class ChainClient:
+    """One Ethereum node, one signing account, the SolarProperty ABI."""
+
+    def __init__(self, settings: EthereumSettings, account: LocalAccount | None = None,
+                 rpc_url: str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        from web3 import HTTPProvider
+
+        self.settings = settings
+        self.rpc_url = rpc_url or settings.rpc_url
+        provider = HTTPProvider(self.rpc_url, request_kwargs={"timeout": settings.timeout_s},
+                                exception_retry_configuration=None)
+        self.w3 = Web3(provider)
+        self.account = account
+        self._sleep = sleep
+        self._chain_id: int | None = None
+        self._dev: bool | None = None
+        try:
+            self.abi: list[dict[str, Any]] = load_artifact()["abi"]
+        except ArtifactError as exc:
+            raise ConfigError(str(exc)) from None
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    def guard(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one node request; unreachable/refusing node -> ChainUnavailable, revert -> ContractReverted."""
+        from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError
+
+        try:
+            return fn()
+        except (ContractCustomError, ContractPanicError, ContractLogicError) as exc:
+            data = _revert_data(exc)
+            if data is not None:
+                raise ContractReverted(what, *decode_revert_data(self.abi, data)) from None
+            raise ContractReverted(what, "Error", (str(exc),)) from None
+        except Web3RPCError as exc:
+            data = _revert_data(exc)
+            if data is not None:
+                raise ContractReverted(what, *decode_revert_data(self.abi, data)) from None
+            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused {what}: {_rpc_message(exc)}") from None
+        except Exception as exc:
+            if _is_transport_failure(exc):
+                raise ChainUnavailable(f"Ethereum node {self.rpc_url} is unreachable ({what}): "
+                                       f"{type(exc).__name__}") from None
+            raise
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        """A raw JSON-RPC call (anvil's evm_* methods); an error answer is ChainUnavailable."""
+        answer = self.guard(method, lambda: self.w3.provider.make_request(method, params))  # type: ignore[arg-type]
+        if "error" in answer:
+            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused {method}: {answer['error']}")
+        return answer.get("result")
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.guard("eth_chainId", lambda: self.w3.eth.chain_id))
+            expected = self.settings.chain_id
+            if expected is not None and expected != self._chain_id:
+                raise ConfigError(f"ethereum.chain_id is {expected} but the node at {self.rpc_url} serves chain "
+                                  f"{self._chain_id}")
+        return self._chain_id
+
+    def is_dev_chain(self) -> bool:
+        """True for a local anvil (chain 31337 answering as anvil): only there the hub deploys on its own and may
+        move the chain's clock."""
+        if self._dev is None:
+            version = str(self.guard("web3_clientVersion", lambda: self.w3.client_version))
+            self._dev = version.lower().startswith("anvil/") and self.chain_id == DEV_CHAIN_ID
+        return self._dev
+
+    def block_number(self) -> int:
+        return int(self.guard("eth_blockNumber", lambda: self.w3.eth.block_number))
+
+    def latest_timestamp(self) -> int:
+        return int(self.guard("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))["timestamp"])
+
+    def contract(self, address: str) -> Contract:
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=self.abi)
+
+    def has_code(self, address: str) -> bool:
+        code = self.guard("eth_getCode", lambda: self.w3.eth.get_code(to_checksum_address(address)))
+        return len(code) > 0
+
+    def call(self, fn: ContractFunction, what: str | None = None, block: int | str = "latest") -> Any:
+        """eth_call (no gas, no signature)."""
+        return self.guard(what or fn.fn_name, lambda: fn.call(block_identifier=block))
+
+    def get_logs(self, event: Any, from_block: int, to_block: int | str = "latest",
+                 argument_filters: dict[str, Any] | None = None) -> list[Any]:
+        return list(self.guard(f"eth_getLogs {event.event_name}", lambda: event.get_logs(
+            from_block=from_block, to_block=to_block, argument_filters=argument_filters or {})))
+
+    # -- accounts -------------------------------------------------------------------------------------------
+    @property
+    def sender(self) -> str:
+        if self.account is None:
+            raise ConfigError("no hub account: set ethereum.keystore_file and ethereum.password_file")
+        return self.account.address
+
+    # -- anvil time (development chain only) ----------------------------------------------------------------
+    def set_next_timestamp(self, timestamp: int) -> None:
+        self.rpc("evm_setNextBlockTimestamp", [int(timestamp)])
+
+    def mine(self, timestamp: int | None = None) -> None:
+        self.rpc("evm_mine", [int(timestamp)] if timestamp is not None else [])
+
+    def set_time(self, timestamp: int) -> None:
+        self.rpc("evm_setTime", [int(timestamp)])
+
+    # -- transactions ---------------------------------------------------------------------------------------
+    def _fees(self) -> dict[str, int]:
+        block = self.guard("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
+        base = int(block.get("baseFeePerGas", 0) or 0)
+        if base == 0 and "baseFeePerGas" not in block:
+            price = int(self.guard("eth_gasPrice", lambda: self.w3.eth.gas_price))
+            if self.settings.max_fee_wei is not None:
+                price = min(price, self.settings.max_fee_wei)
+            return {"gasPrice": price}
+        tip = self.settings.priority_fee_wei
+        if tip is None:
+            tip = int(self.guard("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee))
+        max_fee = 2 * base + tip
+        if self.settings.max_fee_wei is not None:
+            max_fee = min(max_fee, self.settings.max_fee_wei)
+            tip = min(tip, max_fee)
+        return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
+
+    def sign(self, fn: Any, what: str, value: int = 0, nonce: int | None = None) -> SignedTx:
+        """Build (nonce, gas estimate x margin, fees) and sign a contract call or deployment; nothing is sent.
+
+        Gas estimation runs the transaction against the node first, so a call the contract would refuse raises
+        ContractReverted here, before anything is signed or paid for.
+        """
+        sender = self.sender
+        if nonce is None:
+            nonce = int(self.guard("eth_getTransactionCount",
+                                   lambda: self.w3.eth.get_transaction_count(sender, "pending")))
+        base: dict[str, Any] = {"from": sender, "value": value, "nonce": nonce, "chainId": self.chain_id}
+        gas = int(self.guard(what, lambda: fn.estimate_gas(base)))
+        tx = fn.build_transaction({**base, **self._fees(), "gas": int(gas * self.settings.gas_margin) + 1})
+        signed = self.account.sign_transaction(tx)  # type: ignore[union-attr]
+        return SignedTx(tx_hash="0x" + bytes(signed.hash).hex(), raw="0x" + bytes(signed.raw_transaction).hex(),
+                        nonce=nonce, sender=sender)
+
+    def send(self, signed: SignedTx | str) -> str:
+        """Broadcast a signed transaction; a node that already has it is fine (re-broadcast after a crash)."""
+        from web3.exceptions import Web3RPCError
+
+        raw = signed.raw if isinstance(signed, SignedTx) else signed
+        try:
+            return "0x" + bytes(self.w3.eth.send_raw_transaction(raw)).hex()
+        except Web3RPCError as exc:
+            message = _rpc_message(exc).lower()
+            if "already known" in message or "already imported" in message or "known transaction" in message:
+                return signed.tx_hash if isinstance(signed, SignedTx) else ""
+            if "nonce too low" in message:
+                raise StaleNonce(f"transaction nonce is already used: {_rpc_message(exc)}") from None
+            data = _revert_data(exc)
+            if data is not None:
+                raise ContractReverted("eth_sendRawTransaction", *decode_revert_data(self.abi, data)) from None
+            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused the transaction: {_rpc_message(exc)}") \
+                from None
+        except Exception as exc:
+            if _is_transport_failure(exc):
+                raise ChainUnavailable(f"Ethereum node {self.rpc_url} is unreachable (eth_sendRawTransaction): "
+                                       f"{type(exc).__name__}") from None
+            raise
+
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        """The receipt of `tx_hash`, or None while it is not mined (or unknown to the node)."""
+        from web3.exceptions import TransactionNotFound
+
+        def get() -> Any:
+            try:
+                return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return None
+
+        found = self.guard("eth_getTransactionReceipt", get)
+        return dict(found) if found is not None else None
+
+    def known(self, tx_hash: str) -> bool:
+        """Whether the node knows the transaction at all (mined or pending)."""
+        from web3.exceptions import TransactionNotFound
+
+        def get() -> bool:
+            try:
+                self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+                return True
+            except TransactionNotFound:
+                return False
+
+        return bool(self.guard("eth_getTransactionByHash", get))
+
+    def wait(self, tx_hash: str, what: str, fn: Any = None, timeout_s: float | None = None) -> dict[str, Any]:
+        """Wait for the receipt and `confirmations` blocks; a failed transaction raises ContractReverted.
+
+        Raises ChainUnavailable when the receipt or the depth does not come in time (the caller retries later
+        with the same hash: nothing is sent twice).
+        """
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.settings.receipt_timeout_s)
+        delay = 0.05
+        while True:
+            receipt = self.receipt(tx_hash)
+            if receipt is not None:
+                if receipt["status"] != 1:
+                    raise self.explain_failure(receipt, what, fn)
+                depth = self.block_number() - int(receipt["blockNumber"]) + 1
+                if depth >= self.settings.confirmations:
+                    return receipt
+            if time.monotonic() > deadline:
+                state = "not mined" if receipt is None else "not deep enough"
+                raise ChainUnavailable(f"{what}: transaction {tx_hash} is {state} after "
+                                       f"{self.settings.receipt_timeout_s:g} s; will check again")
+            self._sleep(delay)
+            delay = min(1.0, delay * 2)
+
+    def explain_failure(self, receipt: dict[str, Any], what: str, fn: Any) -> ContractReverted:
+        """Why a mined transaction failed: replay it with eth_call at its block to get the revert data."""
+        if fn is None:
+            return ContractReverted(what, "TransactionFailed", ("0x" + bytes(receipt["transactionHash"]).hex(),))
+        try:
+            self.guard(what, lambda: fn.call({"from": self.sender}, block_identifier=int(receipt["blockNumber"]) - 1))
+        except ContractReverted as exc:
+            return exc
+        return ContractReverted(what, "TransactionFailed", ("out of gas or reverted without data",))
+
+    def transact(self, fn: Any, what: str, value: int = 0) -> dict[str, Any]:
+        """Sign, send, wait: for one-off operator actions (deploy, register). The settlement job uses the steps."""
+        signed = self.sign(fn, what, value)
+        self.send(signed)
+        return self.wait(signed.tx_hash, what, fn)
+
+    def deploy(self, admin: str, approver: str) -> str:
+        """Deploy SolarProperty from the committed artifact; returns its address."""
+        artifact = load_artifact()
+        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        receipt = self.transact(factory.constructor(to_checksum_address(admin), to_checksum_address(approver)),
+                                "deploy SolarProperty")
+        return str(receipt["contractAddress"])
+
+
+class StaleNonce(ChainUnavailable):
+    """The nonce of a signed transaction is used already: re-check the chain, then re-sign."""
+
+
+def _rpc_message(exc: BaseException) -> str:
+    response = getattr(exc, "rpc_response", None)
+    if isinstance(response, dict) and isinstance(response.get("error"), dict):
+        return str(response["error"].get("message", exc))
+    return str(exc)
+
+
+# ---------------------------------------------------------------------------------------------------- accounts
+
+
+def dev_account(index: int) -> LocalAccount:
+    """Development account `index` of DEV_MNEMONIC (anvil's funded accounts 0..9)."""
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+
+
+def load_keystore(keystore_file: Any, password_file: Any) -> LocalAccount:
+    """Decrypt the hub's keystore with its password; both files must be mode 0600 and are never logged."""
+    text = read_secret_file(keystore_file, "keystore")
+    password = read_secret_file(password_file, "keystore password")
+    try:
+        key = Account.decrypt(json.loads(text), password)
+    except (ValueError, KeyError, TypeError) as exc:
+        reason = "wrong password" if "MAC" in str(exc) else "not a valid keystore"
+        raise ConfigError(f"keystore {keystore_file} cannot be decrypted ({reason})") from None
+    return Account.from_key(key)
+
+
+def hub_account(settings: EthereumSettings, client: ChainClient) -> LocalAccount:
+    """The account the hub signs with: the keystore, else (development chain only) anvil's first account."""
+    if settings.keystore_file is not None and settings.password_file is not None:
+        return load_keystore(settings.keystore_file, settings.password_file)
+    if not client.is_dev_chain():
+        raise ConfigError(f"the node at {client.rpc_url} is not a local development chain: set "
+                          "ethereum.keystore_file and ethereum.password_file for the hub account")
+    account = dev_account(0)
+    accounts = client.guard("eth_accounts", lambda: client.w3.eth.accounts)
+    if accounts and accounts[0].lower() != account.address.lower():
+        raise ConfigError("the local chain does not use the standard development accounts: set "
+                          "ethereum.keystore_file and ethereum.password_file")
+    return account
+
+
+def connect(settings: EthereumSettings, rpc_url: str | None = None, with_account: bool = True) -> ChainClient:
+    """A client for the configured node with the hub account loaded (when `with_account`)."""
+    client = ChainClient(settings, rpc_url=rpc_url)
+    if with_account:
+        client.account = hub_account(settings, client)
+    return client

@@ -1,0 +1,165 @@
+"""Database tables of the settlement: systems, periods, per-reading proofs, supply decisions, job state.
+
+Why these live in the project database and not only on chain: the job must survive a crash between building a
+period and the chain confirming it (the signed transaction is stored before it is sent), `scb verify` and
+`scb proof export` on the hub need every reading's proof without rebuilding trees, and supply decisions with their
+reasons are the hub's own record of why a household's loads were switched.
+
+A period row moves through states:
+    prepared   readings assigned (energy_readings.period), tree built, proofs stored - nothing sent yet
+    submitted  a signed settle transaction is stored (hash, raw bytes, nonce) and may be on its way
+    settled    the chain holds the period (receipt with enough confirmations, or found there on reconciliation)
+    abandoned  the chain settled a later period first (another hub, a restored backup): this id can never be
+               settled, so its readings were released to the next period
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    Unicode,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from scb.db import Base
+
+PREPARED = "prepared"
+SUBMITTED = "submitted"
+SETTLED = "settled"
+ABANDONED = "abandoned"
+PERIOD_STATES = (PREPARED, SUBMITTED, SETTLED, ABANDONED)
+
+SUPPLY = "supply"
+GRID = "grid"
+
+#: APScheduler's SQLAlchemyJobStore table, declared here so that the migrations create it (the job store would
+#: otherwise create it behind Alembic's back); the columns are exactly the job store's.
+SCHEDULER_TABLE = "settlement_scheduler_jobs"
+scheduler_jobs = Table(
+    SCHEDULER_TABLE,
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SettlementSystem(Base):
+    """A solar system on a SolarProperty contract that this hub settles."""
+
+    __tablename__ = "settlement_systems"
+    __table_args__ = (UniqueConstraint("chain_id", "contract", "system_id", name="uq_settlement_systems_chain"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract: Mapped[str] = mapped_column(String(42))
+    system_id: Mapped[int] = mapped_column(BigInteger)
+    hub: Mapped[str] = mapped_column(String(42))
+    #: the MAM channel whose first root the system was registered with
+    channel: Mapped[str] = mapped_column(String(64))
+    channel_root: Mapped[str] = mapped_column(String(81))
+    #: JSON object party -> holder account
+    holders_json: Mapped[str] = mapped_column(Text)
+    #: registered by this hub on a development chain (the embedded demo)
+    demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    registered_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SettlementPeriod(Base):
+    """One settlement period of a system, from preparation to confirmation."""
+
+    __tablename__ = "settlement_periods"
+    __table_args__ = (UniqueConstraint("system_ref", "period_id", name="uq_settlement_periods_system_period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    system_ref: Mapped[int] = mapped_column(ForeignKey("settlement_systems.id"))
+    period_id: Mapped[int] = mapped_column(BigInteger)
+    #: community-clock seconds, [start, end)
+    start_s: Mapped[int] = mapped_column(BigInteger)
+    end_s: Mapped[int] = mapped_column(BigInteger)
+    readings_root: Mapped[str] = mapped_column(String(66))
+    #: root of the channel message that carries the period's first anchored reading
+    mam_root: Mapped[str] = mapped_column(String(81))
+    reading_count: Mapped[int] = mapped_column(Integer)
+    late_count: Mapped[int] = mapped_column(Integer, default=0)
+    generation_wh: Mapped[int] = mapped_column(BigInteger)
+    #: JSON list in holder order: {"account", "party", "wh"}
+    consumption_json: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=PREPARED)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    raw_tx: Mapped[str | None] = mapped_column(Text, nullable=True)
+    nonce: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    due_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ReadingProof(Base):
+    """A reading's Merkle proof in the period it was anchored in."""
+
+    __tablename__ = "settlement_proofs"
+    __table_args__ = (Index("ix_settlement_proofs_period", "period_ref"),)
+
+    reading_id: Mapped[int] = mapped_column(ForeignKey("energy_readings.id"), primary_key=True)
+    period_ref: Mapped[int] = mapped_column(ForeignKey("settlement_periods.id"))
+    #: JSON list of 0x hex sibling hashes, leaf to root
+    proof_json: Mapped[str] = mapped_column(Text)
+    #: a straggler: its timestamp lies before the period it was anchored in (docs/settlement.md "Stragglers")
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SupplyDecision(Base):
+    """A change of what the hub does with one holder's portion, and why. Only changes are stored."""
+
+    __tablename__ = "settlement_supply_decisions"
+    __table_args__ = (Index("ix_settlement_supply_decisions_holder", "system_ref", "party", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    system_ref: Mapped[int] = mapped_column(ForeignKey("settlement_systems.id"))
+    party: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(42))
+    #: "supply" (feed the holder's loads) or "grid" (sell that portion to the grid)
+    decision: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    #: the standing it was based on (wei amounts as decimal strings: they may exceed 64 bits)
+    status: Mapped[str] = mapped_column(String(16))
+    prepaid_wei: Mapped[str] = mapped_column(String(80))
+    debt_wei: Mapped[str] = mapped_column(String(80))
+    next_due: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    community_ms: Mapped[int] = mapped_column(BigInteger)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actuator: Mapped[str] = mapped_column(String(16))
+    applied: Mapped[bool] = mapped_column(Boolean, default=False)
+    apply_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SettlementState(Base):
+    """Small JSON state of the settlement process: back-off, the last block scanned for events."""
+
+    __tablename__ = "settlement_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value_json: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
