@@ -103,7 +103,7 @@ def upgrade() -> None:
     op.create_table('settlement_proofs',
     sa.Column('reading_id', sa.Integer(), nullable=False),
     sa.Column('period_ref', sa.Integer(), nullable=False),
-    sa.Column('proof_json', sa.Text(), nullable=False),
+    sa.Column('proof', sa.LargeBinary(), nullable=False),
     sa.Column('late', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['period_ref'], ['settlement_periods.id'], name=op.f('fk_settlement_proofs_period_ref_settlement_periods')),
     sa.ForeignKeyConstraint(['reading_id'], ['energy_readings.id'], name=op.f('fk_settlement_proofs_reading_id_energy_readings')),

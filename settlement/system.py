@@ -1,0 +1,199 @@
+"""Which system on which contract this hub settles, and the embedded default's one-time bootstrap.
+
+Production: an approver deployed SolarProperty and registered the system; the hub is configured with
+`[ethereum] contract_address`, `[settlement] system_id` and the holder map `[settlement.holders]`, and this module
+only checks them against the chain (the hub must hold the system's hub role; every holder on chain must be mapped
+to a party, else consumption would go unbilled).
+
+Embedded default (a local anvil and no contract configured): the hub deploys SolarProperty once from the committed
+artifact, with its own account as admin and approver, and registers a demo system: hub = that account, holders =
+the next development accounts, one per demo household of `[energy] households`, the MAM channel root = the first
+root of the energy manager's channel. The result is remembered in the database (`settlement_systems`), so a
+restart reuses it; if the local chain was reset (the contract has no code any more) it is deployed again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import select
+from web3.logs import DISCARD
+from sqlalchemy.orm import Session, sessionmaker
+
+from energy_manager.settings import EnergySettings
+from mam_client.channels import ensure_channel
+from mam_client.settings import mam_settings
+from settlement.chain import ChainClient, ContractReverted, dev_account
+from settlement.models import SettlementSystem
+from settlement.settings import EthereumSettings, SettlementSettings
+from scb.config import Config
+from scb.db import transaction
+from scb.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SystemRef:
+    """A system as the jobs use it (a detached copy of its row)."""
+
+    ref: int
+    chain_id: int
+    contract: str
+    system_id: int
+    hub: str
+    channel: str
+    channel_root: str
+    holders: dict[str, str]  # party -> account (checksummed)
+    demo: bool
+
+    @property
+    def party_of(self) -> dict[str, str]:
+        """lowercase account -> party"""
+        return {account.lower(): party for party, account in self.holders.items()}
+
+    @classmethod
+    def of(cls, row: SettlementSystem) -> SystemRef:
+        return cls(ref=row.id, chain_id=row.chain_id, contract=row.contract, system_id=row.system_id, hub=row.hub,
+                   channel=row.channel, channel_root=row.channel_root, holders=json.loads(row.holders_json),
+                   demo=row.demo)
+
+
+def equal_shares(n: int) -> list[int]:
+    """n shares in basis points summing to 10000; the first holders get the remainder."""
+    base, rest = divmod(10_000, n)
+    return [base + (1 if i < rest else 0) for i in range(n)]
+
+
+def demo_holders(energy: EnergySettings) -> dict[str, str]:
+    """The demo households mapped to development accounts 1, 2, ... (account 0 is the hub)."""
+    return {party: dev_account(i + 1).address for i, party in enumerate(energy.community.households)}
+
+
+def channel_first_root(config: Config, factory: sessionmaker[Session], channel: str) -> str:
+    """The first root of the energy manager's MAM channel, creating the channel (seed, side key, row) if needed,
+    exactly as the publisher would."""
+    channels = mam_settings(config).channels
+    if channel not in channels:
+        raise ConfigError(f"energy.channel {channel!r} is not a configured MAM channel ({', '.join(channels)})")
+    with transaction(factory) as session:
+        return ensure_channel(session, channels[channel]).first_root
+
+
+def _stored(session: Session, chain_id: int, contract: str | None, system_id: int | None) -> SettlementSystem | None:
+    query = select(SettlementSystem).where(SettlementSystem.chain_id == chain_id)
+    if contract is not None:
+        query = query.where(SettlementSystem.contract == to_checksum_address(contract))
+    if system_id is not None:
+        query = query.where(SettlementSystem.system_id == system_id)
+    return session.scalars(query.order_by(SettlementSystem.id.desc()).limit(1)).first()
+
+
+def deploy_contract(client: ChainClient, admin: str | None = None, approver: str | None = None) -> str:
+    """Deploy SolarProperty (admin and approver default to the hub account)."""
+    address = client.deploy(admin or client.sender, approver or client.sender)
+    log.info("deployed SolarProperty at %s on chain %d", address, client.chain_id)
+    return address
+
+
+def register_demo(config: Config, factory: sessionmaker[Session], client: ChainClient, contract: str,
+                  energy: EnergySettings, settings: SettlementSettings) -> SystemRef:
+    """Register the demo system on `contract` and remember it."""
+    demo = settings.demo
+    holders = settings.holders or demo_holders(energy)
+    accounts = [to_checksum_address(a) for a in holders.values()]
+    shares = list(demo.shares_bps) or equal_shares(len(accounts))
+    if len(shares) != len(accounts):
+        raise ConfigError(f"settlement.demo.shares_bps has {len(shares)} entries for {len(accounts)} holders")
+    root = channel_first_root(config, factory, energy.channel)
+    c = client.contract(contract)
+    beneficiary = demo.beneficiary or client.sender
+    receipt = client.transact(
+        c.functions.registerSystem(client.sender, to_checksum_address(beneficiary), demo.price_per_kwh_wei,
+                                   demo.total_value_wei, demo.grace_period_s, root, accounts, shares),
+        "registerSystem")
+    events = c.events.SystemRegistered().process_receipt(receipt, errors=DISCARD)
+    system_id = int(events[0]["args"]["systemId"])
+    with transaction(factory) as session:
+        row = SettlementSystem(chain_id=client.chain_id, contract=to_checksum_address(contract), system_id=system_id,
+                               hub=client.sender, channel=energy.channel, channel_root=root,
+                               holders_json=json.dumps({p: to_checksum_address(a) for p, a in holders.items()}),
+                               demo=True, registered_tx="0x" + bytes(receipt["transactionHash"]).hex())
+        session.add(row)
+        session.flush()
+        ref = SystemRef.of(row)
+    log.info("registered demo system %d on %s: holders %s, channel root %s", system_id, contract,
+             ", ".join(f"{p}={a}" for p, a in ref.holders.items()), root)
+    return ref
+
+
+def resolve_system(config: Config, factory: sessionmaker[Session], client: ChainClient, eth: EthereumSettings,
+                   settings: SettlementSettings, energy: EnergySettings) -> SystemRef:
+    """The system this hub settles: configured, remembered, or (development chain) bootstrapped now."""
+    chain_id = client.chain_id
+    with factory() as session:
+        row = _stored(session, chain_id, eth.contract_address, settings.system_id)
+        stored = SystemRef.of(row) if row is not None else None
+    if stored is not None and client.has_code(stored.contract):
+        if settings.holders and {p: a.lower() for p, a in settings.holders.items()} != \
+                {p: a.lower() for p, a in stored.holders.items()}:
+            stored = _update_holders(factory, stored, settings.holders)
+        return stored
+    if eth.contract_address is not None and settings.system_id is not None:
+        return _adopt_configured(config, factory, client, eth.contract_address, settings.system_id, settings, energy)
+    if not client.is_dev_chain():
+        raise ConfigError("set ethereum.contract_address and settlement.system_id (the system an approver "
+                          "registered for this hub), or run `scb chain deploy` on a development chain")
+    contract = eth.contract_address
+    if contract is None:
+        if stored is not None:
+            log.warning("contract %s recorded in the database has no code on chain %d (the local chain was reset); "
+                        "deploying a new one", stored.contract, chain_id)
+        contract = deploy_contract(client)
+    elif not client.has_code(contract):
+        raise ConfigError(f"ethereum.contract_address {contract} has no contract code on chain {chain_id}")
+    return register_demo(config, factory, client, contract, energy, settings)
+
+
+def _update_holders(factory: sessionmaker[Session], stored: SystemRef, holders: dict[str, str]) -> SystemRef:
+    with transaction(factory) as session:
+        row = session.get(SettlementSystem, stored.ref)
+        assert row is not None
+        row.holders_json = json.dumps({p: to_checksum_address(a) for p, a in holders.items()})
+        return SystemRef.of(row)
+
+
+def _adopt_configured(config: Config, factory: sessionmaker[Session], client: ChainClient, contract: str,
+                      system_id: int, settings: SettlementSettings, energy: EnergySettings) -> SystemRef:
+    """Check a configured system against the chain and remember it."""
+    if not client.has_code(contract):
+        raise ConfigError(f"ethereum.contract_address {contract} has no contract code on chain {client.chain_id}")
+    c = client.contract(contract)
+    try:
+        accounts, _shares = client.call(c.functions.holderList(system_id), "holderList")
+    except ContractReverted as exc:
+        raise ConfigError(f"settlement.system_id {system_id}: {exc}") from None
+    hub_role = client.call(c.functions.hubRole(system_id), "hubRole")
+    if not client.call(c.functions.hasRole(hub_role, client.sender), "hasRole"):
+        raise ConfigError(f"the hub account {client.sender} does not hold the hub role of system {system_id} on "
+                          f"{contract}: ask the approver to grant it")
+    mapped = {a.lower() for a in settings.holders.values()}
+    unmapped = [a for a in accounts if a.lower() not in mapped]
+    if unmapped:
+        raise ConfigError(f"holder(s) {', '.join(unmapped)} of system {system_id} have no party in "
+                          "[settlement.holders]; their consumption could not be billed")
+    root = channel_first_root(config, factory, energy.channel)
+    info = client.call(c.functions.systemInfo(system_id), "systemInfo")
+    if bytes(info[4]) != keccak(text=root):
+        raise ConfigError(f"system {system_id} was registered with another MAM channel root than the first root "
+                          f"of channel {energy.channel!r} ({root}); configure the channel it was registered with")
+    with transaction(factory) as session:
+        row = SettlementSystem(chain_id=client.chain_id, contract=to_checksum_address(contract), system_id=system_id,
+                               hub=client.sender, channel=energy.channel, channel_root=root,
+                               holders_json=json.dumps({p: to_checksum_address(a)
+                                                        for p, a in settings.holders.items()}), demo=False)
+        session.add(row)
+        session.flush()
+        return SystemRef.of(row)

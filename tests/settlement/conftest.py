@@ -1,0 +1,182 @@
+"""Fixtures for the settlement tests: a real anvil per test, and a hub whose energy manager and publisher run
+in-process (simulated community, an in-memory tangle) so that periods fill with real readings in milliseconds."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from energy_manager.drivers.simulated import SimulatedDevice
+from energy_manager.monitor import EnergyMonitor
+from energy_manager.settings import load_energy_settings
+from mam_client.publisher import Publisher
+from mam_client.settings import mam_settings
+from mam_client.transport import FoundBundle
+from scb.config import Config
+from scb.db import create_schema, make_engine, make_sessionmaker
+from scb.errors import NodeUnavailable
+from settlement.chain import ChainClient, connect
+from settlement.clock import ChainClock, FixedTime
+from settlement.job import Settler
+from settlement.settings import ethereum_settings, settlement_settings
+from settlement.system import SystemRef, resolve_system
+from tests.conftest import REPO
+
+ANVIL = REPO / "node_modules" / ".bin" / "anvil"
+#: 2030-01-01T00:00:00Z: ahead of the wall clock, as an accelerated community clock is
+START_MS = 1_893_456_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Anvil:
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_anvil(port: int | None = None, extra: list[str] | None = None) -> Anvil:
+    port = port or free_port()
+    proc = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent", *(extra or [])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1)
+            return Anvil(url, port, proc)
+        except requests.RequestException:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("anvil did not start")
+
+
+@pytest.fixture
+def anvil() -> Iterator[Anvil]:
+    node = start_anvil()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+class MemoryTangle:
+    """Bundles per address; `up = False` makes it unreachable; `pruned` addresses have lost their bundles."""
+
+    def __init__(self) -> None:
+        self.by_address: dict[str, list[FoundBundle]] = {}
+        self.up = True
+        self.pruned: set[str] = set()
+
+    def attach(self, address: str, payload: str, tag: str) -> FoundBundle:
+        if not self.up:
+            raise NodeUnavailable("node is down")
+        n = sum(len(v) for v in self.by_address.values())
+        bundle = FoundBundle(bundle_hash=f"B{n}".ljust(81, "9"), tx_hashes=(f"T{n}".ljust(81, "9"),),
+                             trytes=("9" * 2673,), fragments=payload + "9" * (-len(payload) % 2187))
+        self.by_address.setdefault(address, []).append(bundle)
+        return bundle
+
+    def find_bundles(self, address: str) -> list[FoundBundle]:
+        if not self.up:
+            raise NodeUnavailable("node is down")
+        if address in self.pruned:
+            return []
+        return list(self.by_address.get(address, []))
+
+
+def hub_config(tmp_path: Path, rpc_url: str, **overrides: Any) -> Config:
+    data: dict[str, Any] = {
+        "hub": {"data_dir": str(tmp_path / "data"), "id": "test-hub"},
+        "energy": {"households": ["h1", "h2", "h3"], "sample_interval_s": 300, "publish_window_s": 900,
+                   "clock_speed": 3600, "start": "2030-01-01T00:00:00Z"},
+        "mam": {"channels": {"readings": {"security": 1}}},
+        "ethereum": {"rpc_url": rpc_url},
+        "settlement": {"period_s": 3600, "lateness_s": 900,
+                       "demo": {"grace_period_s": 7200, "price_per_kwh_wei": 10**15}},
+    }
+    for key, value in overrides.items():
+        section, _, name = key.partition("__")
+        data.setdefault(section, {})[name] = value
+    return Config(data=data)
+
+
+@dataclass
+class Hub:
+    """An in-process hub: energy monitor + publisher on a memory tangle + settler on a real anvil."""
+
+    config: Config
+    factory: Any
+    monitor: EnergyMonitor
+    publisher: Publisher
+    tangle: MemoryTangle
+    clock: FixedTime
+    client: ChainClient
+    system: SystemRef
+    settler: Settler
+    sample_ms: int
+    now_ms: int = START_MS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def run_until(self, until_ms: int, publish: bool = True) -> None:
+        """Sample every interval up to `until_ms` (community time) and publish what closed."""
+        t = self.now_ms
+        while t <= until_ms:
+            self.monitor.tick(t)
+            t += self.sample_ms
+        self.now_ms = t
+        self.clock.value = until_ms
+        if publish:
+            self.publisher.run_once()
+
+    def settle(self):  # type: ignore[no-untyped-def]
+        return self.settler.run(force=True)
+
+
+def make_hub(tmp_path: Path, rpc_url: str, **overrides: Any) -> Hub:
+    config = hub_config(tmp_path, rpc_url, **overrides)
+    engine = make_engine(config.database_url)
+    create_schema(engine)
+    factory = make_sessionmaker(engine)
+    energy = load_energy_settings(config)
+    device = SimulatedDevice("sim", energy.community, START_MS)
+    monitor = EnergyMonitor(energy, factory, {"sim": device})
+    tangle = MemoryTangle()
+    publisher = Publisher(factory, mam_settings(config), tangle, tag="SCB")
+    publisher.ensure_channels()
+    eth = ethereum_settings(config)
+    st = settlement_settings(config)
+    client = connect(eth)
+    system = resolve_system(config, factory, client, eth, st, energy)
+    clock = FixedTime(START_MS)
+    settler = Settler(factory, client, system, hub_id=energy.hub_id, period_s=st.period_s,
+                      lateness_s=st.lateness_s, clock=clock, chain_clock=ChainClock(client, True),
+                      retry_initial_s=st.retry_initial_s, retry_max_s=st.retry_max_s)
+    return Hub(config, factory, monitor, publisher, tangle, clock, client, system, settler,
+               energy.sample_interval_ms)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, anvil: Anvil) -> Hub:
+    return make_hub(tmp_path, anvil.url)
