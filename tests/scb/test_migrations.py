@@ -1,0 +1,230 @@
+"""Alembic migrations: `upgrade head` on an empty database gives exactly the models' schema.
+
+If this fails after you changed a model, add a revision: `scb db revision -m "what changed"` (docs/database.md).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, inspect, text
+
+from scb.db import Base, create_schema, load_models, make_engine, upgrade
+from scb.migrate import SchemaError, current_revision, head_revision, schema_diff
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ("scb", "energy_manager", "mam_client", "settlement")
+
+
+def import_every_project_module() -> None:
+    """Tables defined anywhere in the project (not only in the listed model modules) must be migrated too."""
+    for name in PACKAGES:
+        package = importlib.import_module(name)
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
+            if ".migrations" in info.name:
+                continue
+            importlib.import_module(info.name)
+
+
+def url(tmp_path: Path, name: str = "scb.sqlite3") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+def test_upgrade_head_on_an_empty_database_gives_exactly_the_models(tmp_path: Path) -> None:
+    import_every_project_module()
+    load_models()
+    engine = make_engine(url(tmp_path))
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            diff = schema_diff(conn)
+            tables = set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    assert diff == [], "models and migrations differ; add a revision (scb db revision -m ...):\n" + "\n".join(
+        str(d) for d in diff)
+    assert tables == set(Base.metadata.tables) | {"alembic_version"}
+    assert {"mam_messages", "mam_channels", "energy_readings"} <= tables
+
+
+def test_the_alembic_command_line_does_the_same(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCB_")}
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("alembic")), "-c", str(REPO / "scb" / "migrations" / "alembic.ini"),
+         "-x", f"url={url(tmp_path)}", "upgrade", "head"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    engine = make_engine(url(tmp_path))
+    try:
+        with engine.connect() as conn:
+            assert schema_diff(conn) == []
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_one_line_of_history() -> None:
+    from alembic.script import ScriptDirectory
+
+    from scb.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert len(script.get_heads()) == 1, "two revisions share a parent: merge them (alembic merge)"
+
+
+def test_upgrade_is_idempotent_and_downgrade_reverses_it(tmp_path: Path) -> None:
+    engine = make_engine(url(tmp_path))
+    try:
+        upgrade(engine)
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        from alembic import command
+
+        from scb.migrate import alembic_config
+
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "base")
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert schema_diff(conn) == []
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_starts_all_succeed(tmp_path: Path) -> None:
+    """Three processes start at once on a new hub: each migrates; exactly one creates the tables."""
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        engine = make_engine(url(tmp_path))
+        try:
+            upgrade(engine)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert current_revision(url(tmp_path)) == head_revision()
+
+
+def test_data_survives_an_upgrade_run(tmp_path: Path) -> None:
+    engine = make_engine(url(tmp_path))
+    try:
+        upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO energy_state (key, value_json, updated_at) "
+                              "VALUES ('k', '{}', '2025-01-01 00:00:00')"))
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT value_json FROM energy_state WHERE key='k'")).scalar_one() == "{}"
+    finally:
+        engine.dispose()
+
+
+def test_a_database_made_by_create_all_is_adopted_when_it_matches(tmp_path: Path) -> None:
+    load_models()
+    engine = make_engine(url(tmp_path))
+    try:
+        Base.metadata.create_all(engine)
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_an_unversioned_database_that_differs_is_refused(tmp_path: Path) -> None:
+    engine = make_engine(url(tmp_path))
+    try:
+        other = MetaData()
+        Table("mam_messages", other, Column("id", Integer, primary_key=True))
+        other.create_all(engine)
+        with pytest.raises(SchemaError, match="no migration history"):
+            upgrade(engine)
+        assert set(inspect(engine).get_table_names()) == {"mam_messages"}  # untouched
+    finally:
+        engine.dispose()
+
+
+def test_a_database_from_a_newer_scb_is_refused_with_advice(tmp_path: Path) -> None:
+    engine = make_engine(url(tmp_path))
+    try:
+        upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(SchemaError, match="newer version of SCB"):
+            upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def test_create_schema_runs_the_migrations(tmp_path: Path) -> None:
+    engine = make_engine(url(tmp_path))
+    try:
+        create_schema(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_scb_db_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scb.cli import main
+
+    target = url(tmp_path)
+    assert main(["db", "current", "--url", target]) == 0
+    assert "not created yet" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--url", target]) == 0
+    assert f"empty -> {head_revision()}" in capsys.readouterr().out
+    assert main(["db", "current", "--url", target]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert main(["db", "check"]) == 0
+    assert "exactly" in capsys.readouterr().out
+
+
+def test_revision_workflow_for_a_changed_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer adds a table; `new_revision` writes 0002 that creates it, and then the schemas agree again."""
+    import shutil
+
+    import scb.migrate as migrate
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(REPO / "scb" / "migrations", migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", migrations)
+    load_models()
+    with pytest.raises(SchemaError, match="nothing to add"):
+        migrate.new_revision("no change")
+    previous_head = head_revision()
+    extra = Table("zz_test_extra", Base.metadata, Column("id", Integer, primary_key=True),
+                  Column("note", Integer, nullable=True, index=True))
+    try:
+        path = migrate.new_revision("add zz test extra")
+        assert path.parent == migrations / "versions"
+        assert path.name == f"{int(previous_head) + 1:04d}_add_zz_test_extra.py"
+        source = path.read_text()
+        assert "create_table('zz_test_extra'" in source
+        assert f"down_revision: str | Sequence[str] | None = '{previous_head}'" in source
+        engine = make_engine(url(tmp_path))
+        try:
+            upgrade(engine)
+            assert current_revision(engine) == path.name[:4]
+            with engine.connect() as conn:
+                assert schema_diff(conn) == []
+        finally:
+            engine.dispose()
+    finally:
+        Base.metadata.remove(extra)
