@@ -81,3 +81,22 @@ def test_errors_name_the_key(change: dict[str, Any], message: str) -> None:
 def test_simulated_meter_must_use_a_simulator_value() -> None:
     with pytest.raises(ConfigError, match="no value 'E1'"):
         settings({"meters": {"pv": {"device": "sim", "circuit": "generation", "register": "E1"}}})
+
+
+def test_the_examples_in_the_configuration_docs_load() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    blocks = [tomllib.loads(b) for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if "[energy" in b]
+    assert len(blocks) >= 3
+    defaults = load_energy_settings(Config(data=blocks[0]))
+    assert defaults == load_energy_settings(Config(data={}))  # the documented values are the embedded defaults
+    emontx = load_energy_settings(Config(data=blocks[-1]))
+    assert {m.id: (m.register, m.circuit, m.party) for m in emontx.meters.values()} == {
+        "pv": ("E1", "generation", "system"), "h1": ("E2", "consumption", "h1"), "h2": ("E3", "consumption", "h2"),
+        "grid-import": ("E4", "grid_import", "grid"), "grid-export": ("E5", "grid_export", "grid"),
+    }
+    device = {**blocks[1]["energy"]["devices"]["emontx"]}
+    assert device["driver"] == "serial" and device["baud"] == 115200
