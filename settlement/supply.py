@@ -1,0 +1,255 @@
+"""Supply decisions: from each holder's on-chain standing to what the hub does with their portion of the energy.
+
+Every `supply_interval_s` the hub reads each holder's standing with `eth_call` (`supplyStatus`, `holderList`: no
+gas, no transaction) and scans the contract's `Repossessed` events since the last scan. Per holder:
+
+    share repossessed (event, or share 0 on chain)   -> grid    (the portion's energy is sold to the grid, for good)
+    owns the share outright                          -> supply
+    in good standing (no bill past its due time)     -> supply
+    a bill unpaid past the grace period              -> grid    (until the holder pays; then supply again)
+
+Only *changes* are stored (with the standing they were based on and a reason a person can read) and handed to the
+actuator; a decision the actuator failed to apply is retried at the next check. On start the latest decisions are
+applied again, because a relay board may have lost power while the hub was down.
+
+Actuators: `LoggingActuator` (the default: decisions are logged and stored, nothing is switched) and
+`SerialRelayActuator` (a relay board on a serial port; one ASCII line per change, ``RELAY <party> SUPPLY`` or
+``RELAY <party> GRID``, terminated by a newline).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from settlement.chain import ChainClient
+from settlement.clock import ChainClock
+from settlement.job import Clock, load_json_state, save_json_state
+from settlement.models import GRID, SUPPLY, SupplyDecision
+from settlement.system import SystemRef
+from scb.db import transaction
+from scb.errors import ScbError, TransportError
+
+log = logging.getLogger("settlement.supply")
+
+PAYING, OWNED, REPOSSESSED = "paying", "owned", "repossessed"
+
+
+class ActuatorError(TransportError):
+    """The actuator could not apply a decision (relay board unplugged...): retried at the next check."""
+
+
+class Actuator(Protocol):
+    kind: str
+
+    def apply(self, party: str, decision: str, reason: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LoggingActuator:
+    """Logs each change; switches nothing (the embedded default, and the demo)."""
+
+    kind = "log"
+
+    def apply(self, party: str, decision: str, reason: str) -> None:
+        log.info("supply decision for %s: %s (%s)", party, decision.upper(), reason)
+
+    def close(self) -> None:
+        pass
+
+
+class SerialRelayActuator:
+    """A relay board on a serial port: one line `RELAY <party> SUPPLY|GRID\\n` per change."""
+
+    kind = "serial"
+
+    def __init__(self, port: str, baud: int = 9600, timeout_s: float = 2.0,
+                 opener: Callable[..., object] | None = None) -> None:
+        self.port = port
+        self.baud = baud
+        self.timeout_s = timeout_s
+        self._opener = opener
+        self._serial: object | None = None
+
+    def _open(self) -> object:
+        import serial
+
+        if self._serial is None:
+            opener = self._opener or serial.Serial
+            try:
+                self._serial = opener(self.port, self.baud, timeout=self.timeout_s, write_timeout=self.timeout_s)
+            except (serial.SerialException, OSError, ValueError) as exc:
+                raise ActuatorError(f"relay port {self.port} cannot be opened: {exc}") from None
+        return self._serial
+
+    def apply(self, party: str, decision: str, reason: str) -> None:
+        import serial
+
+        line = f"RELAY {party} {decision.upper()}\n".encode("ascii")
+        port = self._open()
+        try:
+            port.write(line)  # type: ignore[attr-defined]
+            port.flush()  # type: ignore[attr-defined]
+        except (serial.SerialException, OSError) as exc:
+            self.close()
+            raise ActuatorError(f"relay port {self.port}: {exc}") from None
+        log.info("relay %s: %s -> %s (%s)", self.port, party, decision.upper(), reason)
+
+    def close(self) -> None:
+        if self._serial is not None:
+            try:
+                self._serial.close()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - closing a dead port must not fail the caller
+                pass
+            self._serial = None
+
+
+def make_actuator(kind: str, port: str = "", baud: int = 9600) -> Actuator:
+    if kind == "serial":
+        return SerialRelayActuator(port, baud)
+    return LoggingActuator()
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One holder's standing as read from the chain."""
+
+    party: str
+    account: str
+    status: str  # paying | owned | repossessed
+    prepaid: int
+    debt: int
+    next_due: int  # 0 without debt
+    good: bool
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def decide(standing: Standing, repossessed_tx: str | None = None) -> tuple[str, str]:
+    """(decision, reason) for one holder: pure, so the rules are tested without a chain."""
+    if standing.status == REPOSSESSED:
+        where = f" in transaction {repossessed_tx}" if repossessed_tx else ""
+        return GRID, f"share repossessed{where}: its energy is sold to the grid"
+    if standing.status == OWNED:
+        return SUPPLY, "owns the share outright"
+    if standing.good:
+        if standing.debt == 0:
+            return SUPPLY, f"in good standing: no unpaid bill (deposit {standing.prepaid} wei)"
+        return SUPPLY, f"in good standing: {standing.debt} wei due by {_when(standing.next_due)}"
+    return GRID, (f"out of good standing: {standing.debt} wei unpaid past its due time {_when(standing.next_due)}; "
+                  "the portion is sold to the grid until the holder pays")
+
+
+class SupplyWatcher:
+    """Reads standing, stores changed decisions, drives the actuator. `run()` is the scheduled job."""
+
+    def __init__(self, factory: sessionmaker[Session], client: ChainClient, system: SystemRef, actuator: Actuator,
+                 clock: Clock, chain_clock: ChainClock) -> None:
+        self.factory = factory
+        self.client = client
+        self.system = system
+        self.actuator = actuator
+        self.clock = clock
+        self.chain_clock = chain_clock
+        self.contract = client.contract(system.contract)
+        self.scan_key = f"supply-scan:{system.ref}"
+
+    def standings(self) -> list[Standing]:
+        """Every holder's standing, in holder order (eth_call only)."""
+        sid = self.system.system_id
+        accounts, shares = self.client.call(self.contract.functions.holderList(sid), "holderList")
+        party_of = self.system.party_of
+        out = []
+        for account, share in zip(accounts, shares):
+            prepaid, debt, next_due, good, owned = self.client.call(
+                self.contract.functions.supplyStatus(sid, account), "supplyStatus")
+            status = OWNED if owned else (REPOSSESSED if int(share) == 0 else PAYING)
+            out.append(Standing(party_of.get(account.lower(), account), account, status, int(prepaid), int(debt),
+                                int(next_due), bool(good)))
+        return out
+
+    def repossessions(self, to_block: int) -> dict[str, str]:
+        """account (lowercase) -> transaction hash of the Repossessed events since the last scan."""
+        with self.factory() as session:
+            state = load_json_state(session, self.scan_key) or {}
+        start = int(state.get("next_block", 0))
+        if start > to_block:
+            return {}
+        found = {}
+        for entry in self.client.get_logs(self.contract.events.Repossessed, start, to_block,
+                                          {"systemId": self.system.system_id}):
+            found[str(entry["args"]["holder"]).lower()] = "0x" + bytes(entry["transactionHash"]).hex()
+        return found
+
+    def latest(self, session: Session, party: str) -> SupplyDecision | None:
+        return session.scalars(select(SupplyDecision).where(SupplyDecision.system_ref == self.system.ref,
+                                                            SupplyDecision.party == party)
+                               .order_by(SupplyDecision.id.desc()).limit(1)).first()
+
+    def run(self) -> list[SupplyDecision]:
+        """One check: returns the decisions that changed (or were applied again after an actuator failure)."""
+        now_ms = self.clock.now_ms()
+        if now_ms is not None:
+            self.chain_clock.before_read(now_ms // 1000)
+        block = self.client.block_number()
+        repossessed = self.repossessions(block)
+        for account, tx in repossessed.items():
+            log.warning("Repossessed event: holder %s of system %d (transaction %s)",
+                        self.system.party_of.get(account, account), self.system.system_id, tx)
+        changed: list[SupplyDecision] = []
+        for standing in self.standings():
+            decision, reason = decide(standing, repossessed.get(standing.account.lower()))
+            with self.factory() as session:
+                last = self.latest(session, standing.party)
+            if last is not None and last.decision == decision and last.applied:
+                continue
+            if last is not None and last.decision == decision:
+                row_id = last.id  # same decision, not applied yet: retry the actuator on that row
+            else:
+                with transaction(self.factory) as session:
+                    row = SupplyDecision(
+                        system_ref=self.system.ref, party=standing.party, account=standing.account,
+                        decision=decision, reason=reason, status=standing.status, prepaid_wei=str(standing.prepaid),
+                        debt_wei=str(standing.debt), next_due=standing.next_due or None, block_number=block,
+                        community_ms=now_ms or 0, actuator=self.actuator.kind, applied=False)
+                    session.add(row)
+                    session.flush()
+                    row_id = row.id
+            changed.append(self._apply(row_id, standing.party, decision, reason))
+        with transaction(self.factory) as session:
+            save_json_state(session, self.scan_key, {"next_block": block + 1})
+        return changed
+
+    def _apply(self, row_id: int, party: str, decision: str, reason: str) -> SupplyDecision:
+        error = None
+        try:
+            self.actuator.apply(party, decision, reason)
+        except ScbError as exc:
+            error = str(exc)
+            log.error("supply decision for %s (%s) not applied: %s; retrying at the next check", party, decision,
+                      error)
+        with transaction(self.factory) as session:
+            row = session.get(SupplyDecision, row_id)
+            assert row is not None
+            row.applied = error is None
+            row.apply_error = error
+            return row
+
+    def reapply(self) -> int:
+        """Apply the latest decision of every holder again (after a start); returns how many were applied."""
+        count = 0
+        with self.factory() as session:
+            latest = [self.latest(session, party) for party in self.system.holders]
+        for row in latest:
+            if row is not None:
+                self._apply(row.id, row.party, row.decision, f"restored at start: {row.reason}")
+                count += 1
+        return count
