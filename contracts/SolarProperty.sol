@@ -4,7 +4,6 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
-import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 /**
@@ -23,8 +22,6 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
  * binary search (O(log n)); settle touches one storage slot per holder while the deposit covers the bill.
  */
 contract SolarProperty is AccessControl, ReentrancyGuardTransient {
-    using SafeCast for uint256;
-
     // ---------------------------------------------------------------- constants
 
     /// @notice Role that registers systems and administers their hub roles.
@@ -282,7 +279,7 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         mapping(address => uint256) storage indexOf = _holderIndexPlusOne[systemId];
         mapping(uint256 => HolderState) storage states = _holderStates[systemId];
         mapping(uint256 => address) storage accounts = _holderAccounts[systemId];
-        uint256 sum;
+        uint256 sum = 0;
         uint256 n = holders.length;
         for (uint256 i; i < n; ++i) {
             address holder = holders[i];
@@ -377,22 +374,23 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         mapping(uint256 => HolderState) storage states = _holderStates[systemId];
         uint256[] memory amounts = new uint256[](n);
         uint256[] memory unpaid = new uint256[](n);
-        uint256 fromDeposits;
+        uint256 fromDeposits = 0;
         for (uint256 i; i < n; ++i) {
             HolderState memory h = states[i];
             if (h.status != HolderStatus.PAYING) continue;
-            uint256 billedBpsWh = Math.min(uint256(consumptionWh[i]) * TOTAL_SHARES_BPS, uint256(generationWh) * h.shareBps);
+            uint256 billedBpsWh = _min(uint256(consumptionWh[i]) * TOTAL_SHARES_BPS, uint256(generationWh) * h.shareBps);
             uint256 amount = (billedBpsWh * price) / BILL_DIVISOR;
-            if (amount == 0) continue;
-            amounts[i] = amount;
-            uint256 covered = Math.min(amount, h.prepaid);
-            fromDeposits += covered;
-            h.prepaid -= uint128(covered); // covered <= prepaid
-            if (covered < amount) {
-                unpaid[i] = amount - covered;
-                h.debtCount = _addDebt(systemId, i, h.debtCount, amount - covered, dueTime);
+            if (amount > 0) {
+                amounts[i] = amount;
+                uint256 covered = _min(amount, h.prepaid);
+                fromDeposits += covered;
+                h.prepaid -= uint128(covered); // covered <= prepaid
+                if (covered < amount) {
+                    unpaid[i] = amount - covered;
+                    h.debtCount = _addDebt(systemId, i, h.debtCount, amount - covered, dueTime);
+                }
+                states[i] = h;
             }
-            states[i] = h;
         }
         if (fromDeposits != 0) _credit(s.beneficiary, systemId, fromDeposits);
         emit Billed(systemId, periodId, amounts, unpaid);
@@ -408,13 +406,14 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         if (count != 0) {
             uint256 last = entries[count - 1];
             cumulative += last >> 64;
-            if (uint64(last) == dueTime) {
-                // Same due time (two periods settled in one block): extend the last entry.
-                entries[count - 1] = (uint256(cumulative.toUint192()) << 64) | dueTime;
+            if (uint64(last) >= dueTime) {
+                // Same due time (two periods settled in one block; due times never decrease because block time
+                // does not and the grace period is fixed): extend the last entry instead of adding one.
+                entries[count - 1] = (uint256(SafeCast.toUint192(cumulative)) << 64) | dueTime;
                 return count;
             }
         }
-        entries[count] = (uint256(cumulative.toUint192()) << 64) | dueTime;
+        entries[count] = (uint256(SafeCast.toUint192(cumulative)) << 64) | dueTime;
         return count + 1;
     }
 
@@ -434,15 +433,15 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
 
         uint256 toDebt = _clearDebt(systemId, index, h.debtCount, ledger, msg.value);
         uint256 remaining = msg.value - toDebt;
-        uint256 toEquity;
-        uint256 released;
+        uint256 toEquity = 0;
+        uint256 released = 0;
         if (remaining != 0 && h.status == HolderStatus.PAYING) {
             uint256 holding = _holdingValue(_systems[systemId].totalValue, h.shareBps);
             uint256 equity = ledger.equityPaid;
-            toEquity = Math.min(remaining, holding - equity);
+            toEquity = _min(remaining, holding - equity);
             remaining -= toEquity;
             ledger.equityPaid = uint128(equity + toEquity); // <= holding < 2^128
-            if (equity + toEquity == holding) {
+            if (equity + toEquity >= holding) {
                 h.status = HolderStatus.OWNED;
                 released = holding;
                 emit ShareOwned(systemId, msg.sender, h.shareBps, holding);
@@ -465,30 +464,37 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         if (status != HolderStatus.PAYING) revert HolderNotPaying(systemId, msg.sender, status);
         uint256 toDebt = _clearDebt(systemId, index, h.debtCount, _ledgers[systemId][index], msg.value);
         uint256 toPrepaid = msg.value - toDebt;
-        h.prepaid = (h.prepaid + toPrepaid).toUint128();
+        h.prepaid = SafeCast.toUint128(uint256(h.prepaid) + toPrepaid);
         emit Deposited(systemId, msg.sender, toDebt, toPrepaid);
         if (toDebt != 0) _credit(_systems[systemId].beneficiary, systemId, toDebt);
     }
 
     /// @notice Take `amount` of your unused deposit in system `systemId` back (any time, any status).
+    /// @dev One of the two places ether leaves the contract ({withdraw} is the other): only to the caller, out of
+    /// the caller's own balance, debited first (checks-effects-interactions) under the reentrancy lock. A failing
+    /// recipient reverts the whole call, so nothing is lost.
     function withdrawDeposit(uint256 systemId, uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
-        uint256 index = _indexOf(systemId, msg.sender);
-        HolderState storage h = _holderStates[systemId][index];
+        uint256 indexPlusOne = _holderIndexPlusOne[systemId][msg.sender];
+        if (indexPlusOne == 0) revert NotHolder(systemId, msg.sender);
+        HolderState storage h = _holderStates[systemId][indexPlusOne - 1];
         uint256 available = h.prepaid;
         if (amount > available) revert InsufficientPrepaid(available, amount);
         h.prepaid = uint128(available - amount);
         emit DepositWithdrawn(systemId, msg.sender, amount);
-        _send(msg.sender, amount);
+        (bool ok,) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert TransferFailed(msg.sender, amount);
     }
 
     /// @notice Withdraw everything credited to you (beneficiary income, overpayments, refunded equity).
+    /// @dev Same pattern as {withdrawDeposit}: debit, event, then the transfer to the caller.
     function withdraw() external nonReentrant {
         uint256 amount = withdrawable[msg.sender];
         if (amount == 0) revert NothingToWithdraw();
         withdrawable[msg.sender] = 0;
         emit Withdrawn(msg.sender, amount);
-        _send(msg.sender, amount);
+        (bool ok,) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert TransferFailed(msg.sender, amount);
     }
 
     // ---------------------------------------------------------------- grace and repossession
@@ -515,7 +521,7 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         h.status = HolderStatus.REPOSSESSED;
 
         uint256 equity = ledger.equityPaid;
-        uint256 recovered = Math.min(equity, debt);
+        uint256 recovered = _min(equity, debt);
         ledger.equityPaid = 0;
         ledger.debtCleared += uint128(recovered); // recovered <= equity < 2^128
         emit Repossessed(systemId, holder, share, equity - recovered, recovered, debt - recovered);
@@ -578,8 +584,8 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         view
         returns (address[] memory accounts, uint16[] memory sharesBps)
     {
+        _requireSystem(systemId);
         uint256 n = _systems[systemId].holderCount;
-        if (n == 0) revert UnknownSystem(systemId);
         accounts = new address[](n);
         sharesBps = new uint16[](n);
         for (uint256 i; i < n; ++i) {
@@ -590,8 +596,8 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
 
     /// @notice A registered system; reverts with UnknownSystem otherwise.
     function systemInfo(uint256 systemId) external view returns (SystemView memory v) {
+        _requireSystem(systemId);
         System storage s = _systems[systemId];
-        if (s.holderCount == 0) revert UnknownSystem(systemId);
         v.beneficiary = s.beneficiary;
         v.pricePerKWh = s.pricePerKWh;
         v.totalValue = s.totalValue;
@@ -645,10 +651,20 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         return indexPlusOne - 1;
     }
 
+    /// @dev Systems are numbered 1..systemCount.
+    function _requireSystem(uint256 systemId) private view {
+        if (systemId == 0 || systemId > systemCount) revert UnknownSystem(systemId);
+    }
+
     /// @dev Value of a holding: ceil(totalValue * share / 10000), so the beneficiary is paid at least the
     /// system's total value and every positive share has a positive value.
+    /// totalValue < 2^128 and shareBps <= 10000, so the product cannot overflow.
     function _holdingValue(uint256 totalValue, uint256 shareBps) private pure returns (uint256) {
-        return Math.mulDiv(totalValue, shareBps, TOTAL_SHARES_BPS, Math.Rounding.Ceil);
+        return (totalValue * shareBps + (TOTAL_SHARES_BPS - 1)) / TOTAL_SHARES_BPS;
+    }
+
+    function _min(uint256 a, uint256 b) private pure returns (uint256) {
+        return a < b ? a : b;
     }
 
     function _standing(HolderStatus status, uint256 debt, uint64 nextDue) private view returns (bool) {
@@ -668,7 +684,7 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         if (count == 0) return 0;
         uint256 already = ledger.debtCleared;
         uint256 debt = (_debtEntries[systemId][index][count - 1] >> 64) - already;
-        cleared = Math.min(debt, available);
+        cleared = _min(debt, available);
         if (cleared != 0) ledger.debtCleared = uint128(already + cleared); // <= cumulative billed, see below
     }
 
@@ -683,7 +699,7 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         mapping(uint256 => uint256) storage entries = _debtEntries[systemId][index];
         debt = (entries[count - 1] >> 64) - debtCleared;
         if (debt == 0) return (0, 0);
-        uint256 lo;
+        uint256 lo = 0;
         uint256 hi = count - 1;
         while (lo < hi) {
             uint256 mid = (lo + hi) / 2;
@@ -707,12 +723,5 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
     function _credit(address account, uint256 systemId, uint256 amount) private {
         withdrawable[account] += amount;
         emit Credited(account, systemId, amount);
-    }
-
-    /// @dev The only place ether leaves the contract; callers have already updated all state (CEI) and hold
-    /// the reentrancy lock.
-    function _send(address to, uint256 amount) private {
-        (bool ok,) = payable(to).call{value: amount}("");
-        if (!ok) revert TransferFailed(to, amount);
     }
 }
