@@ -84,3 +84,31 @@ class CommunityClock:
     def anchor(self) -> ClockAnchor:
         """The anchor to store: where this clock is now, against the wall clock."""
         return ClockAnchor(self.now_ms(), self.wall_ms(), self.speed)
+
+
+class JumpDetector:
+    """Notices the wall clock being stepped (NTP after boot, an operator's `date -s`) between two samples.
+
+    Real-time readings are stamped with the wall clock; a step shows up as a sudden gap (forward) or as readings
+    refused for running backwards. Comparing wall-clock progress with monotonic progress tells a step from a
+    slow sample, so it can be logged and counted as a clock jump.
+    """
+
+    def __init__(self, *, wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 tolerance_s: float = 2.0, tolerance_ratio: float = 0.05) -> None:
+        self._wall = wall
+        self._mono = monotonic
+        self.tolerance_s = tolerance_s
+        self.tolerance_ratio = tolerance_ratio
+        self._last = (wall(), monotonic())
+
+    def check(self) -> float | None:
+        """Seconds the wall clock moved beyond the time that passed since the last check, or None."""
+        wall, mono = self._wall(), self._mono()
+        last_wall, last_mono = self._last
+        self._last = (wall, mono)
+        elapsed = mono - last_mono
+        jump = (wall - last_wall) - elapsed
+        if abs(jump) > self.tolerance_s + self.tolerance_ratio * elapsed:
+            return jump
+        return None

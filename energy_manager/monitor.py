@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -114,10 +114,12 @@ class EnergyMonitor:
         return max(stamps) if stamps else None
 
     # -- one tick ---------------------------------------------------------------------------------------------
-    def tick(self, now_ms: int, extra_events: Iterable[tuple[str, InputEvent]] = ()) -> TickReport:
+    def tick(self, now_ms: int, extra_events: Iterable[tuple[str, InputEvent]] = (),
+             extra_state: dict[str, dict] | None = None) -> TickReport:
         """Sample every device at community time `now_ms`, store, batch closed windows. Never raises for bad
         input or an unavailable device; a failed commit is logged and the tick's readings are dropped (their
-        sequence numbers are reused by the next tick, so nothing is skipped)."""
+        sequence numbers are reused by the next tick, so nothing is skipped). `extra_state` is saved to
+        `energy_state` in the same transaction (the clock anchor)."""
         report = TickReport(ts_ms=now_ms)
         events: list[tuple[str, InputEvent]] = [*self._carry, *extra_events]
         self._carry = []
@@ -149,6 +151,8 @@ class EnergyMonitor:
                     self._store(session, reading, delta_wh, interval_ms, flags)
                 self._count(session, events)
                 self._checkpoint(session)
+                for key, value in (extra_state or {}).items():
+                    save_state(session, key, value)
                 report.messages = self.batch_closed_windows(session, now_ms)
         except SQLAlchemyError as exc:
             log.error("could not store the sample at %s (%s); it is dropped and the next sample continues",
@@ -307,13 +311,6 @@ def save_state(session: Session, key: str, value: dict) -> None:
         session.add(EnergyState(key=key, value_json=text))
     elif row.value_json != text:
         row.value_json = text
-
-
-def max_seq(session: Session, hub: str, meter: str) -> int:
-    return session.execute(
-        select(func.coalesce(func.max(StoredReading.seq), 0)).where(StoredReading.hub == hub,
-                                                                    StoredReading.meter == meter)
-    ).scalar_one()
 
 
 def _iso(ms: int) -> str:

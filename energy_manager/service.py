@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from energy_manager.clock import ClockAnchor, CommunityClock, resume_point
+from energy_manager.clock import ClockAnchor, CommunityClock, JumpDetector, resume_point
 from energy_manager.drivers.base import Device, InputEvent
 from energy_manager.drivers.serial_line import SerialDevice
 from energy_manager.drivers.simulated import SimulatedDevice
@@ -119,20 +119,22 @@ def _loop(monitor: EnergyMonitor, clock: CommunityClock, settings: EnergySetting
           max_samples: int | None) -> int:
     interval = settings.sample_interval_ms
     samples = 0
-    last_wall, last_mono = time.time(), time.monotonic()
+    jumps = JumpDetector()
     while not stop.is_set():
         now = clock.now_ms()
         extra: list[tuple[str, InputEvent]] = []
+        state: dict[str, dict] = {}
         if clock.real_time:
-            wall, mono = time.time(), time.monotonic()
-            drift = (wall - last_wall) - (mono - last_mono)
-            if abs(drift) > 2 + 0.05 * (mono - last_mono):
-                detail = f"the wall clock moved {drift:+.1f} s against the time that passed"
+            jump = jumps.check()
+            if jump is not None:
+                detail = f"the wall clock moved {jump:+.1f} s against the time that passed"
                 log.warning("clock jump: %s", detail)
                 extra.append(("clock", InputEvent(CLOCK_JUMP, detail)))
-            last_wall, last_mono = wall, mono
+        else:
+            # keep the stored anchor current: settlement derives community time from it
+            state[CLOCK_STATE_KEY] = clock.anchor().as_dict()
         try:
-            monitor.tick(now, extra)
+            monitor.tick(now, extra, state)
         except Exception as exc:  # noqa: BLE001 - the loop outlives any one sample (a bug is logged, not fatal)
             log.error("sample at %d failed: %s: %s", now, type(exc).__name__, exc)
             log.debug("sample failure", exc_info=True)

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from energy_manager.message import decode_message
-from energy_manager.models import StoredReading
+from energy_manager.models import EnergyState, StoredReading
 from energy_manager.reading import verify_reading
 from energy_manager.registers import RegisterState, energy_delta
 from energy_manager.settings import load_energy_settings
@@ -169,6 +169,15 @@ def test_signal_finishes_the_sample_and_exits_cleanly(tmp_path: Path, signum: in
     readings, messages = load_rows(tmp_path)
     check_store(readings, messages, 300_000)
     assert len(readings) // len(METERS) >= len(run.committed())
+    assert not any(r.salt in run.text for r in readings)  # logs never show salts (they protect households)
+    engine = make_engine(f"sqlite:///{tmp_path / 'scb.sqlite3'}")
+    try:
+        with make_sessionmaker(engine)() as s:
+            anchor = json.loads(s.get(EnergyState, "clock").value_json)
+    finally:
+        engine.dispose()
+    # the clock anchor settlement reads is kept current by every sample
+    assert anchor["community_ms"] >= max(r.ts_ms for r in readings) and anchor["speed"] == 3600
 
 
 def test_one_energy_manager_per_data_directory(tmp_path: Path) -> None:

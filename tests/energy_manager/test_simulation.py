@@ -149,3 +149,39 @@ def test_changed_parameters_continue_from_the_stored_registers() -> None:
     for key in before:
         if key.endswith("_wh"):
             assert 0 <= after[key] - before[key] < 100  # a minute's energy at most, no jump
+
+
+def test_clock_jump_detector_tells_a_step_from_a_slow_sample() -> None:
+    from energy_manager.clock import JumpDetector
+
+    wall, mono = [1000.0], [50.0]
+    detector = JumpDetector(wall=lambda: wall[0], monotonic=lambda: mono[0])
+
+    def advance(wall_s: float, mono_s: float) -> float | None:
+        wall[0] += wall_s
+        mono[0] += mono_s
+        return detector.check()
+
+    assert advance(60, 60) is None  # a normal interval
+    assert advance(61.5, 60) is None  # within the 2 s + 5 % tolerance
+    assert advance(3600 + 60, 60) == 3600  # NTP stepped the clock an hour forward
+    assert advance(-100 + 60, 60) == -100  # set back
+    assert advance(300, 300) is None  # a long, slow sample is not a jump
+
+
+def test_accelerated_clock_resumes_where_the_community_would_be() -> None:
+    from energy_manager.clock import ClockAnchor, CommunityClock, resume_point
+
+    anchor = ClockAnchor(community_ms=1_000_000, wall_ms=5_000, speed=60)
+    # 10 real seconds later the community is 10 minutes further
+    assert resume_point(anchor, 15_000, None, 0) == 1_000_000 + 600_000
+    # the wall clock went back while the hub was down: no jump back in community time
+    assert resume_point(anchor, 1_000, None, 0) == 1_000_000
+    # never before the newest stored reading
+    assert resume_point(anchor, 15_000, None, 9_999_999) == 9_999_999
+    # first start: the configured start, else now
+    assert resume_point(None, 15_000, 42_000, 0) == 42_000 and resume_point(None, 15_000, None, 0) == 15_000
+    t = [100.0]
+    clock = CommunityClock(3600, 0, wall=lambda: 1.0, monotonic=lambda: t[0])
+    t[0] += 1.0
+    assert clock.now_ms() == 3_600_000 and clock.seconds_until(7_200_000) == 1.0
