@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from energy_manager.clock import ClockAnchor, CommunityClock, JumpDetector, resume_point
 from energy_manager.drivers.base import Device, InputEvent
 from energy_manager.drivers.serial_line import SerialDevice
@@ -66,7 +68,9 @@ def build_device(device: DeviceSettings, settings: EnergySettings, start_ms: int
     raise ConfigError(f"energy.devices.{device.name}.driver {device.driver!r} is not available")
 
 
-def _start_clock(settings: EnergySettings, monitor_newest_ts: int | None, factory) -> CommunityClock:  # type: ignore[no-untyped-def]
+def _start_clock(settings: EnergySettings, monitor_newest_ts: int | None,
+                 factory: sessionmaker[Session]) -> CommunityClock:
+    """Real time for real meters; otherwise continue the accelerated clock from its stored anchor."""
     if settings.clock_speed == 1 and settings.start_ms is None:
         return CommunityClock(1.0)
     with transaction(factory) as session:
