@@ -8,7 +8,7 @@ gas, no transaction) and scans the contract's `Repossessed` events since the las
     in good standing (no bill past its due time)     -> supply
     a bill unpaid past the grace period              -> grid    (until the holder pays; then supply again)
 
-Only *changes* are stored (with the standing they were based on and a reason a person can read) and handed to the
+Only *changes* (of the decision, or of the holder's status: paying, owned, repossessed) are stored (with the standing they were based on and a reason a person can read) and handed to the
 actuator; a decision the actuator failed to apply is retried at the next check. On start the latest decisions are
 applied again, because a relay board may have lost power while the hub was down.
 
@@ -209,10 +209,11 @@ class SupplyWatcher:
             decision, reason = decide(standing, repossessed.get(standing.account.lower()))
             with self.factory() as session:
                 last = self.latest(session, standing.party)
-            if last is not None and last.decision == decision and last.applied:
+            same = last is not None and last.decision == decision and last.status == standing.status
+            if same and last.applied:  # type: ignore[union-attr]
                 continue
-            if last is not None and last.decision == decision:
-                row_id = last.id  # same decision, not applied yet: retry the actuator on that row
+            if same:
+                row_id = last.id  # type: ignore[union-attr]  # not applied yet: retry the actuator on that row
             else:
                 with transaction(self.factory) as session:
                     row = SupplyDecision(

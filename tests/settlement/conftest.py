@@ -106,11 +106,17 @@ class MemoryTangle:
         return list(self.by_address.get(address, []))
 
 
-def hub_config(tmp_path: Path, rpc_url: str, **overrides: Any) -> Config:
+def iso(ms: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hub_config(tmp_path: Path, rpc_url: str, start_ms: int = START_MS, **overrides: Any) -> Config:
     data: dict[str, Any] = {
         "hub": {"data_dir": str(tmp_path / "data"), "id": "test-hub"},
         "energy": {"households": ["h1", "h2", "h3"], "sample_interval_s": 300, "publish_window_s": 900,
-                   "clock_speed": 3600, "start": "2030-01-01T00:00:00Z"},
+                   "clock_speed": 3600, "start": iso(start_ms)},
         "mam": {"channels": {"readings": {"security": 1}}},
         "ethereum": {"rpc_url": rpc_url},
         "settlement": {"period_s": 3600, "lateness_s": 900,
@@ -118,7 +124,10 @@ def hub_config(tmp_path: Path, rpc_url: str, **overrides: Any) -> Config:
     }
     for key, value in overrides.items():
         section, _, name = key.partition("__")
-        data.setdefault(section, {})[name] = value
+        if isinstance(value, dict) and isinstance(data.get(section, {}).get(name), dict):
+            data[section][name].update(value)
+        else:
+            data.setdefault(section, {})[name] = value
     return Config(data=data)
 
 
@@ -154,13 +163,13 @@ class Hub:
         return self.settler.run(force=True)
 
 
-def make_hub(tmp_path: Path, rpc_url: str, **overrides: Any) -> Hub:
-    config = hub_config(tmp_path, rpc_url, **overrides)
+def make_hub(tmp_path: Path, rpc_url: str, start_ms: int = START_MS, **overrides: Any) -> Hub:
+    config = hub_config(tmp_path, rpc_url, start_ms, **overrides)
     engine = make_engine(config.database_url)
     create_schema(engine)
     factory = make_sessionmaker(engine)
     energy = load_energy_settings(config)
-    device = SimulatedDevice("sim", energy.community, START_MS)
+    device = SimulatedDevice("sim", energy.community, start_ms)
     monitor = EnergyMonitor(energy, factory, {"sim": device})
     tangle = MemoryTangle()
     publisher = Publisher(factory, mam_settings(config), tangle, tag="SCB")
@@ -169,12 +178,12 @@ def make_hub(tmp_path: Path, rpc_url: str, **overrides: Any) -> Hub:
     st = settlement_settings(config)
     client = connect(eth)
     system = resolve_system(config, factory, client, eth, st, energy)
-    clock = FixedTime(START_MS)
+    clock = FixedTime(start_ms)
     settler = Settler(factory, client, system, hub_id=energy.hub_id, period_s=st.period_s,
                       lateness_s=st.lateness_s, clock=clock, chain_clock=ChainClock(client, True),
                       retry_initial_s=st.retry_initial_s, retry_max_s=st.retry_max_s)
     return Hub(config, factory, monitor, publisher, tangle, clock, client, system, settler,
-               energy.sample_interval_ms)
+               energy.sample_interval_ms, now_ms=start_ms)
 
 
 @pytest.fixture
