@@ -17,6 +17,7 @@ from mam_client.outbox import enqueue
 from scb.db import transaction
 from scb.errors import ChainUnavailable
 from settlement.models import ABANDONED, PREPARED, SETTLED, SUBMITTED, ReadingProof, SettlementPeriod
+from tests.conftest import run_node
 from tests.settlement.conftest import START_MS, Hub
 
 HOUR_MS = 3600_000
@@ -70,6 +71,11 @@ def test_settles_closed_periods_in_order_with_amounts_from_the_registers(hub: Hu
                 proof = session.get(ReadingProof, r.id)
                 assert proof is not None and not proof.late
                 assert c.functions.verifyReading(1, row.period_id, bytes.fromhex(r.digest), proof.siblings()).call()
+    # the root on chain is the one @openzeppelin/merkle-tree computes for the same digests
+    with hub.factory() as session:
+        digests = [["0x" + d] for d in session.scalars(select(StoredReading.digest).where(StoredReading.period == 2))]
+    tree = run_node("merkle_tree.js", {"trees": [{"values": digests, "encoding": ["bytes32"]}]})["trees"][0]
+    assert tree["root"] == "0x" + bytes(chain_period(hub, 2)[0]).hex()
     # the bills follow the contract's formula from what we sent: min(consumed, generation * share) * price
     receipt = hub.client.receipt(periods(hub)[-1].tx_hash)
     (billed,) = c.events.Billed().process_receipt(receipt, errors=DISCARD)
