@@ -529,18 +529,18 @@ def serve_in_thread(settings: NodeSettings) -> RunningNode:
     sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     actual = replace(settings, port=port)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
     ready = threading.Event()
-    failure: list[BaseException] = []
+    started: dict[str, Any] = {}
 
     async def main() -> None:
+        started["loop"] = asyncio.get_running_loop()
+        started["stop"] = stop = asyncio.Event()
         runner = web.AppRunner(create_app(actual), access_log=None)
         try:
             await runner.setup()
             await web.SockSite(runner, sock).start()
         except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-            failure.append(exc)
+            started["failure"] = exc
             ready.set()
             await runner.cleanup()
             return
@@ -548,16 +548,12 @@ def serve_in_thread(settings: NodeSettings) -> RunningNode:
         await stop.wait()
         await runner.cleanup()
 
-    def target() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(main())
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=target, name=f"tangle-node-{port}", daemon=True)
+    # asyncio.run also cancels whatever request tasks are still pending and shuts the executors down
+    thread = threading.Thread(target=lambda: asyncio.run(main()), name=f"tangle-node-{port}", daemon=True)
     thread.start()
-    ready.wait(timeout=30)
-    if failure:
-        raise failure[0]
-    return RunningNode(url=f"http://{settings.host}:{port}", settings=actual, _loop=loop, _thread=thread, _stop=stop)
+    if not ready.wait(timeout=60):
+        raise RuntimeError("the tangle node did not start within 60 s")
+    if "failure" in started:
+        raise started["failure"]
+    return RunningNode(url=f"http://{settings.host}:{port}", settings=actual, _loop=started["loop"],
+                       _thread=thread, _stop=started["stop"])
