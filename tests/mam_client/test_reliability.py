@@ -1,0 +1,175 @@
+"""The publisher as a user runs it (`scb mam-client` and `scb tangle-node` processes) under failure.
+
+* kill -9 the publisher at random moments while it publishes 200 messages, restart it each time: every key
+  index is on the node exactly once, and both our fetch-all and mam.js's mamFetchAll walk the whole chain;
+* stop the node for a while: everything queued is published, in order, with no manual step.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from mam_client.fetch import fetch_chain
+from mam_client.models import ATTACHED, Channel, OutboxMessage
+from mam_client.outbox import enqueue
+from mam_client.transport import PyotaTransport
+from scb.config import load_config
+from scb.db import open_database, transaction
+from tests.conftest import run_node
+
+MWM = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Hub:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.node_port = free_port()
+        self.env = {
+            **os.environ,
+            "SCB_DATA_DIR": str(root),
+            "SCB_TANGLE_NODE__PORT": str(self.node_port),
+            "SCB_TANGLE_NODE__MWM": str(MWM),
+            "SCB_TANGLE_NODE__POW_THREADS": "1",
+            "SCB_IOTA__MWM": str(MWM),
+            "SCB_MAM__API_PORT": str(free_port()),
+            "SCB_MAM__POLL_INTERVAL_S": "0.2",
+            "SCB_MAM__BACKOFF_INITIAL_S": "0.2",
+            "SCB_MAM__BACKOFF_MAX_S": "1.0",
+            "SCB_MAM__CHANNELS__READINGS__MODE": "public",
+            "SCB_MAM__CHANNELS__READINGS__SECURITY": "1",
+        }
+        self.config = load_config(environ={k: v for k, v in self.env.items() if k.startswith("SCB_")})
+        self.url = f"http://127.0.0.1:{self.node_port}"
+
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.root / f"{args[0]}.log", "ab")  # noqa: SIM115
+        return subprocess.Popen([sys.executable, "-m", "scb.cli", *args], env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+    def wait_node(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.post(self.url, json={"command": "getNodeInfo"},
+                              headers={"X-IOTA-API-Version": "1"}, timeout=2)
+                return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise AssertionError("tangle node did not start")
+
+
+@pytest.fixture()
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    hub = Hub(tmp_path)
+    procs: list[subprocess.Popen[bytes]] = []
+    hub.procs = procs  # type: ignore[attr-defined]
+    yield hub
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def counts(factory) -> dict[str, int]:
+    with factory() as s:
+        return dict(s.execute(select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)).all())
+
+
+def enqueue_messages(factory, n: int, start: int = 0) -> None:
+    with transaction(factory) as s:
+        for i in range(start, start + n):
+            enqueue(s, "readings", "SCB" + "".join("ABCDEFGHIJ"[int(d)] for d in str(i)))
+
+
+@pytest.mark.slow
+def test_kill_9_while_publishing_200(hub: Hub) -> None:
+    node = hub.spawn("tangle-node")
+    hub.procs.append(node)  # type: ignore[attr-defined]
+    hub.wait_node()
+    factory = open_database(hub.config)
+    enqueue_messages(factory, 200)
+    rng = random.Random(20261121)
+    kills = 0
+    deadline = time.monotonic() + 420
+    while counts(factory).get(ATTACHED, 0) < 200:
+        assert time.monotonic() < deadline, f"publishing stalled: {counts(factory)}"
+        client = hub.spawn("mam-client")
+        hub.procs.append(client)  # type: ignore[attr-defined]
+        time.sleep(rng.uniform(1.5, 4.5))
+        if client.poll() is None:
+            client.send_signal(signal.SIGKILL)
+            kills += 1
+        client.wait()
+    assert kills >= 3
+
+    with factory() as s:
+        rows = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        first_root = s.get(Channel, "readings").first_root
+    assert [r.key_index for r in rows] == list(range(200))
+    transport = PyotaTransport(hub.url, mwm=MWM)
+    for row in rows:
+        bundles = [b for b in transport.find_bundles(row.address)]
+        assert len(bundles) == 1, f"index {row.key_index}: {len(bundles)} bundles on the node"
+        assert bundles[0].carries(row.payload)
+    ours = [m.message for m in fetch_chain(transport, first_root, "public", None)]
+    assert ours == [r.message for r in rows]
+    theirs = run_node("mamjs_tangle.js", {"provider": hub.url, "ops": [
+        {"op": "fetchAll", "root": first_root, "mode": "public", "limit": 1000}]})["results"][0]
+    assert theirs["ok"], theirs
+    assert [m["message"] for m in theirs["messages"]] == ours
+
+
+@pytest.mark.slow
+def test_node_outage_then_recovery(hub: Hub) -> None:
+    node = hub.spawn("tangle-node")
+    hub.procs.append(node)  # type: ignore[attr-defined]
+    hub.wait_node()
+    factory = open_database(hub.config)
+    client = hub.spawn("mam-client")
+    hub.procs.append(client)  # type: ignore[attr-defined]
+    enqueue_messages(factory, 3)
+    deadline = time.monotonic() + 60
+    while counts(factory).get(ATTACHED, 0) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    node.send_signal(signal.SIGTERM)
+    node.wait(timeout=30)
+    enqueue_messages(factory, 10, start=3)
+    time.sleep(3)  # the publisher retries against a dead node meanwhile
+    assert counts(factory).get(ATTACHED, 0) == 3
+    with factory() as s:
+        waiting = s.scalars(select(OutboxMessage).where(OutboxMessage.state != ATTACHED)
+                            .order_by(OutboxMessage.id)).first()
+        assert waiting.attempts >= 1 and waiting.last_error
+    node = hub.spawn("tangle-node")
+    hub.procs.append(node)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while counts(factory).get(ATTACHED, 0) < 13:
+        assert time.monotonic() < deadline, counts(factory)
+        time.sleep(0.2)
+    with factory() as s:
+        rows = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        first_root = s.get(Channel, "readings").first_root
+    times = [r.attached_at for r in rows]
+    assert times == sorted(times)  # attached in order
+    transport = PyotaTransport(hub.url, mwm=MWM)
+    assert [m.message for m in fetch_chain(transport, first_root, "public", None)] == [r.message for r in rows]
+    client.send_signal(signal.SIGTERM)
+    assert client.wait(timeout=30) == 0
