@@ -189,3 +189,33 @@ def make_hub(tmp_path: Path, rpc_url: str, start_ms: int = START_MS, **overrides
 @pytest.fixture
 def hub(tmp_path: Path, anvil: Anvil) -> Hub:
     return make_hub(tmp_path, anvil.url)
+
+
+def write_toml(config: Config, path: Path) -> Path:
+    """The test configuration as a TOML file, for commands run as a user would (subprocesses)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(v)
+
+    lines: list[str] = []
+
+    def table(name: str, data: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
+        for k, v in data.items():
+            if isinstance(v, dict):
+                table(f"{name}.{k}", v)
+
+    for name, data in config.data.items():
+        table(name, data)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,106 @@
+"""The chain client against anvil: unreachable nodes, decoded custom errors, accounts, confirmations."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from scb.config import Config
+from scb.errors import ChainUnavailable, ConfigError, SecretFileError
+from settlement.chain import (
+    ChainClient,
+    ContractReverted,
+    StaleNonce,
+    connect,
+    dev_account,
+    hub_account,
+    load_keystore,
+)
+from settlement.settings import ethereum_settings
+from tests.settlement.conftest import Anvil, start_anvil
+
+
+def settings(url: str, **kw):  # type: ignore[no-untyped-def]
+    return ethereum_settings(Config(data={"ethereum": {"rpc_url": url, **kw}}))
+
+
+def test_unreachable_node_is_chain_unavailable() -> None:
+    client = ChainClient(settings("http://127.0.0.1:9", timeout_s=1))
+    with pytest.raises(ChainUnavailable, match="unreachable"):
+        client.chain_id
+    client.account = dev_account(0)
+    with pytest.raises(ChainUnavailable):
+        client.sign(client.contract("0x" + "11" * 20).functions.systemCount(), "systemCount")
+
+
+def test_dev_chain_account_deploy_and_decoded_errors(anvil: Anvil) -> None:
+    client = connect(settings(anvil.url))
+    assert client.is_dev_chain() and client.sender == client.w3.eth.accounts[0]
+    address = client.deploy(client.sender, client.sender)
+    c = client.contract(address)
+    with pytest.raises(ContractReverted) as err:
+        client.call(c.functions.periodInfo(1, 7), "periodInfo")
+    assert err.value.name == "PeriodNotSettled" and err.value.args_ == (1, 7)
+    assert "periodInfo reverted: PeriodNotSettled(1, 7)" == str(err.value)
+    # a transaction the contract refuses fails at estimation, before anything is signed or paid
+    stranger = ChainClient(settings(anvil.url))
+    stranger.account = dev_account(7)
+    before = client.w3.eth.get_transaction_count(stranger.sender)
+    with pytest.raises(ContractReverted) as err:
+        stranger.sign(c.functions.registerSystem(stranger.sender, stranger.sender, 1, 1, 1, "A" * 81,
+                                                 [stranger.sender], [10000]), "registerSystem")
+    assert err.value.name == "AccessControlUnauthorizedAccount"
+    assert client.w3.eth.get_transaction_count(stranger.sender) == before
+
+
+def test_chain_id_mismatch_is_a_configuration_error(anvil: Anvil) -> None:
+    with pytest.raises(ConfigError, match="chain_id is 5"):
+        ChainClient(settings(anvil.url, chain_id=5)).chain_id
+
+
+def test_confirmation_depth(anvil: Anvil) -> None:
+    client = connect(settings(anvil.url, confirmations=3, receipt_timeout_s=1))
+    c = client.w3.eth.contract(abi=[], bytecode="0x00")
+    signed = client.sign(c.constructor(), "deploy")
+    client.send(signed)
+    with pytest.raises(ChainUnavailable, match="not deep enough"):
+        client.wait(signed.tx_hash, "deploy", timeout_s=0.5)
+    client.mine()
+    client.mine()
+    assert client.wait(signed.tx_hash, "deploy", timeout_s=2)["status"] == 1
+    # sending it again: the node knows the nonce is used (the job asks for the receipt before re-broadcasting)
+    with pytest.raises(StaleNonce):
+        client.send(signed.raw)
+
+
+def write_secret(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_keystore_account(tmp_path: Path) -> None:
+    account = dev_account(5)
+    keystore = write_secret(tmp_path / "hub.json", json.dumps(Account.encrypt(account.key, "correct horse")))
+    password = write_secret(tmp_path / "hub.pw", "correct horse\n")
+    assert load_keystore(keystore, password).address == account.address
+    wrong = write_secret(tmp_path / "wrong.pw", "battery staple")
+    with pytest.raises(ConfigError, match="wrong password"):
+        load_keystore(keystore, wrong)
+    os.chmod(password, 0o644)
+    with pytest.raises(SecretFileError, match="readable by others"):
+        load_keystore(keystore, password)
+
+
+def test_a_non_development_chain_needs_a_keystore() -> None:
+    node = start_anvil(extra=["--chain-id", "4242"])
+    try:
+        client = ChainClient(settings(node.url))
+        assert not client.is_dev_chain()
+        with pytest.raises(ConfigError, match="keystore_file"):
+            hub_account(client.settings, client)
+    finally:
+        node.stop()
