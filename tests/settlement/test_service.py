@@ -1,0 +1,95 @@
+"""The settlement service and the operator commands, run as a user would."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from sqlalchemy import select, text
+
+from energy_manager.clock import ClockAnchor
+from energy_manager.monitor import save_state
+from energy_manager.service import CLOCK_STATE_KEY
+from scb.db import transaction
+from settlement.models import SettlementSystem
+from settlement.service import SettlementService, make_scheduler
+from tests.settlement.conftest import START_MS, Hub, free_port, hub_config, start_anvil, write_toml
+from tests.settlement.test_verify import scb
+
+HOUR_MS = 3600_000
+
+
+def test_service_starts_before_the_chain_and_keeps_its_jobs_in_the_database(tmp_path: Path) -> None:
+    port = free_port()
+    config = hub_config(tmp_path, f"http://127.0.0.1:{port}")
+    config.data["settlement"].update({"check_interval_s": 0.2, "supply_interval_s": 0.2, "retry_initial_s": 0.2,
+                                      "retry_max_s": 0.5})
+    service = SettlementService(config)
+    import settlement.service as module
+
+    module._service = service
+    scheduler = make_scheduler(service)
+    scheduler.start()
+    node = None
+    try:
+        with service.engine.connect() as conn:
+            jobs = {row[0] for row in conn.execute(text("SELECT id FROM settlement_scheduler_jobs"))}
+        assert jobs == {"settle", "supply"}
+        time.sleep(1.0)
+        assert service.system is None and service._connect_backoff.failures >= 1  # chain down: backing off
+        node = start_anvil(port)
+        deadline = time.monotonic() + 30
+        while service.system is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert service.system is not None and service.system.demo
+    finally:
+        scheduler.shutdown(wait=True)
+        module._service = None
+        if node is not None:
+            node.stop()
+    with service.factory() as session:
+        assert len(session.scalars(select(SettlementSystem)).all()) == 1
+    # a second start re-registers the same two jobs, it does not add more
+    scheduler = make_scheduler(service)
+    scheduler.start(paused=True)
+    try:
+        with service.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM settlement_scheduler_jobs")).scalar() == 2
+    finally:
+        scheduler.shutdown(wait=False)
+    service.close()
+    service.engine.dispose()
+
+
+def test_operator_commands(hub: Hub, tmp_path: Path) -> None:
+    hub.run_until(START_MS + 2 * HOUR_MS + 20 * 60_000)
+    with transaction(hub.factory) as session:  # what the running energy manager stores: its clock's anchor
+        save_state(session, CLOCK_STATE_KEY, ClockAnchor(hub.clock.value, int(time.time() * 1000), 1.0).as_dict())
+    config = write_toml(hub.config, tmp_path / "scb.toml")
+    settled = scb("--config", str(config), "settle", "--now")
+    assert settled.returncode == 0, settled.stderr
+    assert "period 1: settled" in settled.stdout and "period 2: settled" in settled.stdout
+    again = scb("--config", str(config), "settle", "--now")
+    assert again.returncode == 0 and "nothing to settle" in again.stdout
+
+    with hub.factory() as session:
+        reading_id = session.execute(text("SELECT id FROM energy_readings WHERE period = 2 LIMIT 1")).scalar()
+    exported = scb("--config", str(config), "proof", "export", str(reading_id))
+    assert exported.returncode == 0, exported.stderr
+    proof = tmp_path / "proof.json"
+    proof.write_text(exported.stdout)
+    assert json.loads(exported.stdout)["chain"]["period_id"] == 2
+    side_key = Path(hub.config.data["hub"]["data_dir"]) / "secrets" / "mam-readings.sidekey"
+    checked = scb("--config", str(config), "verify", "--proof", str(proof), "--side-key-file", str(side_key))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "[ok  ] MAM message" in checked.stdout and "verdict: VALID" in checked.stdout
+
+    unsettled = scb("--config", str(config), "proof", "export", "999999")
+    assert unsettled.returncode == 2 and "no reading 999999" in unsettled.stderr
+
+    info = scb("--config", str(config), "chain", "info")
+    assert info.returncode == 0, info.stderr
+    assert "last period 2" in info.stdout and "h3" in info.stdout
+    status = scb("--config", str(config), "status", "--json")
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["settlement"]["last_period"]["period_id"] == 2
