@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -167,7 +168,10 @@ class TangleNode:
 
     async def on_startup(self, app: web.Application) -> None:
         self._attach_lock = asyncio.Lock()
-        self.store = await self._in_db(Store, self.settings.db)
+        try:
+            self.store = await self._in_db(Store, self.settings.db)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"the tangle database {self.settings.db} cannot be opened: {exc}") from None
         count = await self._in_db(lambda: self._require_store().count())
         log.info(
             "tangle node: %d transactions in %s, minimum weight magnitude %d, remote PoW %s",
@@ -288,7 +292,8 @@ class TangleNode:
 
     async def get_node_info(self, req: dict[str, Any]) -> dict[str, Any]:
         store = self._require_store()
-        count, tips = await self._in_db(lambda: (store.count(), len(store.tips(self.settings.max_tips))))
+        # "tips" counts the tips getTransactionsToApprove draws from (kept as a table: cheap on a large tangle)
+        count, tips = await self._in_db(lambda: (store.count(), store.tip_candidate_count()))
         return {
             "appName": "SCB tangle-node",
             "appVersion": __version__,
@@ -498,8 +503,13 @@ def run(settings: NodeSettings) -> None:
     """Serve until SIGINT/SIGTERM (the `scb tangle-node` command)."""
     sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
-    log.info("tangle node listening on http://%s:%d", settings.host, port)
-    web.run_app(create_app(settings), sock=sock, print=None, access_log=None, handle_signals=True)
+    app = create_app(settings)
+
+    async def announce(_app: web.Application) -> None:  # after the store opened: the node is really up
+        log.info("tangle node listening on http://%s:%d", settings.host, port)
+
+    app.on_startup.append(announce)
+    web.run_app(app, sock=sock, print=None, access_log=None, handle_signals=True)
 
 
 @dataclass
