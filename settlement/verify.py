@@ -37,7 +37,7 @@ from mam_client.fetch import Archive, fetch_at, fetch_chain
 from mam_client.mam import InvalidInput, InvalidMessage, decode_address, parse_message
 from mam_client.transport import TangleTransport
 from settlement.chain import ChainClient, ContractReverted
-from settlement.merkle import process_proof, reading_leaf, to_hex
+from settlement.merkle import MerkleError, build_reading_tree, process_proof, reading_leaf, reading_proof, to_hex
 from scb.errors import ChainUnavailable, ConfigError, NodeUnavailable, TransportError
 
 VALID, INVALID, CANNOT_CHECK = 0, 1, 2
@@ -301,15 +301,18 @@ def _check_membership(report: Report, ctx: AddressContext, root: str, period_id:
 def _check_readings(report: Report, ctx: AddressContext, root: str, decoded: ReadingsMessage) -> None:
     events = ctx.chain.settled_events()
     member_checked = False
+    rebuilt: dict[int, Any] = {}
     for reading in decoded.readings:
         label = f"{reading.meter}#{reading.seq}"
         canonical = encode_json(reading.as_dict())
         digest = reading_digest(canonical)
         report.ok(f"{label} leaf", f"digest 0x{digest.hex()} (keccak256 of its canonical bytes)")
         record = ctx.reading_lookup(digest.hex()) if ctx.reading_lookup else None
-        if record is None or record.period_id is None or record.proof is None:
-            raise report.cannot(f"{label} period", "no settled proof for this reading in the hub's database (not "
-                                                   "settled yet, or not run on the hub: use a proof file)")
+        if record is not None and record.period_id is None:
+            raise report.cannot(f"{label} period", "not settled yet (its period is still open, or "
+                                                   "within its lateness window)")
+        if record is None or record.proof is None:
+            record = _rebuild_proof(report, ctx, label, reading, digest, events, rebuilt)
         period_id = record.period_id
         onchain = ctx.chain.period(period_id)
         if onchain is None or period_id not in events:
@@ -325,6 +328,53 @@ def _check_readings(report: Report, ctx: AddressContext, root: str, decoded: Rea
             _check_membership(report, ctx, root, period_id, events[period_id], onchain)
             member_checked = True
         check_proof(report, ctx.chain, label, period_id, digest, record.proof, onchain["root"])
+
+
+def _rebuild_proof(report: Report, ctx: AddressContext, label: str, reading: Reading, digest: bytes,
+                   events: dict[int, dict[str, Any]], cache: dict[int, Any]) -> HubRecord:
+    """Without the hub's database: rebuild the tree of the reading's period from the tangle.
+
+    Walks the channel from the period's anchored MAM root, collects every reading whose time lies in the period,
+    until the first message of a later window once the on-chain count is reached (or the channel ends), and
+    rebuilds the tree. It matches the on-chain root unless the period also anchored late readings of earlier
+    periods; then only the hub (or a proof file) has the proof.
+    """
+    ts_s = reading.ts_ms // 1000
+    period_id = next((pid for pid, e in sorted(events.items()) if e["start"] <= ts_s < e["end"]), None)
+    if period_id is None:
+        raise report.cannot(f"{label} period", "no settled period covers the reading's time (not settled yet)")
+    if period_id not in cache:
+        event = events[period_id]
+        onchain = ctx.chain.period(period_id)
+        digests: list[bytes] = []
+        walked = 0
+        for message in fetch_chain(ctx.transport, event["mam_root"], ctx.mode, ctx.side_key, ctx.archive):
+            walked += 1
+            try:
+                decoded = decode_message(trytes_to_ascii(message.message))
+            except (ReadingError, ValueError):
+                continue
+            if decoded.window_start_ms >= event["end"] * 1000 and onchain and len(digests) >= onchain["count"]:
+                break
+            digests += [reading_digest(encode_json(r.as_dict())) for r in decoded.readings
+                        if event["start"] * 1000 <= r.ts_ms < event["end"] * 1000]
+            if walked >= MAX_WALK:
+                break
+        tree = build_reading_tree(digests) if digests else None
+        cache[period_id] = tree if tree is not None and to_hex(tree.root) == event["root"] else None
+        if cache[period_id] is not None:
+            report.info(f"period {period_id} tree", f"rebuilt from {len(digests)} readings on the tangle "
+                                                    f"({walked} messages): it matches the on-chain root")
+    tree = cache[period_id]
+    if tree is None:
+        raise report.cannot(f"{label} period", f"the readings of period {period_id} on the tangle do not rebuild "
+                                               "its root (it also anchors late readings): use a proof file from "
+                                               "the hub (`scb proof export`)")
+    try:
+        return HubRecord(-1, period_id, reading_proof(tree, digest), False)
+    except MerkleError:
+        raise report.fail(f"{label} period", f"the reading is not among the readings of period {period_id} on "
+                                             "the tangle") from None
 
 
 # ------------------------------------------------------------------------------------------------- proof files

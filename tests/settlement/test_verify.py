@@ -154,7 +154,8 @@ def test_cli_verify_proof_exit_codes(golden_chain, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ by address
 
 
-def context(hub: Hub, *, db: bool = True, root: str | None = None, archive: bool = True) -> AddressContext:
+def context(hub: Hub, *, db: bool = True, root: str | None = None, archive: bool = True,
+            proofs: bool = True) -> AddressContext:
     _seed, side_key = load_secrets(mam_settings(hub.config).channels["readings"])
     eth = ethereum_settings(hub.config)
 
@@ -177,7 +178,8 @@ def context(hub: Hub, *, db: bool = True, root: str | None = None, archive: bool
 
     return AddressContext(transport=hub.tangle, archive=archive_reader if archive else None, mode="restricted",
                           side_key=side_key, chain=ChainView(ChainClient(eth), hub.system.contract, 1), root=root,
-                          root_lookup=root_lookup if db else None, reading_lookup=reading_lookup)
+                          root_lookup=root_lookup if db else None,
+                          reading_lookup=reading_lookup if proofs else None)
 
 
 def messages(hub: Hub) -> list[OutboxMessage]:
@@ -212,6 +214,14 @@ def test_verify_without_the_database_walks_the_channel(settled: Hub) -> None:
     report = verify_address(message.address, context(settled, db=False))
     assert report.verdict == VALID
     assert "walking the system's channel" in report.steps[0].detail
+
+
+def test_verify_away_from_the_hub_rebuilds_the_period_from_the_tangle(settled: Hub) -> None:
+    """Nothing from the hub's database: root found by walking, proofs from the period rebuilt off the tangle."""
+    message = messages(settled)[6]
+    report = verify_address(message.address, context(settled, db=False, archive=False, proofs=False))
+    assert report.verdict == VALID, report.text()
+    assert any(s.name.endswith("tree") and "matches the on-chain root" in s.detail for s in report.steps)
 
 
 def test_pruned_message_is_read_from_the_archive_and_said_so(settled: Hub) -> None:
