@@ -38,6 +38,8 @@ from scb.errors import ScbError, TransportError
 log = logging.getLogger("settlement.supply")
 
 PAYING, OWNED, REPOSSESSED = "paying", "owned", "repossessed"
+#: blocks scanned for Repossessed events on the very first check
+EVENT_LOOKBACK_BLOCKS = 50_000
 
 
 class ActuatorError(TransportError):
@@ -180,7 +182,9 @@ class SupplyWatcher:
         """account (lowercase) -> transaction hash of the Repossessed events since the last scan."""
         with self.factory() as session:
             state = load_json_state(session, self.scan_key) or {}
-        start = int(state.get("next_block", 0))
+        # first scan: the recent past only (providers limit log ranges; standing itself is read from the views,
+        # the events only add the repossession's transaction to the reason)
+        start = int(state.get("next_block", max(0, to_block - EVENT_LOOKBACK_BLOCKS)))
         if start > to_block:
             return {}
         found = {}
