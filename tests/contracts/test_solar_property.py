@@ -561,3 +561,31 @@ def test_verify_reading_with_python_tree(solar: Solar, system: int, accts: Accou
     assert not solar.call("verifyReading", system, 1, tree.tree[1], [tree.tree[2]])
     # the proof is bound to its period
     assert solar.call_reverts("verifyReading", system, 2, digests[0], merkle.reading_proof(tree, 0)).name == "PeriodNotSettled"
+
+
+# ------------------------------------------------------------------------------------------------ packing bounds
+
+
+def test_prepaid_is_bounded_by_its_80_bits(solar: Solar, system: int, accts: Accounts) -> None:
+    """A deposit that would take the prepaid balance past 2^80 - 1 wei (1.2 million ether) reverts, nothing lost."""
+    w3 = solar.w3
+    w3.eth.send_transaction({"from": accts.spare, "to": accts.h1, "value": 9 * 10**23})
+    solar.transact("deposit", system, sender=accts.h1, value=7 * 10**23)
+    r = solar.reverts("deposit", system, sender=accts.h1, value=6 * 10**23)
+    assert (r.name, r.args) == ("SafeCastOverflowedUintDowncast", (80, 13 * 10**23))
+    assert solar.holder(system, accts.h1)["prepaid"] == 7 * 10**23 == solar.balance()
+    solar.transact("deposit", system, sender=accts.h1, value=2**80 - 1 - 7 * 10**23)
+    assert solar.holder(system, accts.h1)["prepaid"] == 2**80 - 1
+
+
+def test_absurd_bills_revert_the_settlement_instead_of_wrapping(solar: Solar, accts: Accounts) -> None:
+    """The debt ledger holds cumulative amounts below 2^88 wei; a settlement that would exceed it reverts."""
+    price = 2**100
+    system, _ = solar.register(accts.approver, [accts.h1], [10_000], hub=accts.hub, beneficiary=accts.beneficiary, price=price)
+    clock = PeriodClock(solar, system, accts.hub)
+    now = solar.now()
+    bill = expected_bill(1_000_000, 2_000_000, 10_000, price)
+    r = solar.reverts("settle", system, 1, clock.cursor - 10, now - 1, b"\x11" * 32, TRYTES_B, 1, 2_000_000, [1_000_000], sender=accts.hub)
+    assert (r.name, r.args) == ("SafeCastOverflowedUintDowncast", (88, bill))
+    assert solar.system(system)["lastPeriodId"] == 0
+    clock.settle([0], generation=2_000_000)  # the hub is not stuck: corrected data settles the period
