@@ -31,6 +31,7 @@ from typing import Protocol
 
 from eth_utils import to_checksum_address
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.models import StoredReading
@@ -167,7 +168,9 @@ class Settler:
             return report
         try:
             self.settle_closed(report)
-        except (ChainUnavailable, DataError) as exc:
+        except (ChainUnavailable, DataError, SQLAlchemyError) as exc:
+            if isinstance(exc, SQLAlchemyError):  # e.g. the database stayed locked: retried like a down chain
+                exc = ChainUnavailable(f"database: {str(exc).splitlines()[0][:300]}")
             delay = self.backoff.fail(self.wall(), str(exc))
             level = logging.WARNING if isinstance(exc, ChainUnavailable) else logging.ERROR
             log.log(level, "settlement of system %d: %s; next attempt in %.0f s", self.system.system_id, exc, delay)

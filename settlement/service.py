@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from types import FrameType
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from energy_manager.settings import EnergySettings, load_energy_settings
 from settlement.chain import ChainClient, connect
@@ -105,8 +106,8 @@ class SettlementService:
             assert self.watcher is not None
             try:
                 self.watcher.run()
-            except (ChainUnavailable, DataError) as exc:
-                log.warning("supply check: %s", exc)
+            except (ChainUnavailable, DataError, SQLAlchemyError) as exc:
+                log.warning("supply check: %s", str(exc).splitlines()[0])
 
     def close(self) -> None:
         self.actuator.close()
