@@ -17,11 +17,11 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
  * pulled (`withdraw`, `withdrawDeposit`), never pushed.
  * @dev See docs/contract.md for the money flows, rounding and bounds. Invariant kept by every function:
  * address(this).balance == sum(withdrawable) + sum(prepaid) + sum(equityPaid of holders still paying).
- * Bills are never stored one per holder per period: a holder's unpaid amounts form a prefix-summed debt
- * ledger, so paying clears the oldest debt first in O(1) and finding the oldest unpaid due time is a
- * binary search (O(log n)). Everything settle needs about a holder fits in 128 bits, two holders per storage
- * slot, so settle touches half a slot per holder while deposits cover the bills; ledger entries are also
- * packed two per slot.
+ * Bills are not stored as such: a bill paid from the deposit leaves no record but its event, and only the part
+ * a deposit did not cover becomes an entry of the holder's prefix-summed debt ledger, so paying clears the
+ * oldest debt first in O(1) and finding the oldest unpaid due time is a binary search (O(log n)). Everything
+ * settle needs about a holder fits in 128 bits, two holders per storage slot, so settle touches half a slot
+ * per holder while deposits cover the bills; ledger entries are also packed two per slot.
  */
 contract SolarProperty is AccessControl, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- constants
