@@ -21,6 +21,7 @@ from mam_client.crypto.trits import ascii_to_trytes
 from mam_client.models import Channel, OutboxMessage
 from mam_client.outbox import MAX_MESSAGE_TRYTES, enqueue
 from mam_client.mam.errors import InvalidInput
+from scb import safejson
 from scb.db import transaction
 
 #: Request body limit. Why: a message is at most MAX_MESSAGE_TRYTES trytes, i.e. half as many JSON bytes
@@ -63,11 +64,11 @@ def _message_trytes(body: Any) -> str:
 
 async def post_message(request: web.Request) -> web.Response:
     try:
-        body = await request.json()
+        body = safejson.loads(await request.read())
     except web.HTTPRequestEntityTooLarge:
         return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, "the body must be JSON")
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body must be JSON (and nested at most a few levels)")
     try:
         trytes = _message_trytes(body)
         channel = body.get("channel")

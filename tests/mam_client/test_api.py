@@ -73,6 +73,7 @@ def test_post_then_follow_the_message(setup) -> None:
 
 @pytest.mark.parametrize("body", [
     b"not json",
+    b"[" * 30_000 + b"]" * 30_000,  # deep nesting under the size limit
     b"[1,2]",
     json.dumps({"channel": "readings"}).encode(),
     json.dumps({"channel": "readings", "message": 1, "trytes": "A"}).encode(),

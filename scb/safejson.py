@@ -1,0 +1,48 @@
+"""JSON from untrusted sources (HTTP bodies, proof files, meter lines) with a bound on nesting depth.
+
+Why: Python's json decoder recurses in C once per nesting level and is only stopped by the interpreter's
+recursion limit. Libraries may raise that limit (py-evm sets it to 100000 at import), and a request of
+100 000 '[' then overflows a thread's C stack and kills the process with a segmentation fault. Nothing SCB
+accepts is nested more than a few levels, so depth is checked with a linear scan before decoding.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: Deepest nesting accepted. SCB's own documents (proof files, API bodies, IRI commands) stay below 10.
+MAX_DEPTH = 64
+
+
+class JsonTooDeep(ValueError):
+    """The document nests arrays/objects deeper than allowed."""
+
+
+def check_depth(text: str | bytes, max_depth: int = MAX_DEPTH) -> None:
+    """Raise JsonTooDeep if brackets outside strings nest deeper than `max_depth` (linear, no recursion)."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    depth = 0
+    in_string = False
+    escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > max_depth:
+                raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels")
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+
+
+def loads(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """json.loads after the depth check; raises ValueError (JSONDecodeError or JsonTooDeep) for bad input."""
+    check_depth(text, max_depth)
+    return json.loads(text)
