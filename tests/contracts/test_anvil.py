@@ -58,6 +58,8 @@ def anvil() -> Iterator[Web3]:
         yield w3
     finally:
         _stop(proc)
+        if proc.stderr:
+            proc.stderr.close()
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
