@@ -104,3 +104,19 @@ def test_a_non_development_chain_needs_a_keystore() -> None:
             hub_account(client.settings, client)
     finally:
         node.stop()
+
+
+def test_scb_chain_deploy(anvil: Anvil, tmp_path: Path) -> None:
+    from tests.settlement.test_verify import scb
+
+    config = tmp_path / "scb.toml"
+    config.write_text(f'[hub]\ndata_dir = "{tmp_path / "data"}"\n[ethereum]\nrpc_url = "{anvil.url}"\n')
+    deployed = scb("--config", str(config), "chain", "deploy", "--approver", dev_account(3).address)
+    assert deployed.returncode == 0, deployed.stderr
+    address = deployed.stdout.strip()
+    client = ChainClient(settings(anvil.url))
+    assert client.has_code(address)
+    c = client.contract(address)
+    approver_role = c.functions.APPROVER_ROLE().call()
+    assert c.functions.hasRole(approver_role, dev_account(3).address).call()
+    assert not c.functions.hasRole(approver_role, dev_account(0).address).call()
