@@ -30,6 +30,7 @@ from typing import Any
 
 from eth_hash.auto import keccak
 
+from scb import safejson
 from scb.errors import DataError
 
 SCHEMA_VERSION = 1
@@ -189,9 +190,12 @@ def strict_json_loads(data: bytes, what: str = "reading") -> Any:
     except UnicodeDecodeError:
         raise ReadingError(f"{what} bytes are not ASCII") from None
     try:
+        safejson.check_depth(text)
         return json.loads(
             text, object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_constant=_no_constant
         )
+    except safejson.JsonTooDeep:
+        raise ReadingError(f"{what} is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ReadingError(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}") from None
     except RecursionError:

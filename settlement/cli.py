@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from scb import safejson
 from scb.config import Config, load_config
 from scb.errors import ScbError
 
@@ -210,7 +211,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     side_key = read_secret_file(args.side_key_file, "side key") if args.side_key_file else None
     if args.proof is not None:
         try:
-            data = json.loads(Path(args.proof).read_text(encoding="utf-8"))
+            data = safejson.loads(Path(args.proof).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UsageError(f"proof file {args.proof} does not exist") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:

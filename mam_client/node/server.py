@@ -33,7 +33,7 @@ from mam_client import pow as local_pow
 from mam_client.node import transaction as tx
 from mam_client.node.settings import NodeSettings
 from mam_client.node.store import Store
-from scb import __version__
+from scb import __version__, safejson
 from scb.errors import ConfigError, DataError
 
 log = logging.getLogger("mam_client.node")
@@ -208,7 +208,7 @@ class TangleNode:
                 raise ApiError("Invalid API Version")
             body = await self._read_body(request)
             try:
-                req = json.loads(body)
+                req = safejson.loads(body)
             except (ValueError, RecursionError):
                 raise ApiError("Invalid JSON syntax") from None
             if not isinstance(req, dict):
