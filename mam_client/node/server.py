@@ -14,7 +14,6 @@ default executor, and proof of work in its own executor (one search at a time, e
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket

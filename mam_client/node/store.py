@@ -65,8 +65,6 @@ CREATE INDEX IF NOT EXISTS tx_missing ON transactions (missing) WHERE missing IS
 CREATE TABLE IF NOT EXISTS tip_candidates (hash TEXT PRIMARY KEY);
 """
 
-_TX_COLUMNS = "hash, trytes"
-
 
 class BundleRejected(DataError):
     """A request brought the tail of a complete bundle that is not consistent; nothing was stored."""
