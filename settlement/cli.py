@@ -219,18 +219,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = verify_proof_file(data, _chain_view_factory(config, args.rpc), side_key)
         report.subject = f"proof file {args.proof}"
     else:
-        report = _verify_address(args, config, side_key)
+        report = verify_hub_address(config, args.address, side_key=side_key, root=args.root, mode=args.mode,
+                                    rpc=args.rpc, contract=args.contract, system_id=args.system,
+                                    node=args.node)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.text(), flush=True)
     return report.verdict
 
 
-def _verify_address(args: argparse.Namespace, config: Config, side_key: str | None):  # type: ignore[no-untyped-def]
+#: `verify_hub_address(factory=...)` default: open the hub's database if this machine has one
+_OPEN_HUB_DATABASE: Any = object()
+
+
+def verify_hub_address(config: Config, address: str, *, factory: Any = _OPEN_HUB_DATABASE,
+                       side_key: str | None = None, root: str | None = None, mode: str | None = None,
+                       rpc: str | None = None, contract: str | None = None, system_id: int | None = None,
+                       node: str | None = None, transport: Any = None):  # type: ignore[no-untyped-def]
+    """`scb verify ADDRESS` as a function returning the Report, so the dashboard runs exactly the same verification.
+
+    `factory`: the hub's session factory (the dashboard passes its own, open one), None for no hub database,
+    default: open it when it exists. `transport`: the tangle node client (default: [iota] or `node`).
+    """
     from eth_utils import to_checksum_address
     from sqlalchemy import select
 
     from energy_manager.models import StoredReading
     from energy_manager.settings import load_energy_settings
-    from mam_client.cli import _archive_reader
     from mam_client.models import OutboxMessage
     from mam_client.service import make_transport
     from mam_client.settings import iota_settings, mam_settings
@@ -239,8 +252,9 @@ def _verify_address(args: argparse.Namespace, config: Config, side_key: str | No
     from settlement.settings import settlement_settings
     from settlement.verify import AddressContext, HubRecord, verify_address
 
-    factory = _hub_factory(config)
-    contract = to_checksum_address(args.contract) if args.contract else None
+    if factory is _OPEN_HUB_DATABASE:
+        factory = _hub_factory(config)
+    contract = to_checksum_address(contract) if contract else None
     system = _latest_system(factory, contract)
     if contract is None:
         contract = system.contract if system else None
@@ -250,19 +264,23 @@ def _verify_address(args: argparse.Namespace, config: Config, side_key: str | No
         contract = ethereum_settings(config).contract_address
     if contract is None:
         raise UsageError("which contract? give --contract (no hub database here and no ethereum.contract_address)")
-    system_id = args.system or (system.system_id if system else None) or settlement_settings(config).system_id or 1
+    system_id = system_id or (system.system_id if system else None) or settlement_settings(config).system_id or 1
     channel = mam_settings(config).channels.get(load_energy_settings(config).channel)
-    mode = args.mode or (channel.mode if channel else "restricted")
+    mode = mode or (channel.mode if channel else "restricted")
     if side_key is None and mode == "restricted" and channel is not None and channel.side_key_file is not None \
             and channel.side_key_file.exists():
         side_key = read_secret_file(channel.side_key_file, f"side key of channel {channel.name}")
     iota = iota_settings(config)
-    if args.node:
-        iota = type(iota)(**{**iota.__dict__, "node_url": args.node})
-    archive = _archive_reader(config) if factory is not None else None
+    if node:
+        iota = type(iota)(**{**iota.__dict__, "node_url": node})
 
-    root_lookup = reading_lookup = None
+    root_lookup = reading_lookup = archive = None
     if factory is not None:
+        def archive(address: str) -> list[str]:  # the hub's archive: what it published, kept in its database
+            with factory() as session:
+                return [p for p in session.scalars(select(OutboxMessage.payload).where(
+                    OutboxMessage.address == address, OutboxMessage.payload.is_not(None))) if p]
+
         def root_lookup(address: str) -> str | None:
             with factory() as session:
                 return session.scalars(select(OutboxMessage.root).where(OutboxMessage.address == address,
@@ -285,10 +303,10 @@ def _verify_address(args: argparse.Namespace, config: Config, side_key: str | No
                 proof, period = found
                 return HubRecord(reading.id, period.period_id, proof.siblings(), proof.late)
 
-    ctx = AddressContext(transport=make_transport(iota), archive=archive, mode=mode, side_key=side_key,
-                         chain=_chain_view_factory(config, args.rpc)(contract, system_id), root=args.root,
-                         root_lookup=root_lookup, reading_lookup=reading_lookup)
-    return verify_address(args.address, ctx)
+    ctx = AddressContext(transport=transport if transport is not None else make_transport(iota), archive=archive,
+                         mode=mode, side_key=side_key, chain=_chain_view_factory(config, rpc)(contract, system_id),
+                         root=root, root_lookup=root_lookup, reading_lookup=reading_lookup)
+    return verify_address(address, ctx)
 
 
 # ------------------------------------------------------------------------------------------------ proof export
