@@ -10,6 +10,7 @@ A command this checkout does not have yet is left out. A process that dies is re
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from scb.config import Config, load_config
+from scb.files import atomic_write
 
 log = logging.getLogger("scb.run")
 REPO = Path(__file__).resolve().parent.parent
@@ -100,13 +102,94 @@ def plan(config: Config, config_path: str | None) -> list[Child]:
                               logs / "anvil.log"))
     if "tangle-node" in commands and not config.data.get("iota", {}).get("node_url"):
         children.append(Child("tangle-node", scb + ["tangle-node"], logs / "tangle-node.log"))
-    for name in ("energy-manager", "mam-client", "settlement"):
+    for name in ("energy-manager", "mam-client", "settlement", "dashboard"):
         if name in commands:
             children.append(Child(name, scb + [name], logs / f"{name}.log"))
     return children
 
 
-def supervise(children: list[Child], stop_after: float | None = None) -> int:
+def process_file(data_dir: Path) -> Path:
+    return data_dir / "run" / "processes.json"
+
+
+def write_process_file(data_dir: Path, children: list[Child]) -> None:
+    """Where each process runs, for `scb status` (and operators): rewritten on every start and restart."""
+    table = {"supervisor": os.getpid(), "processes": [
+        {"name": c.name, "pid": c.proc.pid if c.proc else None, "restarts": c.restarts, "log": str(c.log_path)}
+        for c in children]}
+    atomic_write(process_file(data_dir), (json.dumps(table, indent=2) + "\n").encode(), mode=0o644)
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not running
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def process_status(data_dir: Path) -> list[dict[str, object]]:
+    """The processes of the last `scb run` in this data directory, each with `running` checked now."""
+    try:
+        table = json.loads(process_file(data_dir).read_text())
+    except (OSError, ValueError):
+        return []
+    running_supervisor = _alive(table.get("supervisor"))
+    out = []
+    for proc in table.get("processes", []):
+        if isinstance(proc, dict):
+            out.append({**proc, "running": running_supervisor and _alive(proc.get("pid"))})
+    return out
+
+
+def announce(config: Config, children: list[Child]) -> bool:
+    """Print what runs where once the first MAM message is attached; False while there is none yet."""
+    from sqlalchemy import select
+
+    from mam_client.models import ATTACHED, OutboxMessage
+    from scb.db import make_engine, make_sessionmaker
+
+    url = config.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return False
+    try:
+        with make_sessionmaker(make_engine(url))() as session:
+            address = session.scalars(select(OutboxMessage.address).where(OutboxMessage.state == ATTACHED)
+                                      .order_by(OutboxMessage.id).limit(1)).first()
+    except Exception:  # noqa: BLE001 - the schema may not exist yet while the first process starts
+        return False
+    if not address:
+        return False
+    names = {c.name for c in children}
+    data = config.data
+    lines = ["", "SCB hub is running:"]
+    if "dashboard" in names:
+        dash = data.get("dashboard", {})
+        lines.append(f"  dashboard      http://{dash.get('host', '127.0.0.1')}:{dash.get('port', 8720)}/")
+    mam = data.get("mam", {})
+    lines.append(f"  MAM API        http://{mam.get('api_host', '127.0.0.1')}:{mam.get('api_port', 8710)}/channels")
+    if "tangle-node" in names:
+        node = data.get("tangle_node", {})
+        lines.append(f"  tangle node    http://{node.get('host', '127.0.0.1')}:{node.get('port', 14265)}")
+    if "anvil" in names:
+        lines.append(f"  local chain    http://127.0.0.1:{data.get('ethereum', {}).get('local_port', 8545)}")
+    scb = Path(sys.executable).with_name("scb")
+    lines += [f"  first MAM message at {address}",
+              f"  verify it once its period is settled (see {scb} status):",
+              f"    {scb} verify {address}", ""]
+    print("\n".join(lines), flush=True)
+    return True
+
+
+def supervise(children: list[Child], stop_after: float | None = None, config: Config | None = None) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -119,7 +202,14 @@ def supervise(children: list[Child], stop_after: float | None = None) -> int:
         child.start()
         time.sleep(0.5)  # the chain and the node come first; the rest retry until they answer anyway
     started = time.monotonic()
+    if config is not None:
+        write_process_file(config.data_dir, children)
+    announced = config is None
+    next_announce_check = 0.0
     while not stopping:
+        if not announced and time.monotonic() >= next_announce_check:
+            announced = announce(config, children)  # type: ignore[arg-type]
+            next_announce_check = time.monotonic() + 2.0
         if stop_after is not None and time.monotonic() - started > stop_after:
             break
         for child in children:
@@ -136,6 +226,8 @@ def supervise(children: list[Child], stop_after: float | None = None) -> int:
             elif now >= child.next_start:
                 child.next_start = 0.0
                 child.start()
+                if config is not None:
+                    write_process_file(config.data_dir, children)
         time.sleep(0.5)
     log.info("stopping %d processes", len(children))
     for child in reversed(children):
@@ -159,5 +251,5 @@ def cmd_run(args: argparse.Namespace) -> int:
     for child in children:
         print(f"  {child.name:<15} {' '.join(child.argv[1:] if child.argv[0] == sys.executable else child.argv)}",
               flush=True)
-    print("Ctrl-C stops everything.", flush=True)
-    return supervise(children)
+    print("Ctrl-C stops everything. Waiting for the first MAM message...", flush=True)
+    return supervise(children, config=config)

@@ -423,9 +423,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if factory is None:
         raise UsageError(f"no hub database at {config.database_url} (has the hub run here?)")
     status = collect_status(factory)
+    from scb.supervisor import process_status
+
+    status["processes"] = process_status(config.data_dir)
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
+    for proc in status["processes"]:
+        print(f"process {proc['name']:<15} {'running' if proc['running'] else 'stopped':<8} pid {proc['pid']}, "
+              f"{proc['restarts']} restarts, log {proc['log']}")
     r, o, s = status["readings"], status["outbox"], status["settlement"]
     last = r["last"]
     print(f"readings: {r['count']}" + (f", last {last['meter']}#{last['seq']} at {last['ts']}" if last else ""))
