@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "mam_client.node.cli",
     "energy_manager.cli",
     "settlement.cli",
+    "dashboard.cli",
     "scb.hub_cli",
     "scb.supervisor",
 )
@@ -42,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if exc.name != name and not name.startswith(f"{exc.name}."):
                 raise
-            continue  # component not built yet
+            continue  # component not built yet (or not in this installation: run ./start_scb.sh setup)
         module.register(sub)
     return parser
 

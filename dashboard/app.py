@@ -1,0 +1,329 @@
+"""The dashboard's web server (aiohttp): one page and read-only JSON endpoints.
+
+    GET /                          the page (static/index.html, static/dashboard.js, static/dashboard.css)
+    GET /api/status                the hub at a glance: `scb status`'s data, community time, the page's settings
+    GET /api/energy?bucket=window|hour&points=N
+                                   generation against each holder's consumption per publish window or hour
+    GET /api/messages?limit=N&before=ID
+                                   recent MAM messages: address, state, readings, settled, last verification
+    GET /api/verify?address=ADDR   `scb verify ADDRESS` for one of this hub's messages: steps and verdict
+    GET /api/settlements?limit=N&before=PERIOD
+                                   settlement periods with their transactions
+    GET /api/holders               holders' standing, equity and debt (chain, else the last known values)
+    GET /api/decisions?limit=N&before=ID
+                                   supply decisions (changes only), newest first
+
+Why read-only GETs only: the dashboard has no login; anything that changes the hub (settling, paying, repossessing)
+stays with the operator's commands and the holders' own wallets. Every error is a JSON object
+`{"error": "..."}` with its status (400 for a bad request), never a traceback.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.orm import Session, sessionmaker
+
+from dashboard import data
+from dashboard.settings import MAX_POINTS, BUCKETS, DashboardSettings
+from mam_client.crypto.trits import is_trytes
+from scb.config import Config
+from scb.errors import ScbError
+
+log = logging.getLogger("dashboard")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 20
+#: verification results kept for the messages list (the newest; a click always verifies again)
+VERIFY_CACHE = 256
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+SECURITY_HEADERS = {
+    # no external anything: the page works offline on a Pi in the field, and nothing can be injected from afar
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class BadRequest(Exception):
+    """A query the dashboard cannot answer as asked: 400 with the message."""
+
+
+@dataclass
+class Verification:
+    """The newest verification of one address."""
+
+    result: dict[str, Any]
+    at: float
+
+
+class Verifier:
+    """Runs `scb verify ADDRESS` (settlement.cli.verify_hub_address) for the hub's own messages.
+
+    Why one at a time: a verification walks the channel and asks the node and the chain; on a Pi, several at
+    once would starve the hub's own processes. Why only the hub's messages: an unknown address makes verification
+    walk the whole channel looking for it, which the command line is for.
+    """
+
+    def __init__(self, config: Config, factory: sessionmaker[Session], transport: Any = None) -> None:
+        self.config = config
+        self.factory = factory
+        self.transport = transport
+        self._results: OrderedDict[str, Verification] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def verify(self, address: str) -> dict[str, Any]:
+        from settlement.cli import verify_hub_address
+
+        try:
+            report = verify_hub_address(self.config, address, factory=self.factory, transport=self.transport)
+            result = report.to_json()
+        except ScbError as exc:  # no system or contract yet, unreadable side key, ...: could not check
+            result = {"subject": f"address {address}", "verdict": "COULD NOT CHECK", "exit_code": 2,
+                      "reason": str(exc), "steps": [{"step": "setup", "ok": False, "detail": str(exc)}]}
+        result["verified_at"] = data._iso_ms(int(time.time() * 1000))
+        with self._lock:
+            self._results[address] = Verification(result, time.time())
+            self._results.move_to_end(address)
+            while len(self._results) > VERIFY_CACHE:
+                self._results.popitem(last=False)
+        return result
+
+    def last(self, address: str | None) -> dict[str, Any] | None:
+        """The verdict of the newest verification of `address` in this process, if any."""
+        if address is None:
+            return None
+        with self._lock:
+            found = self._results.get(address)
+        if found is None:
+            return None
+        return {"verdict": found.result["verdict"], "reason": found.result["reason"],
+                "verified_at": found.result["verified_at"]}
+
+
+@dataclass
+class Dashboard:
+    """What the handlers share."""
+
+    config: Config
+    factory: sessionmaker[Session]
+    settings: DashboardSettings
+    window_ms: int
+    hub_id: str
+    community: Any  # settlement.clock.CommunityTime
+    board: data.HolderBoard
+    verifier: Verifier
+    verify_slot: asyncio.Semaphore | None = None
+
+
+DASHBOARD = web.AppKey("dashboard", Dashboard)
+
+
+# ------------------------------------------------------------------------------------------------ parameters
+
+
+def _params(request: web.Request, allowed: set[str]) -> dict[str, str]:
+    """The query parameters, each at most once; an unknown one is refused (a typo must not be ignored)."""
+    query = request.rel_url.query
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise BadRequest(f"unknown parameter {', '.join(unknown)}; known: {known}")
+    out: dict[str, str] = {}
+    for key in query:
+        values = query.getall(key)
+        if len(values) != 1:
+            raise BadRequest(f"parameter {key} given {len(values)} times")
+        out[key] = values[0]
+    return out
+
+
+def _int(params: dict[str, str], key: str, default: int | None, low: int, high: int) -> int | None:
+    raw = params.get(key)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"{key} must be a whole number from {low} to {high}, not {raw[:40]!r}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise BadRequest(f"{key} must be a whole number from {low} to {high}, not {value}")
+    return value
+
+
+async def _blocking(fn: Callable[[], Any]) -> Any:
+    """Database and chain work off the event loop, so one slow answer does not stall the others."""
+    return await asyncio.to_thread(fn)
+
+
+# ------------------------------------------------------------------------------------------------ handlers
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    _params(request, {"verify"})  # ?verify=ADDRESS: the page verifies that address when it opens
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def api_status(request: web.Request) -> web.Response:
+    _params(request, set())
+    d = request.app[DASHBOARD]
+
+    def gather() -> dict[str, Any]:
+        from settlement.cli import collect_status
+
+        return {"hub": d.hub_id, "community_now": data._iso_ms(d.community.now_ms()), "status": collect_status(d.factory),
+                "dashboard": {"refresh_s": d.settings.refresh_s, "chart_bucket": d.settings.chart_bucket,
+                              "chart_points": d.settings.chart_points, "window_s": d.window_ms / 1000}}
+
+    return web.json_response(await _blocking(gather))
+
+
+async def api_energy(request: web.Request) -> web.Response:
+    d = request.app[DASHBOARD]
+    params = _params(request, {"bucket", "points"})
+    bucket = params.get("bucket", d.settings.chart_bucket)
+    if bucket not in BUCKETS:
+        raise BadRequest(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket[:40]!r}")
+    points = _int(params, "points", d.settings.chart_points, 2, MAX_POINTS)
+    assert points is not None
+    return web.json_response(await _blocking(lambda: data.energy_series(d.factory, bucket, points, d.window_ms)))
+
+
+async def api_messages(request: web.Request) -> web.Response:
+    d = request.app[DASHBOARD]
+    params = _params(request, {"limit", "before"})
+    limit = _int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    before = _int(params, "before", None, 1, 2**62)
+    assert limit is not None
+    messages = await _blocking(lambda: data.recent_messages(d.factory, limit, before))
+    for m in messages:
+        m["verification"] = d.verifier.last(m["address"])
+    return web.json_response({"messages": messages})
+
+
+async def api_verify(request: web.Request) -> web.Response:
+    d = request.app[DASHBOARD]
+    params = _params(request, {"address"})
+    address = params.get("address")
+    if address is None:
+        raise BadRequest("give the address: /api/verify?address=<81 trytes>")
+    if not is_trytes(address, 81):
+        raise BadRequest("an address is 81 trytes (A-Z and 9)")
+    if not await _blocking(lambda: data.message_address_known(d.factory, address)):
+        raise web.HTTPNotFound(text=f"this hub published no message at {address}; `scb verify {address}` checks "
+                                    "any address")
+    if d.verify_slot is None:
+        d.verify_slot = asyncio.Semaphore(1)
+    async with d.verify_slot:
+        result = await _blocking(lambda: d.verifier.verify(address))
+    return web.json_response(result)
+
+
+async def api_settlements(request: web.Request) -> web.Response:
+    d = request.app[DASHBOARD]
+    params = _params(request, {"limit", "before"})
+    limit = _int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    before = _int(params, "before", None, 1, 2**62)
+    assert limit is not None
+    return web.json_response(await _blocking(lambda: data.settlements(d.factory, limit, before)))
+
+
+async def api_holders(request: web.Request) -> web.Response:
+    _params(request, set())
+    d = request.app[DASHBOARD]
+    return web.json_response(await _blocking(d.board.holders))
+
+
+async def api_decisions(request: web.Request) -> web.Response:
+    d = request.app[DASHBOARD]
+    params = _params(request, {"limit", "before"})
+    limit = _int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    before = _int(params, "before", None, 1, 2**62)
+    assert limit is not None
+    return web.json_response({"decisions": await _blocking(lambda: data.supply_decisions(d.factory, limit, before))})
+
+
+# ------------------------------------------------------------------------------------------------ middlewares
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+@web.middleware
+async def guard(request: web.Request,
+                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Errors as JSON (never a traceback), security headers, and loopback-only when bound to loopback.
+
+    Why check the Host header: a web page elsewhere can point its own host name at 127.0.0.1 (DNS rebinding) and
+    read a loopback service as if it were its own; a dashboard that only answers to loopback names cannot be read
+    that way.
+    """
+    d = request.app[DASHBOARD]
+    try:
+        if d.settings.host in LOOPBACK_NAMES and _host_name(request.host) not in LOOPBACK_NAMES:
+            raise web.HTTPForbidden(text="this dashboard answers on 127.0.0.1 / localhost only "
+                                         "(dashboard.host in the configuration)")
+        response = await handler(request)
+    except BadRequest as exc:
+        response = web.json_response({"error": str(exc)}, status=400)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        response = web.json_response({"error": message}, status=exc.status)
+        if exc.status == 405:
+            response.headers["Allow"] = exc.headers.get("Allow", "GET, HEAD")
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - the last line of defence: the log gets the traceback, the user does not
+        log.exception("dashboard: %s %s failed", request.method, request.path_qs)
+        response = web.json_response({"error": "internal error (see the dashboard's log)"}, status=500)
+    response.headers.update(SECURITY_HEADERS)
+    if request.path.startswith("/api/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# ------------------------------------------------------------------------------------------------ the app
+
+
+def create_app(config: Config, factory: sessionmaker[Session], settings: DashboardSettings, *,
+               transport: Any = None, client_for: Callable[[], Any] | None = None) -> web.Application:
+    """The dashboard application over `factory` (a read-only session factory, see data.open_read_database).
+
+    `transport` (tangle node client for verification) and `client_for` (chain client for holders) default to the
+    configured ones; tests pass their own.
+    """
+    from energy_manager.settings import load_energy_settings
+    from settlement.clock import CommunityTime
+
+    energy = load_energy_settings(config)
+    board = data.HolderBoard(config, factory, settings.chain_cache_s, settings.chain_timeout_s, client_for)
+    app = web.Application(middlewares=[guard])
+    app[DASHBOARD] = Dashboard(config=config, factory=factory, settings=settings,
+                               window_ms=energy.publish_window_ms, hub_id=energy.hub_id,
+                               community=CommunityTime(energy, factory), board=board,
+                               verifier=Verifier(config, factory, transport))
+    app.router.add_get("/", index)
+    app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/energy", api_energy)
+    app.router.add_get("/api/messages", api_messages)
+    app.router.add_get("/api/verify", api_verify)
+    app.router.add_get("/api/settlements", api_settlements)
+    app.router.add_get("/api/holders", api_holders)
+    app.router.add_get("/api/decisions", api_decisions)
+    app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
+    return app

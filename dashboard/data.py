@@ -1,0 +1,369 @@
+"""What the dashboard shows, read from the hub's database and (for holders' standing) the chain.
+
+Everything here only reads. The hub's own session factory opens SQLite transactions with `BEGIN IMMEDIATE` (the
+write lock, so two writers never deadlock); a dashboard reading with it would hold the writers up for the length
+of every query. So the dashboard reads through its own engine: deferred transactions (WAL readers never block the
+writer) and `PRAGMA query_only`, so that a bug here cannot change the hub's records.
+
+The overview is `settlement.cli.collect_status` (what `scb status` prints); the lists below it (chart series,
+messages, periods, decisions) are what `scb status` does not show.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from energy_manager.models import StoredReading
+from mam_client.models import OutboxMessage
+from scb.config import Config
+from scb.errors import ConfigError, DataError, TransportError
+from settlement.models import SETTLED, SettlementPeriod, SettlementSystem, SupplyDecision
+from settlement.system import SystemRef
+
+log = logging.getLogger("dashboard")
+
+HOUR_MS = 3_600_000
+#: the contract's HolderStatus enum, in declaration order
+HOLDER_STATUS = ("none", "paying", "owned", "repossessed")
+
+
+def _iso_ms(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _iso_dt(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands timestamps back without their zone; they were stored in UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ------------------------------------------------------------------------------------------------ the database
+
+
+def read_engine(url: str) -> Engine:
+    """An engine for reading only: deferred transactions and, on SQLite, `query_only` (see the module docstring)."""
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA query_only=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("BEGIN")  # deferred: a snapshot for the queries of one answer, no write lock
+
+    return engine
+
+
+def open_read_database(config: Config) -> sessionmaker[Session]:
+    """Migrate the schema like every process does at start (the dashboard may be the first to run), then a
+    read-only session factory."""
+    from scb.db import init_db
+
+    init_db(config).dispose()
+    return sessionmaker(bind=read_engine(config.database_url), expire_on_commit=False, future=True)
+
+
+def latest_system(session: Session) -> SettlementSystem | None:
+    """The system this hub settles (the newest one, as `scb status` shows)."""
+    return session.scalars(select(SettlementSystem).order_by(SettlementSystem.id.desc()).limit(1)).first()
+
+
+# ------------------------------------------------------------------------------------------------ the chart
+
+
+def energy_series(factory: sessionmaker[Session], bucket: str, points: int, window_ms: int) -> dict[str, Any]:
+    """Generation against each holder's consumption, per publish window or per hour of community time.
+
+    Energy is the sum of the readings' `delta_wh` (the energy manager's register rules: never negative across
+    resets, a gap's energy on the reading after it), the same numbers settlement bills; the last `points`
+    buckets up to the newest reading.
+    """
+    size = window_ms if bucket == "window" else HOUR_MS
+    with factory() as session:
+        newest = session.scalar(select(func.max(StoredReading.ts_ms)))
+        if newest is None:
+            return {"bucket": bucket, "bucket_ms": size, "parties": [], "points": [], "newest_ms": None}
+        if bucket == "window":
+            key = StoredReading.window_start_ms
+            since = newest - newest % size - (points - 1) * size
+            where = StoredReading.window_start_ms >= since
+        else:
+            key = (StoredReading.ts_ms // size) * size
+            since = newest - newest % size - (points - 1) * size
+            where = StoredReading.ts_ms >= since
+        rows = session.execute(
+            select(key.label("start"), StoredReading.circuit, StoredReading.party, func.sum(StoredReading.delta_wh))
+            .where(where).group_by(key, StoredReading.circuit, StoredReading.party)).all()
+    by_start: dict[int, dict[str, Any]] = {}
+    parties: set[str] = set()
+    for start, circuit, party, wh in rows:
+        start = int(start)
+        point = by_start.setdefault(start, {"start_ms": start, "end_ms": start + size, "generation_wh": 0,
+                                            "consumption_wh": {}, "grid_import_wh": 0, "grid_export_wh": 0})
+        wh = int(wh or 0)
+        if circuit == "generation":
+            point["generation_wh"] += wh
+        elif circuit == "consumption":
+            parties.add(party)
+            point["consumption_wh"][party] = point["consumption_wh"].get(party, 0) + wh
+        elif circuit in ("grid_import", "grid_export"):
+            point[f"{circuit}_wh"] += wh
+    series = [by_start[k] for k in sorted(by_start)]
+    for point in series:
+        point["start"] = _iso_ms(point["start_ms"])
+        point["open"] = point["end_ms"] > newest  # still filling: the newest reading is inside it
+    return {"bucket": bucket, "bucket_ms": size, "parties": sorted(parties), "points": series,
+            "newest_ms": newest, "newest": _iso_ms(newest)}
+
+
+# ------------------------------------------------------------------------------------------------ messages
+
+
+def recent_messages(factory: sessionmaker[Session], limit: int, before_id: int | None = None) -> list[dict[str, Any]]:
+    """The newest outbox messages (all states), with how many readings each carries and whether they are settled
+    (a message can be verified end to end once every reading in it is in a settled period)."""
+    with factory() as session:
+        query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(OutboxMessage.id < before_id)
+        messages = list(session.scalars(query))
+        ids = [m.id for m in messages]
+        counts: dict[int, tuple[int, int, int, int]] = {}
+        periods: dict[int, set[int | None]] = {}
+        if ids:
+            for mid, n, lo, hi in session.execute(
+                    select(StoredReading.message_id, func.count(StoredReading.id), func.min(StoredReading.ts_ms),
+                           func.max(StoredReading.ts_ms))
+                    .where(StoredReading.message_id.in_(ids)).group_by(StoredReading.message_id)):
+                counts[mid] = (n, lo, hi, 0)
+            for mid, period in session.execute(
+                    select(StoredReading.message_id, StoredReading.period).where(StoredReading.message_id.in_(ids))
+                    .group_by(StoredReading.message_id, StoredReading.period)):
+                periods.setdefault(mid, set()).add(period)
+        system = latest_system(session)
+        settled: set[int] = set()
+        if system is not None:
+            wanted = {p for ps in periods.values() for p in ps if p is not None}
+            if wanted:
+                settled = set(session.scalars(select(SettlementPeriod.period_id).where(
+                    SettlementPeriod.system_ref == system.id, SettlementPeriod.state == SETTLED,
+                    SettlementPeriod.period_id.in_(wanted))))
+    out = []
+    for m in messages:
+        n, lo, hi, _ = counts.get(m.id, (0, None, None, 0))
+        ps = periods.get(m.id, set())
+        out.append({
+            "id": m.id, "channel": m.channel, "state": m.state, "address": m.address, "root": m.root,
+            "bundle": m.bundle_hash, "attempts": m.attempts, "last_error": m.last_error,
+            "created_at": _iso_dt(m.created_at), "attached_at": _iso_dt(m.attached_at),
+            "readings": n, "first_reading": _iso_ms(lo), "last_reading": _iso_ms(hi),
+            "periods": sorted(p for p in ps if p is not None),
+            "settled": bool(ps) and None not in ps and ps <= settled,  # type: ignore[operator]
+        })
+    return out
+
+
+def message_address_known(factory: sessionmaker[Session], address: str) -> bool:
+    """Whether this hub published a message at `address` (the dashboard verifies its own messages only)."""
+    with factory() as session:
+        return session.scalar(select(OutboxMessage.id).where(OutboxMessage.address == address).limit(1)) is not None
+
+
+# ------------------------------------------------------------------------------------------------ settlements
+
+
+def settlements(factory: sessionmaker[Session], limit: int, before: int | None = None) -> dict[str, Any]:
+    """The system's periods, newest first, with their transactions, amounts and errors."""
+    with factory() as session:
+        system = latest_system(session)
+        if system is None:
+            return {"system": None, "periods": []}
+        query = (select(SettlementPeriod).where(SettlementPeriod.system_ref == system.id)
+                 .order_by(SettlementPeriod.period_id.desc()).limit(limit))
+        if before is not None:
+            query = query.where(SettlementPeriod.period_id < before)
+        rows = list(session.scalars(query))
+    periods = []
+    for p in rows:
+        try:
+            consumption = json.loads(p.consumption_json)
+        except ValueError:
+            consumption = []
+        periods.append({
+            "period_id": p.period_id, "state": p.state, "start": _iso_ms(p.start_s * 1000),
+            "end": _iso_ms(p.end_s * 1000), "start_s": p.start_s, "end_s": p.end_s, "readings": p.reading_count,
+            "late": p.late_count, "generation_wh": p.generation_wh, "consumption": consumption,
+            "readings_root": p.readings_root, "mam_root": p.mam_root, "tx": p.tx_hash, "block": p.block_number,
+            "attempts": p.attempts, "error": p.last_error, "settled_at": _iso_dt(p.settled_at),
+        })
+    return {"system": _system_json(system), "periods": periods}
+
+
+def _system_json(system: SettlementSystem) -> dict[str, Any]:
+    return {"chain_id": system.chain_id, "contract": system.contract, "system_id": system.system_id,
+            "hub": system.hub, "channel": system.channel, "channel_root": system.channel_root,
+            "demo": system.demo}
+
+
+def supply_decisions(factory: sessionmaker[Session], limit: int, before_id: int | None = None) -> list[dict[str, Any]]:
+    """Supply decisions, newest first: only changes are stored, each with the standing it was based on."""
+    with factory() as session:
+        system = latest_system(session)
+        if system is None:
+            return []
+        query = (select(SupplyDecision).where(SupplyDecision.system_ref == system.id)
+                 .order_by(SupplyDecision.id.desc()).limit(limit))
+        if before_id is not None:
+            query = query.where(SupplyDecision.id < before_id)
+        rows = list(session.scalars(query))
+    return [_decision_json(d) for d in rows]
+
+
+def _decision_json(d: SupplyDecision) -> dict[str, Any]:
+    return {"id": d.id, "party": d.party, "account": d.account, "decision": d.decision, "reason": d.reason,
+            "status": d.status, "prepaid_wei": d.prepaid_wei, "debt_wei": d.debt_wei,
+            "next_due": _iso_ms(d.next_due * 1000) if d.next_due else None, "block": d.block_number,
+            "community_time": _iso_ms(d.community_ms) if d.community_ms else None,
+            "decided_at": _iso_dt(d.decided_at), "actuator": d.actuator, "applied": d.applied,
+            "apply_error": d.apply_error}
+
+
+# ------------------------------------------------------------------------------------------------ holders
+
+
+@dataclass
+class ChainReading:
+    """One successful reading of every holder from the chain (kept to show when the chain is unreachable)."""
+
+    block: int
+    block_time: int
+    read_at: float  # wall-clock seconds
+    holders: dict[str, dict[str, Any]]  # lowercase account -> values
+
+
+class HolderBoard:
+    """Holders' standing, equity and debt: from the chain with `eth_call` (`holderList`, `holderInfo`: no gas, no
+    transaction), reused for `cache_s`; when the chain cannot be read, the last values read from it in this
+    process and the last standing stored with each supply decision, labelled as such.
+
+    `client_for(rpc_timeout)` builds the chain client; tests replace it.
+    """
+
+    def __init__(self, config: Config, factory: sessionmaker[Session], cache_s: float, timeout_s: float,
+                 client_for: Callable[[], Any] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.factory = factory
+        self.cache_s = cache_s
+        self.timeout_s = timeout_s
+        self._client_for = client_for or self._default_client
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: ChainReading | None = None
+        self._client: Any = None
+
+    def _default_client(self) -> Any:
+        from settlement.chain import ChainClient
+        from settlement.settings import ethereum_settings
+
+        eth = ethereum_settings(self.config)
+        return ChainClient(replace(eth, timeout_s=min(eth.timeout_s, self.timeout_s)))
+
+    def _read_chain(self, system: SystemRef) -> ChainReading:
+        if self._client is None:
+            self._client = self._client_for()
+        client = self._client
+        contract = client.contract(system.contract)
+        sid = system.system_id
+        block = client.block_number()
+        block_time = client.latest_timestamp()
+        accounts, shares = client.call(contract.functions.holderList(sid), "holderList", block=block)
+        holders: dict[str, dict[str, Any]] = {}
+        for account in accounts:
+            v = client.call(contract.functions.holderInfo(sid, account), "holderInfo", block=block)
+            # HolderView: account, index, shareBps, status, holdingValue, equityPaid, debt, prepaid,
+            #             inGoodStanding, nextDueTime
+            status = int(v[3])
+            holders[str(account).lower()] = {
+                "account": str(account), "share_bps": int(v[2]),
+                "status": HOLDER_STATUS[status] if status < len(HOLDER_STATUS) else str(status),
+                "holding_value_wei": str(int(v[4])), "equity_paid_wei": str(int(v[5])), "debt_wei": str(int(v[6])),
+                "prepaid_wei": str(int(v[7])), "in_good_standing": bool(v[8]),
+                "next_due": _iso_ms(int(v[9]) * 1000) if int(v[9]) else None,
+            }
+        return ChainReading(block, block_time, self._clock(), holders)
+
+    def holders(self) -> dict[str, Any]:
+        """Every holder of the hub's system: chain values (or the last known ones) and the latest decision."""
+        with self.factory() as session:
+            row = latest_system(session)
+            system = SystemRef.of(row) if row is not None else None
+            latest: dict[str, SupplyDecision] = {}
+            if system is not None:
+                newest = (select(SupplyDecision.party, func.max(SupplyDecision.id))
+                          .where(SupplyDecision.system_ref == system.ref).group_by(SupplyDecision.party))
+                ids = [i for _p, i in session.execute(newest)]
+                if ids:
+                    latest = {d.party: d for d in session.scalars(select(SupplyDecision)
+                                                                  .where(SupplyDecision.id.in_(ids)))}
+        if system is None:
+            return {"source": "none", "error": "no system yet: the settlement has not registered or found one",
+                    "system": None, "holders": []}
+        error = None
+        with self._lock:  # one chain reading at a time, however many pages poll
+            reading = self._last
+            fresh = reading is not None and self._clock() - reading.read_at < self.cache_s
+            if not fresh:
+                try:
+                    reading = self._last = self._read_chain(system)
+                except (TransportError, DataError, ConfigError) as exc:  # unreachable, reverted, misconfigured
+                    error = str(exc)
+                    self._client = None  # reconnect next time (the node may come back elsewhere)
+                    log.warning("dashboard: holders' standing not read from the chain: %s", error)
+                except Exception as exc:  # noqa: BLE001 - e.g. web3 cannot decode: no contract code (chain reset)
+                    error = f"the chain's answer could not be read: {type(exc).__name__}: {exc}"
+                    self._client = None
+                    log.warning("dashboard: holders' standing not read from the chain: %s", error, exc_info=True)
+        out = []
+        for party, account in system.holders.items():
+            onchain = reading.holders.get(account.lower()) if reading is not None else None
+            stored = latest.get(party)
+            item: dict[str, Any] = {"party": party, "account": account}
+            if onchain is not None:
+                item.update(onchain)
+            elif stored is not None:  # the standing the last supply decision was based on
+                item.update({"status": stored.status, "debt_wei": stored.debt_wei, "prepaid_wei": stored.prepaid_wei,
+                             "next_due": _iso_ms(stored.next_due * 1000) if stored.next_due else None,
+                             "in_good_standing": None, "share_bps": None, "holding_value_wei": None,
+                             "equity_paid_wei": None})
+            item["decision"] = _decision_json(stored) if stored is not None else None
+            out.append(item)
+        if error is None:
+            source = "chain"
+        else:
+            source = "cache" if reading is not None else "stored"
+        result: dict[str, Any] = {"source": source, "error": error, "system": {
+            "chain_id": system.chain_id, "contract": system.contract, "system_id": system.system_id},
+            "holders": out}
+        if reading is not None:
+            result.update({"block": reading.block, "block_time": _iso_ms(reading.block_time * 1000),
+                           "read_at": _iso_ms(int(reading.read_at * 1000))})
+        return result
