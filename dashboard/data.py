@@ -254,6 +254,7 @@ def _decision_json(d: SupplyDecision) -> dict[str, Any]:
 class ChainReading:
     """One successful reading of every holder from the chain (kept to show when the chain is unreachable)."""
 
+    system: tuple[str, int]  # (contract, system id) it was read for
     block: int
     block_time: int
     read_at: float  # wall-clock seconds
@@ -265,7 +266,7 @@ class HolderBoard:
     transaction), reused for `cache_s`; when the chain cannot be read, the last values read from it in this
     process and the last standing stored with each supply decision, labelled as such.
 
-    `client_for(rpc_timeout)` builds the chain client; tests replace it.
+    `client_for()` builds the chain client (default: the configured node, with the dashboard's shorter timeout).
     """
 
     def __init__(self, config: Config, factory: sessionmaker[Session], cache_s: float, timeout_s: float,
@@ -278,7 +279,9 @@ class HolderBoard:
         self._clock = clock
         self._lock = threading.Lock()
         self._last: ChainReading | None = None
-        self._client: Any = None
+        #: the last failed attempt (wall-clock seconds) and why: not retried within cache_s either, so that pages
+        #: polling a dead node do not each wait for its timeout
+        self._failed: tuple[float, str] | None = None
 
     def _default_client(self) -> Any:
         from settlement.chain import ChainClient
@@ -288,9 +291,7 @@ class HolderBoard:
         return ChainClient(replace(eth, timeout_s=min(eth.timeout_s, self.timeout_s)))
 
     def _read_chain(self, system: SystemRef) -> ChainReading:
-        if self._client is None:
-            self._client = self._client_for()
-        client = self._client
+        client = self._client_for()  # a new client per reading: a node that moved or came back is found again
         contract = client.contract(system.contract)
         sid = system.system_id
         block = client.block_number()
@@ -309,7 +310,7 @@ class HolderBoard:
                 "prepaid_wei": str(int(v[7])), "in_good_standing": bool(v[8]),
                 "next_due": _iso_ms(int(v[9]) * 1000) if int(v[9]) else None,
             }
-        return ChainReading(block, block_time, self._clock(), holders)
+        return ChainReading((system.contract, sid), block, block_time, self._clock(), holders)
 
     def holders(self) -> dict[str, Any]:
         """Every holder of the hub's system: chain values (or the last known ones) and the latest decision."""
@@ -330,17 +331,23 @@ class HolderBoard:
         error = None
         with self._lock:  # one chain reading at a time, however many pages poll
             reading = self._last
-            fresh = reading is not None and self._clock() - reading.read_at < self.cache_s
-            if not fresh:
+            if reading is not None and reading.system != (system.contract, system.system_id):
+                reading = self._last = None  # another system now (a reset development chain): forget the old one
+            now = self._clock()
+            fresh = reading is not None and now - reading.read_at < self.cache_s
+            if not fresh and self._failed is not None and now - self._failed[0] < self.cache_s:
+                error = self._failed[1]
+            elif not fresh:
                 try:
                     reading = self._last = self._read_chain(system)
+                    self._failed = None
                 except (TransportError, DataError, ConfigError) as exc:  # unreachable, reverted, misconfigured
                     error = str(exc)
-                    self._client = None  # reconnect next time (the node may come back elsewhere)
+                    self._failed = (now, error)
                     log.warning("dashboard: holders' standing not read from the chain: %s", error)
                 except Exception as exc:  # noqa: BLE001 - e.g. web3 cannot decode: no contract code (chain reset)
                     error = f"the chain's answer could not be read: {type(exc).__name__}: {exc}"
-                    self._client = None
+                    self._failed = (now, error)
                     log.warning("dashboard: holders' standing not read from the chain: %s", error, exc_info=True)
         out = []
         for party, account in system.holders.items():
