@@ -276,10 +276,21 @@ async function verify(address) {
     verdict.textContent = r.verdict;
     verdict.className = `verdict ${r.verdict === "VALID" ? "ok" : r.verdict === "INVALID" ? "bad" : "warn"}`;
     document.getElementById("verify-reason").textContent = r.reason || "";
-    for (const s of r.steps) {
-      const mark = s.ok === true ? "ok" : s.ok === false ? "FAIL" : "--";
-      steps.append(el("li", {class: s.ok === true ? "ok" : s.ok === false ? "bad" : "muted"},
-        el("span", {class: "mark", text: mark}), " ", el("strong", {text: s.step}), `: ${s.detail}`));
+    // the message's own steps in full; the per-reading steps ("h1#17 proof", ...) folded, open when one failed
+    const step = (s) => el("li", {class: s.ok === true ? "ok" : s.ok === false ? "bad" : "muted"},
+      el("span", {class: "mark", text: s.ok === true ? "ok" : s.ok === false ? "FAIL" : "--"}), " ",
+      el("strong", {text: s.step}), `: ${s.detail}`);
+    const perReading = r.steps.filter((s) => s.step.includes("#"));
+    for (const s of r.steps) if (!s.step.includes("#")) steps.append(step(s));
+    if (perReading.length) {
+      const readings = new Set(perReading.map((x) => x.step.split(" ")[0])).size;
+      const failed = perReading.filter((x) => x.ok === false).length;
+      const folded = el("details", {class: "readings"}, el("summary", {class: failed ? "bad" : "ok",
+        text: `${readings} reading${readings === 1 ? "" : "s"}: leaf, period, Merkle proof and verifyReading — ` +
+              `${perReading.length} steps, ${failed ? failed + " failed" : "all ok"}`}),
+        el("ol", {class: "per-reading"}, ...perReading.map(step)));
+      folded.open = failed > 0;
+      steps.append(el("li", {class: "group"}, folded));
     }
   } catch (e) {
     verdict.textContent = "ERROR";

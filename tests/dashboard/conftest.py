@@ -60,8 +60,12 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
         debt = c.functions.supplyStatus(1, h2).call()[1]
         assert debt > 0
         c.functions.pay(1).transact({"from": h2, "value": debt})  # h2 pays its bill; h3 does not
+        # one period per run: two settled in one run can be estimated in the block of the one before and then
+        # mined a second later, on a costlier path of the contract (see the report of this test's author)
+        hub.run_until(SUMMER_MS + 2 * HOUR_MS + 40 * 60_000)
+        assert hub.settle().settled == [2]
         hub.run_until(SUMMER_MS + 3 * HOUR_MS + 40 * 60_000)  # past period 1's grace period (2 h)
-        assert hub.settle().settled == [2, 3]
+        assert hub.settle().settled == [3]
         watcher.run()  # h3 -> grid
         hub.run_until(SUMMER_MS + 4 * HOUR_MS + 10 * 60_000)  # period 4 is still open
         with hub.factory() as session:
