@@ -169,7 +169,10 @@ async def _blocking(fn: Callable[[], Any]) -> Any:
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    _params(request, {"verify"})  # ?verify=ADDRESS: the page verifies that address when it opens
+    # ?verify=ADDRESS: the page verifies that address when it opens; other parameters (a link's tracking tags)
+    # are the browser's business and ignored
+    if len(request.rel_url.query.getall("verify", [])) > 1:
+        raise BadRequest("parameter verify given more than once")
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
@@ -178,9 +181,12 @@ async def api_status(request: web.Request) -> web.Response:
     d = request.app[DASHBOARD]
 
     def gather() -> dict[str, Any]:
+        from scb.supervisor import process_status
         from settlement.cli import collect_status
 
-        return {"hub": d.hub_id, "community_now": data._iso_ms(d.community.now_ms()), "status": collect_status(d.factory),
+        status = collect_status(d.factory)
+        status["processes"] = process_status(d.config.data_dir)  # as `scb status` adds it
+        return {"hub": d.hub_id, "community_now": data._iso_ms(d.community.now_ms()), "status": status,
                 "dashboard": {"refresh_s": d.settings.refresh_s, "chart_bucket": d.settings.chart_bucket,
                               "chart_points": d.settings.chart_points, "window_s": d.window_ms / 1000}}
 

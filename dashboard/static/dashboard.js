@@ -188,6 +188,11 @@ function renderStatus(s) {
     `outbox: ${Object.entries(out).map(([k, v]) => `${v} ${k}`).join(", ") || "empty"}`];
   if (st.settlement && st.settlement.last_period)
     parts.push(`last period ${st.settlement.last_period.period_id} ${st.settlement.last_period.state}`);
+  const procs = st.processes || [];
+  if (procs.length) {
+    const stopped = procs.filter((p) => !p.running).map((p) => p.name);
+    parts.push(stopped.length ? `processes stopped: ${stopped.join(", ")}` : `${procs.length} processes running`);
+  }
   document.getElementById("summary").textContent = parts.join(" · ");
   problem(st.settlement && st.settlement.last_error ? `settlement is retrying after: ${st.settlement.last_error}` : "");
 }

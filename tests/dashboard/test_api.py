@@ -34,6 +34,7 @@ def get(server: Server, path: str, **kw: Any) -> requests.Response:
 def test_status_is_scb_status(filled: Filled, dashboard: Server) -> None:
     body = get(dashboard, "/api/status").json()
     expected = json.loads(json.dumps(collect_status(filled.hub.factory)))
+    assert body["status"].pop("processes") == []  # no `scb run` in this data directory
     assert body["status"] == expected
     assert body["hub"] == "test-hub"
     assert body["dashboard"]["refresh_s"] == 2.0 and body["dashboard"]["chart_bucket"] == "window"
@@ -211,6 +212,7 @@ def test_read_only_unknown_paths_and_headers(dashboard: Server) -> None:
     assert get(dashboard, "/static/../dashboard/app.py").status_code == 404
     page = get(dashboard, "/")
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    assert get(dashboard, "/?utm_source=newsletter").status_code == 200  # the page ignores what it does not use
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     # no external resources: the page and its script work offline
     for asset in ("/", "/static/dashboard.js", "/static/dashboard.css"):
