@@ -37,6 +37,7 @@ from energy_manager.registers import GAP, RESET, SPIKE, ClockBackwards, Register
 from energy_manager.settings import EnergySettings, MeterSettings
 from mam_client.crypto.trits import ascii_to_trytes
 from mam_client.outbox import enqueue
+from scb.db import load_json_value, save_json_value
 from scb.db import transaction
 
 log = logging.getLogger("energy_manager.monitor")
@@ -294,23 +295,11 @@ class EnergyMonitor:
 
 
 def load_state(session: Session, key: str) -> dict | None:
-    row = session.get(EnergyState, key)
-    if row is None:
-        return None
-    try:
-        value = json.loads(row.value_json)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return load_json_value(session, EnergyState, key)
 
 
 def save_state(session: Session, key: str, value: dict) -> None:
-    text = json.dumps(value, sort_keys=True)
-    row = session.get(EnergyState, key)
-    if row is None:
-        session.add(EnergyState(key=key, value_json=text))
-    elif row.value_json != text:
-        row.value_json = text
+    save_json_value(session, EnergyState, key, value)
 
 
 def _iso(ms: int) -> str:

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,32 +30,13 @@ from mam_client.settings import MamSettings
 from mam_client.transport import FoundBundle, TangleTransport
 from scb.db import transaction
 from scb.errors import TransportError
+from scb.retry import jittered
 
 log = logging.getLogger(__name__)
 
 #: Messages prepared per channel per cycle. Why a bound: each prepare is its own short transaction, and a long
 #: backlog (the node was down for a day) should not keep the energy manager waiting for the write lock.
 PREPARE_BATCH = 20
-
-
-@dataclass
-class Backoff:
-    initial: float
-    maximum: float
-    failures: int = 0
-    not_before: float = 0.0
-    rng: Callable[[], float] = field(default=random.random)
-
-    def fail(self, now: float) -> float:
-        self.failures += 1
-        delay = min(self.maximum, self.initial * 2 ** (self.failures - 1))
-        delay *= 0.5 + self.rng() / 2  # jitter: hubs that lost the same node do not retry in lockstep
-        self.not_before = now + delay
-        return delay
-
-    def succeed(self) -> None:
-        self.failures = 0
-        self.not_before = 0.0
 
 
 class Publisher:
@@ -68,7 +47,7 @@ class Publisher:
         self.transport = transport
         self.tag = tag
         self.clock = clock
-        self.backoff = {name: Backoff(settings.backoff_initial_s, settings.backoff_max_s)
+        self.backoff = {name: jittered(settings.backoff_initial_s, settings.backoff_max_s)
                         for name in settings.channels}
 
     def ensure_channels(self) -> None:
@@ -167,7 +146,7 @@ class Publisher:
                     attached += 1
                     backoff.succeed()
             except TransportError as exc:
-                delay = backoff.fail(self.clock())
+                delay = backoff.fail(self.clock(), str(exc))
                 log.warning("channel %s: %s; retrying in %.1f s", name, exc, delay)
                 self._record_error(name, str(exc))
         return attached

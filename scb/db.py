@@ -7,6 +7,7 @@ Alembic migrations in `scb/migrations` (see docs/operations.md).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,29 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+def load_json_value(session: Session, model: type, key: str) -> dict | None:
+    """The JSON object stored under `key` in a key/value table (columns `key`, `value_json`); None if absent
+    or unreadable (such state is a cache or a checkpoint: a component starts fresh rather than fail)."""
+    row = session.get(model, key)
+    if row is None:
+        return None
+    try:
+        value = json.loads(row.value_json)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def save_json_value(session: Session, model: type, key: str, value: dict) -> None:
+    """Store `value` under `key` (in the caller's transaction); unchanged values are not rewritten."""
+    text = json.dumps(value, sort_keys=True)
+    row = session.get(model, key)
+    if row is None:
+        session.add(model(key=key, value_json=text))
+    elif row.value_json != text:
+        row.value_json = text
 
 
 #: Modules that define tables; imported before the schema is created so every table is on Base.metadata.

@@ -51,8 +51,9 @@ from settlement.models import (
     utcnow,
 )
 from settlement.system import SystemRef
-from scb.db import transaction
+from scb.db import load_json_value, save_json_value, transaction
 from scb.errors import ChainUnavailable, DataError
+from scb.retry import Backoff
 
 log = logging.getLogger("settlement.job")
 
@@ -91,45 +92,12 @@ class RunReport:
     waiting: str | None = None  # why nothing more was settled (for `scb settle --now`)
 
 
-@dataclass
-class Backoff:
-    """Retry delays while the chain is down, kept in the database so a restart does not hammer a dead node."""
-
-    initial: float
-    maximum: float
-    failures: int = 0
-    not_before: float = 0.0
-    last_error: str = ""
-
-    def fail(self, now: float, error: str) -> float:
-        self.failures += 1
-        delay = min(self.maximum, self.initial * 2 ** (self.failures - 1))
-        self.not_before = now + delay
-        self.last_error = error
-        return delay
-
-    def succeed(self) -> None:
-        self.failures, self.not_before, self.last_error = 0, 0.0, ""
-
-
 def load_json_state(session: Session, key: str) -> dict | None:
-    row = session.get(SettlementState, key)
-    if row is None:
-        return None
-    try:
-        value = json.loads(row.value_json)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return load_json_value(session, SettlementState, key)
 
 
 def save_json_state(session: Session, key: str, value: dict) -> None:
-    text = json.dumps(value, sort_keys=True)
-    row = session.get(SettlementState, key)
-    if row is None:
-        session.add(SettlementState(key=key, value_json=text))
-    elif row.value_json != text:
-        row.value_json = text
+    save_json_value(session, SettlementState, key, value)
 
 
 class Settler:

@@ -24,7 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from energy_manager.settings import EnergySettings, load_energy_settings
 from settlement.chain import ChainClient, connect
 from settlement.clock import ChainClock, CommunityTime
-from settlement.job import Backoff, RunReport, Settler
+from scb.retry import Backoff
+from settlement.job import RunReport, Settler
 from settlement.models import SCHEDULER_TABLE
 from settlement.settings import EthereumSettings, SettlementSettings, ethereum_settings, settlement_settings
 from settlement.supply import SupplyWatcher, make_actuator
