@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -40,3 +41,10 @@ def run_node(script: str, payload: Any, timeout: float = 300) -> Any:
     )
     assert proc.returncode == 0, f"{script} failed: {proc.stderr[-2000:]}"
     return json.loads(proc.stdout)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

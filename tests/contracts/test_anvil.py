@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from typing import Iterator
@@ -17,22 +16,17 @@ from eth_utils import keccak
 from web3 import Web3
 
 from settlement import merkle
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.contracts.solar import PeriodClock, Solar, anvil_travel, expected_bill, expected_holding
 
 ANVIL = REPO / "node_modules" / ".bin" / "anvil"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def anvil() -> Iterator[Web3]:
     assert ANVIL.exists(), "node_modules/.bin/anvil missing: run ./start_scb.sh setup"
-    port = _free_port()
+    port = free_port()
     # node_modules/.bin/anvil is a node shim that spawns the platform binary: run it in its own process group
     # so that stopping it stops both, even if the shim has to be killed.
     proc = subprocess.Popen(

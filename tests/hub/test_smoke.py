@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,11 @@ from mam_client.models import OutboxMessage
 from scb.config import load_config
 from scb.db import open_database
 from settlement.models import SETTLED, SettlementPeriod
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCB = str(Path(sys.executable).with_name("scb"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def alive(pid: int) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,15 +25,10 @@ from mam_client.outbox import enqueue
 from mam_client.transport import PyotaTransport
 from scb.config import load_config
 from scb.db import open_database, transaction
-from tests.conftest import run_node
+from tests.conftest import free_port, run_node
 
 MWM = 3
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Hub:

@@ -2,7 +2,6 @@
 in-process (simulated community, an in-memory tangle) so that periods fill with real readings in milliseconds."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,17 +26,12 @@ from settlement.clock import ChainClock, FixedTime
 from settlement.job import Settler
 from settlement.settings import ethereum_settings, settlement_settings
 from settlement.system import SystemRef, resolve_system
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 ANVIL = REPO / "node_modules" / ".bin" / "anvil"
 #: 2030-01-01T00:00:00Z: ahead of the wall clock, as an accelerated community clock is
 START_MS = 1_893_456_000_000
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -15,14 +15,10 @@ from iota import Iota, TryteString
 
 from mam_client.node import transaction as tx
 from tests.mam_client.node.helpers import HEADERS, ok, prepared_bundle
+from tests.conftest import free_port
 
 MWM = 3
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def node_env(data_dir: Path, **settings: object) -> dict[str, str]:
