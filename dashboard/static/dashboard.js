@@ -87,11 +87,12 @@ function drawChart(series) {
   if (!points.length) {
     chart.append(svg("text", {x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty"}, "no readings yet"));
     note.textContent = "";
-    renderLegend([], holder);
+    renderLegend([], holder, false);
     return;
   }
   const share = holder ? state.shares[holder] : null;
-  const gen = (p) => holder && share !== undefined && share !== null ? p.generation_wh * share / 10000 : p.generation_wh;
+  const shareKnown = share !== undefined && share !== null;
+  const gen = (p) => holder && shareKnown ? p.generation_wh * share / 10000 : p.generation_wh;
   const used = (p) => parties.reduce((s, party) => s + (p.consumption_wh[party] || 0), 0);
   const maxY = Math.max(1, ...points.map(gen), ...points.map(used)) * 1.08;
   const step = niceStep(maxY, 5), top = Math.ceil(maxY / step) * step;
@@ -142,21 +143,22 @@ function drawChart(series) {
   points.forEach((p, i) => {
     const dot = svg("circle", {cx: coords[i][0], cy: coords[i][1], r: 3, class: "gen-point" + (p.open ? " open" : ""),
                                "data-wh": String(gen(p))});
-    dot.append(svg("title", {}, `generation${holder ? " (share of " + holder + ")" : ""}: ${energy(Math.round(gen(p)))}, ${when(p.start)}`));
+    dot.append(svg("title", {}, `generation${holder && shareKnown ? " (" + holder + "'s share)" : ""}: ${energy(Math.round(gen(p)))}, ${when(p.start)}`));
     line.append(dot);
   });
   chart.append(line);
 
   const total = points.reduce((s, p) => s + gen(p), 0), consumed = points.reduce((s, p) => s + used(p), 0);
   note.textContent = `${points.length} ${series.bucket === "hour" ? "hours" : "publish windows"} up to ${when(series.newest)}: ` +
-    `generation ${energy(Math.round(total))}${holder && share != null ? " (" + holder + "'s share, " + share / 100 + " %)" : ""}, ` +
+    `generation ${energy(Math.round(total))}${holder && shareKnown ? " (" + holder + "'s share, " + share / 100 + " %)" : ""}, ` +
     `consumption ${energy(consumed)}. The newest point is still filling.`;
-  renderLegend(series.parties, holder);
+  renderLegend(series.parties, holder, shareKnown);
 }
 
-function renderLegend(parties, holder) {
+function renderLegend(parties, holder, shareKnown) {
   const legend = document.getElementById("legend");
-  legend.replaceChildren(el("span", {class: "key gen"}, holder ? `generation (${holder}'s share)` : "generation"));
+  legend.replaceChildren(el("span", {class: "key gen"},
+    holder && shareKnown ? `generation (${holder}'s share)` : holder ? "generation (all; share unknown)" : "generation"));
   parties.forEach((party, i) => {
     if (holder && party !== holder) return;
     const swatch = svg("svg", {class: "swatch", width: 12, height: 12, viewBox: "0 0 12 12"});

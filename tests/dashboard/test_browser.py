@@ -153,6 +153,20 @@ class DevTools:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []  # everything the browser sent that was not an answer
+
+    def problems(self) -> list[str]:
+        """Script exceptions, console errors and browser-logged errors (CSP violations, failed loads)."""
+        found = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e.get("method") == "Runtime.exceptionThrown":
+                found.append(str(p.get("exceptionDetails", {}).get("exception", {}).get("description", p)))
+            elif e.get("method") == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                found.append(str([a.get("value", a.get("description")) for a in p.get("args", [])]))
+            elif e.get("method") == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+                found.append(f"{p['entry'].get('source')}: {p['entry'].get('text')} {p['entry'].get('url', '')}")
+        return found
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
         ident = next(self.ids)
@@ -162,6 +176,7 @@ class DevTools:
             if message.get("id") == ident:
                 assert "error" not in message, message
                 return message["result"]
+            self.events.append(message)
 
     async def evaluate(self, expression: str) -> Any:
         result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
@@ -195,7 +210,8 @@ async def _click_verify(url: str, address: str, profile: str, screenshot: Path) 
                 pages = [t for t in await r.json() if t["type"] == "page"]
             async with http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=64 * 2**20) as ws:
                 tools = DevTools(ws)
-                await tools.send("Page.enable")
+                for domain in ("Page", "Runtime", "Log"):
+                    await tools.send(f"{domain}.enable")
                 await tools.send("Page.navigate", url=url)
                 await tools.wait_for("document.body && document.body.dataset.loaded === 'yes'")
                 selector = json.dumps(f'button.verify[data-address="{address}"]')
@@ -213,6 +229,15 @@ async def _click_verify(url: str, address: str, profile: str, screenshot: Path) 
                     "steps": await tools.evaluate("document.querySelectorAll('#verify-steps li').length"),
                     "points": await tools.evaluate("document.querySelectorAll('#chart circle.gen-point').length"),
                 }
+                # one holder: their consumption against their share of the generation
+                await tools.evaluate("(() => { const s = document.getElementById('holder'); s.value = 'h2'; "
+                                     "s.dispatchEvent(new Event('change')); })()")
+                info["legend"] = await tools.wait_for(
+                    "(() => { const t = document.getElementById('legend').textContent; "
+                    "return t.includes(\"h2's share\") ? t : null; })()")
+                info["parties_shown"] = await tools.evaluate(
+                    "[...new Set([...document.querySelectorAll('#chart rect.bar')].map((r) => r.dataset.party))]")
+                info["problems"] = tools.problems()
                 shot = await tools.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
                 return info
@@ -232,5 +257,7 @@ def test_clicking_verify_shows_the_verdict(filled: Filled, dashboard: Server, pr
     info = asyncio.run(_click_verify(dashboard.url + "/", address, profile, screenshot))
     assert info["verdict"] == "VALID" and info["row"] == "VALID", info
     assert address in info["subject"] and info["steps"] >= 6 and info["points"] == 17
+    assert info["parties_shown"] == ["h2"] and "h1" not in info["legend"]
+    assert info["problems"] == []  # no script error, no blocked resource, no failed request
     png = screenshot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
