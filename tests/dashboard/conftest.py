@@ -9,7 +9,6 @@ per session (about ten seconds) and shared by the API tests and the browser test
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from settlement.chain import dev_account
 from settlement.clock import ChainClock
 from settlement.models import SETTLED, SettlementPeriod
 from settlement.supply import LoggingActuator, SupplyWatcher
+from tests.conftest import free_port
 from tests.settlement.conftest import Anvil, Hub, make_hub, start_anvil
 
 #: 2030-06-21T10:00:00Z: midsummer morning, so the panels produce and the bills are not zero
@@ -84,12 +84,6 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
         yield Filled(hub, anvil, settled_addresses, open_addresses)
     finally:
         anvil.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
