@@ -143,7 +143,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     count = 0
-    for item in fetch_chain(transport, args.root, args.mode, side_key, archive, follow=args.all, on_skip=report):
+    def note(text: str) -> None:
+        print(f"scb: {text}", file=sys.stderr)
+
+    for item in fetch_chain(transport, args.root, args.mode, side_key, archive, follow=args.all, on_skip=report,
+                            on_note=note):
         if item.source == "archive":
             print(f"scb: {item.address} is not on the node; read from the hub's archive", file=sys.stderr)
         print(json.dumps(item.to_json()), flush=True)

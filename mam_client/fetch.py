@@ -87,15 +87,27 @@ def fetch_at(transport: TangleTransport | None, root: str, mode: str, side_key: 
 
 def fetch_chain(transport: TangleTransport | None, root: str, mode: str, side_key: str | None,
                 archive: Archive | None = None, follow: bool = True,
-                on_skip: Callable[[Skipped], None] | None = None) -> Iterator[FetchedMessage]:
-    """Messages from `root` on, following nextRoot while `follow` (mamFetchAll), until an address is empty."""
+                on_skip: Callable[[Skipped], None] | None = None,
+                on_note: Callable[[str], None] | None = None) -> Iterator[FetchedMessage]:
+    """Messages from `root` on, following nextRoot while `follow` (mamFetchAll), until an address is empty.
+
+    If the node becomes unreachable after some messages were read, the walk ends there and `on_note` says that
+    the channel may continue (the first message's failure still raises NodeUnavailable).
+    """
     visited: set[str] = set()
     current = root
     for _ in range(MAX_CHAIN):
         if current in visited:
             return
         visited.add(current)
-        found, skipped = fetch_at(transport, current, mode, side_key, archive)
+        try:
+            found, skipped = fetch_at(transport, current, mode, side_key, archive)
+        except NodeUnavailable as exc:
+            if current == root:
+                raise
+            if on_note:
+                on_note(f"stopped at root {current}: {exc}; the channel may continue beyond this point")
+            return
         for item in skipped:
             if on_skip:
                 on_skip(item)

@@ -178,6 +178,9 @@ def test_archive_fallback_when_node_pruned(hub) -> None:
     assert list(fetch_chain(tangle, row.root, "public", None, archive=archive, follow=False))[0].source == "archive"
     with pytest.raises(NodeUnavailable):
         list(fetch_chain(tangle, row.root, "public", None, archive=lambda a: []))
+    notes: list[str] = []
+    walked = list(fetch_chain(tangle, row.root, "public", None, archive=archive, on_note=notes.append))
+    assert [m.source for m in walked] == ["archive"] and "may continue" in notes[0]
 
 
 def test_seed_without_state_is_refused(hub, tmp_path: Path) -> None:
