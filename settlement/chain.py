@@ -246,11 +246,14 @@ class ChainClient:
             tip = min(tip, max_fee)
         return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
 
-    def sign(self, fn: Any, what: str, value: int = 0, nonce: int | None = None) -> SignedTx:
-        """Build (nonce, gas estimate x margin, fees) and sign a contract call or deployment; nothing is sent.
+    def sign(self, fn: Any, what: str, value: int = 0, nonce: int | None = None,
+             extra_gas: int = 0) -> SignedTx:
+        """Build (nonce, gas estimate x margin + extra_gas, fees) and sign a contract call or deployment; nothing
+        is sent.
 
         Gas estimation runs the transaction against the node first, so a call the contract would refuse raises
-        ContractReverted here, before anything is signed or paid for.
+        ContractReverted here, before anything is signed or paid for. `extra_gas` covers what the estimate cannot
+        see: work that depends on the block the transaction lands in (unused gas is not charged).
         """
         sender = self.sender
         if nonce is None:
@@ -258,7 +261,7 @@ class ChainClient:
                                    lambda: self.w3.eth.get_transaction_count(sender, "pending")))
         base: dict[str, Any] = {"from": sender, "value": value, "nonce": nonce, "chainId": self.chain_id}
         gas = int(self.guard(what, lambda: fn.estimate_gas(base)))
-        tx = fn.build_transaction({**base, **self._fees(), "gas": int(gas * self.settings.gas_margin) + 1})
+        tx = fn.build_transaction({**base, **self._fees(), "gas": int(gas * self.settings.gas_margin) + 1 + extra_gas})
         signed = self.account.sign_transaction(tx)  # type: ignore[union-attr]
         return SignedTx(tx_hash="0x" + bytes(signed.hash).hex(), raw="0x" + bytes(signed.raw_transaction).hex(),
                         nonce=nonce, sender=sender)

@@ -100,6 +100,10 @@ def save_json_state(session: Session, key: str, value: dict) -> None:
     save_json_value(session, SettlementState, key, value)
 
 
+#: gas of writing a new storage slot (EIP-2929 cold SSTORE 0 -> non-zero: 22,100), reserved per holder in settle
+NEW_SLOT_GAS = 22_100
+
+
 class Settler:
     """Settles the periods of one system. `run()` is the scheduled job; it never raises for a down chain."""
 
@@ -365,7 +369,11 @@ class Settler:
             self.chain_clock.before_transaction(now_ms // 1000)
         fn = self._settle_fn(row)
         try:
-            signed = self.client.sign(fn, f"settle period {row.period_id}")
+            # A bill's due time is the landing block's time + grace: estimated in one block, a holder's new debt
+            # may extend their last ledger entry; landing a second later it needs a new storage slot (SSTORE
+            # 20k). Reserve that for every holder so the transaction never runs out of gas.
+            holders = len(json.loads(row.consumption_json))
+            signed = self.client.sign(fn, f"settle period {row.period_id}", extra_gas=NEW_SLOT_GAS * holders)
         except ContractReverted as exc:
             self._record_error(row.id, str(exc))
             raise

@@ -249,3 +249,27 @@ def test_a_root_conflict_is_never_resolved_silently(hub: Hub, monkeypatch) -> No
     assert "on chain with readings root 0x2222" in (report.waiting or "")
     assert periods(hub)[0].state in (PREPARED, SUBMITTED)
     assert "0x2222" in (periods(hub)[0].last_error or "")
+
+
+def test_settle_has_gas_when_the_due_time_moves_between_estimate_and_block(hub: Hub) -> None:
+    """Estimated in a block at time T, a bill due at T + grace extends the holder's last ledger entry; landing at
+    T + 1 it needs a new slot per holder. Each transaction here lands a second after its estimate."""
+    # until 13:30 in Madrid (1 January): the periods after sunrise bill every holder, so each gets debt entries
+    hub.run_until(START_MS + 13 * HOUR_MS + 30 * 60_000)
+    while hub.publisher.run_once():  # the publisher prepares a bounded batch per cycle
+        pass
+    send = hub.client.send
+
+    def send_a_second_later(signed):  # type: ignore[no-untyped-def]
+        hub.client.w3.provider.make_request("evm_increaseTime", [1])
+        return send(signed)
+
+    hub.client.send = send_a_second_later  # type: ignore[method-assign]
+    settled: list[int] = []
+    for _ in range(5):  # a run settles a bounded batch of periods
+        settled += hub.settle().settled
+    assert settled == list(range(1, 14))
+    assert all(row.state == SETTLED for row in periods(hub))
+    (billed,) = hub.client.contract(hub.system.contract).events.Billed().process_receipt(
+        hub.client.receipt(periods(hub)[-1].tx_hash), errors=DISCARD)
+    assert all(unpaid > 0 for unpaid in billed["args"]["unpaid"])  # the case this test is about: new debt
