@@ -3,7 +3,7 @@
 Processes, in start order (ARCHITECTURE.md "Processes"):
 1. anvil, the local Ethereum chain (state kept in the data directory) - only when no external RPC is configured;
 2. `scb tangle-node` - only when no external IOTA node is configured;
-3. `scb energy-manager`, 4. `scb mam-client`, 5. `scb settlement`.
+3. `scb energy-manager`, 4. `scb mam-client`, 5. `scb settlement`, 6. `scb dashboard`.
 A command this checkout does not have yet is left out. A process that dies is restarted with a growing delay
 (a hub runs unattended); the database is the queue between them, so a restart loses nothing.
 """
