@@ -7,15 +7,10 @@ or SIGINT: the signal only sets a flag, so the sample in progress is finished an
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,33 +23,13 @@ from energy_manager.monitor import CLOCK_JUMP, EnergyMonitor, load_state, save_s
 from energy_manager.settings import DeviceSettings, EnergySettings, load_energy_settings
 from scb.config import Config
 from scb.db import init_db, make_sessionmaker, transaction
-from scb.errors import ConfigError, ScbError
+from scb.errors import ConfigError
+from scb.files import exclusive_lock
 
 log = logging.getLogger("energy_manager")
 
 CLOCK_STATE_KEY = "clock"
 LOCK_FILE = "energy-manager.lock"
-
-
-class AlreadyRunning(ScbError):
-    """Another energy manager holds this data directory."""
-
-
-@contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """An advisory lock that dies with the process (kill -9 included), so a restart never finds it stale."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AlreadyRunning(f"another energy manager is running on {path.parent} (lock {path})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
 
 
 def build_device(device: DeviceSettings, settings: EnergySettings, start_ms: int) -> Device:
@@ -88,7 +63,7 @@ def run(config: Config, *, max_samples: int | None = None, stop: threading.Event
     """Run the sampling loop until stopped; returns the process exit code (0 after a clean stop)."""
     settings = load_energy_settings(config)
     stop = stop or threading.Event()
-    with exclusive_lock(config.data_dir / LOCK_FILE):
+    with exclusive_lock(config.data_dir / LOCK_FILE, "energy manager"):
         engine = init_db(config)
         devices: dict[str, Device] = {}
         previous_handlers: dict[int, object] = {}

@@ -13,12 +13,15 @@ from aiohttp import web
 
 from mam_client.api import create_app
 from mam_client.publisher import Publisher
-from mam_client.settings import IotaSettings, iota_settings, mam_settings
+from mam_client.settings import IotaSettings, MamSettings, iota_settings, mam_settings
 from mam_client.transport import PyotaTransport
 from scb.config import Config
 from scb.db import open_database
+from scb.files import exclusive_lock
 
 log = logging.getLogger(__name__)
+#: one publisher per data directory: two would attach the same prepared message twice
+LOCK_FILE = "mam-client.lock"
 
 
 def make_transport(iota: IotaSettings) -> PyotaTransport:
@@ -29,6 +32,11 @@ def make_transport(iota: IotaSettings) -> PyotaTransport:
 def run(config: Config) -> int:
     iota = iota_settings(config)
     mam = mam_settings(config)
+    with exclusive_lock(config.data_dir / LOCK_FILE, "mam-client"):
+        return _serve(config, iota, mam)
+
+
+def _serve(config: Config, iota: IotaSettings, mam: MamSettings) -> int:
     factory = open_database(config)
     publisher = Publisher(factory, mam, make_transport(iota), tag=iota.tag)
     publisher.ensure_channels()

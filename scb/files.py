@@ -6,12 +6,19 @@ a seed that leaked is a channel anyone can forge.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from scb.errors import SecretFileError
+from scb.errors import ScbError, SecretFileError
+
+
+class AlreadyRunning(ScbError):
+    """Another process of the same kind holds this data directory."""
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
@@ -67,3 +74,22 @@ def read_secret_file(path: str | os.PathLike[str], what: str = "secret") -> str:
 def write_secret_file(path: str | os.PathLike[str], text: str) -> None:
     """Create a secret file with mode 0600 (atomically, durably)."""
     atomic_write(path, (text.strip() + "\n").encode("ascii"), mode=0o600)
+
+
+@contextmanager
+def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+    """One `what` per data directory: an advisory lock that dies with the process (kill -9 included), so a
+    restart never finds it stale. Why: two publishers could attach the same prepared message twice, two
+    samplers would interleave sequence numbers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(f"another {what} is running on {path.parent} (lock {path})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)

@@ -167,3 +167,24 @@ def test_node_outage_then_recovery(hub: Hub) -> None:
     assert [m.message for m in fetch_chain(transport, first_root, "public", None)] == [r.message for r in rows]
     client.send_signal(signal.SIGTERM)
     assert client.wait(timeout=30) == 0
+
+
+def test_one_publisher_per_data_directory(hub: Hub) -> None:
+    first = hub.spawn("mam-client")
+    hub.procs.append(first)  # type: ignore[attr-defined]
+    lock = hub.root / "mam-client.lock"
+    deadline = time.monotonic() + 30
+    while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.1)
+    second = subprocess.run([sys.executable, "-m", "scb.cli", "mam-client"], env=hub.env, capture_output=True,
+                            text=True, timeout=60)
+    assert second.returncode == 2 and "another mam-client is running" in second.stderr
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    again = hub.spawn("mam-client")  # the lock died with the killed process
+    hub.procs.append(again)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    while lock.read_text().strip() != str(again.pid):
+        assert time.monotonic() < deadline and again.poll() is None
+        time.sleep(0.1)
