@@ -112,26 +112,11 @@ def load_models() -> None:
                 raise
 
 
-def create_schema(engine: Engine) -> None:
-    """Bring the database schema up to date (every process calls this at start; it is idempotent).
-
-    Runs the Alembic migrations (`upgrade`), not `create_all`: a table created outside the migrations would
-    make the next revision that creates it fail on a hub in the field.
-    """
-    upgrade(engine)
-
-
-def open_database(config: "Config") -> sessionmaker[Session]:
-    """Engine + schema + session factory for the configured database."""
-    engine = make_engine(config.database_url, config.sqlite_synchronous)
-    create_schema(engine)
-    return make_sessionmaker(engine)
-
-
 def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
     """Migrate the database to `revision` (default: newest) with Alembic; idempotent, safe for concurrent starts.
 
-    See scb/migrate.py: a schema change is a new revision in scb/migrations/versions, never `create_all`.
+    See scb/migrate.py: a schema change is a new revision in scb/migrations/versions, never `create_all` (a
+    table created outside the migrations would make the next revision that creates it fail in the field).
     """
     from scb.migrate import upgrade as _upgrade
 
@@ -140,6 +125,11 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
 
 def init_db(config: "Config") -> Engine:
     """The configured database's engine, migrated to the newest schema: what every process calls at start."""
-    from scb.migrate import init_db as _init_db
+    engine = make_engine(config.database_url, config.sqlite_synchronous)
+    upgrade(engine)
+    return engine
 
-    return _init_db(config)
+
+def open_database(config: "Config") -> sessionmaker[Session]:
+    """`init_db` plus a session factory, for processes that use only the ORM."""
+    return make_sessionmaker(init_db(config))

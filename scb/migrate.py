@@ -25,8 +25,6 @@ from scb.errors import ScbError
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-    from scb.config import Config
-
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"
 #: any 64-bit constant: the PostgreSQL advisory lock key that serialises concurrent upgrades
@@ -166,15 +164,6 @@ def head_revision() -> str:
     if head is None:
         raise SchemaError("scb/migrations has no revisions")
     return head
-
-
-def init_db(config: Config) -> Engine:
-    """The configured database, upgraded to the newest schema: what every SCB process calls first."""
-    from scb.db import make_engine
-
-    engine = make_engine(config.database_url, config.sqlite_synchronous)
-    upgrade(engine)
-    return engine
 
 
 def new_revision(message: str) -> Path:

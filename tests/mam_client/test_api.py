@@ -16,7 +16,7 @@ from mam_client.models import OutboxMessage
 from mam_client.publisher import Publisher
 from mam_client.settings import mam_settings
 from scb.config import Config
-from scb.db import create_schema, make_engine, make_sessionmaker
+from scb.db import make_engine, make_sessionmaker, upgrade
 from tests.mam_client.test_publisher import MemoryTangle
 
 
@@ -24,7 +24,7 @@ from tests.mam_client.test_publisher import MemoryTangle
 def setup(tmp_path: Path):
     config = Config(data={"hub": {"data_dir": str(tmp_path)}, "mam": {"channels": {"readings": {"security": 1}}}})
     engine = make_engine(config.database_url)
-    create_schema(engine)
+    upgrade(engine)
     factory = make_sessionmaker(engine)
     publisher = Publisher(factory, mam_settings(config), MemoryTangle())
     publisher.ensure_channels()

@@ -14,7 +14,7 @@ from mam_client.publisher import Publisher
 from mam_client.settings import mam_settings
 from mam_client.transport import FoundBundle
 from scb.config import Config
-from scb.db import make_engine, make_sessionmaker, transaction, create_schema
+from scb.db import make_engine, make_sessionmaker, transaction, upgrade
 from scb.errors import ConfigError, NodeUnavailable
 from mam_client.mam import parse_message
 
@@ -53,7 +53,7 @@ def hub(tmp_path: Path):
                                                                                        "security": 1}},
                                   "backoff_initial_s": 1.0, "backoff_max_s": 8.0}})
     engine = make_engine(config.database_url)
-    create_schema(engine)
+    upgrade(engine)
     factory = make_sessionmaker(engine)
     settings = mam_settings(config)
     tangle = MemoryTangle()
@@ -186,7 +186,7 @@ def test_archive_fallback_when_node_pruned(hub) -> None:
 def test_seed_without_state_is_refused(hub, tmp_path: Path) -> None:
     config, factory, settings, tangle, _p, _ = hub
     engine = make_engine(f"sqlite:///{tmp_path / 'other.sqlite3'}")
-    create_schema(engine)
+    upgrade(engine)
     other = Publisher(make_sessionmaker(engine), settings, tangle)
     with pytest.raises(ConfigError, match="one-time"):
         other.ensure_channels()

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, text
 
-from scb.db import Base, create_schema, load_models, make_engine, upgrade
+from scb.config import Config
+from scb.db import Base, load_models, make_engine, open_database, upgrade
 from scb.migrate import SchemaError, current_revision, head_revision, schema_diff
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,10 +174,10 @@ def test_a_database_from_a_newer_scb_is_refused_with_advice(tmp_path: Path) -> N
         engine.dispose()
 
 
-def test_create_schema_runs_the_migrations(tmp_path: Path) -> None:
-    engine = make_engine(url(tmp_path))
+def test_open_database_runs_the_migrations(tmp_path: Path) -> None:
+    factory = open_database(Config(data={"hub": {"data_dir": str(tmp_path)}}))
+    engine = factory.kw["bind"]
     try:
-        create_schema(engine)
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()

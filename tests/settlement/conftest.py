@@ -19,7 +19,7 @@ from mam_client.publisher import Publisher
 from mam_client.settings import mam_settings
 from mam_client.transport import FoundBundle
 from scb.config import Config
-from scb.db import create_schema, make_engine, make_sessionmaker
+from scb.db import make_engine, make_sessionmaker, upgrade
 from scb.errors import NodeUnavailable
 from settlement.chain import ChainClient, connect
 from settlement.clock import ChainClock, FixedTime
@@ -160,7 +160,7 @@ class Hub:
 def make_hub(tmp_path: Path, rpc_url: str, start_ms: int = START_MS, **overrides: Any) -> Hub:
     config = hub_config(tmp_path, rpc_url, start_ms, **overrides)
     engine = make_engine(config.database_url)
-    create_schema(engine)
+    upgrade(engine)
     factory = make_sessionmaker(engine)
     energy = load_energy_settings(config)
     device = SimulatedDevice("sim", energy.community, start_ms)
