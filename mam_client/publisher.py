@@ -47,18 +47,20 @@ class Publisher:
         self.transport = transport
         self.tag = tag
         self.clock = clock
+        self._secrets: dict[str, tuple[str, str | None]] = {}
         self.backoff = {name: jittered(settings.backoff_initial_s, settings.backoff_max_s)
                         for name in settings.channels}
 
     def ensure_channels(self) -> None:
+        """Create missing channels and read every channel's seed and side key once (not on every poll)."""
         for channel in self.settings.channels.values():
             with transaction(self.factory) as session:
                 ensure_channel(session, channel)
+            self._secrets[channel.name] = load_secrets(channel)
 
     # -- prepare (write-ahead) -------------------------------------------------------------------------------
     def prepare_one(self, name: str) -> OutboxMessage | None:
-        settings = self.settings.channels[name]
-        seed, side_key = load_secrets(settings)
+        seed, side_key = self._secrets[name]  # KeyError: ensure_channels() did not run first
         with transaction(self.factory) as session:
             row = session.scalars(
                 select(OutboxMessage).where(OutboxMessage.channel == name, OutboxMessage.state == QUEUED)
@@ -67,7 +69,7 @@ class Publisher:
             if row is None:
                 return None
             channel = session.get(Channel, name)
-            assert channel is not None, "ensure_channels() runs before publishing"
+            assert channel is not None, "ensure_channels() created it"
             state = channel_state(channel, seed, side_key)
             key_index = state.key_index
             created = create_message(state, row.message)
@@ -152,7 +154,8 @@ class Publisher:
         return attached
 
     def run_forever(self, stop: threading.Event) -> None:
-        self.ensure_channels()
+        """Cycle until `stop` is set; ensure_channels() must have run (the service runs it first, so that a
+        channel error stops the process at start instead of killing this thread)."""
         while not stop.is_set():
             try:
                 self.run_once()
