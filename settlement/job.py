@@ -135,7 +135,7 @@ class Settler:
         """One scheduled run: skip while backing off (unless `force`), settle what is closed, record failures."""
         report = RunReport()
         now = self.wall()
-        if not force and now < self.backoff.not_before:
+        if not force and not self.backoff.due(now):
             report.waiting = f"backing off after: {self.backoff.last_error}"
             return report
         try:

@@ -63,7 +63,7 @@ class SettlementService:
         """Connect and resolve the system once; False (after logging why) while the chain is unreachable."""
         if self.settler is not None:
             return True
-        if time.time() < self._connect_backoff.not_before:
+        if not self._connect_backoff.due(time.time()):
             return False
         try:
             client = connect(self.eth)

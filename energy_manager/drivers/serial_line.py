@@ -21,6 +21,7 @@ import serial
 
 from energy_manager.drivers.base import Device, DeviceSample, InputEvent
 from energy_manager.emontx import MAX_LINE_BYTES, TOO_LONG, LineError, parse_line
+from scb.retry import Backoff
 
 log = logging.getLogger("energy_manager.serial")
 
@@ -101,7 +102,7 @@ class SerialDevice(Device):
 
     # -- reader thread ------------------------------------------------------------------------------------
     def _run(self) -> None:
-        delay = self.retry_min_s
+        backoff = Backoff(self.retry_min_s, self.retry_max_s)
         down_since: float | None = None
         while not self._stop.is_set():
             try:
@@ -112,8 +113,7 @@ class SerialDevice(Device):
                     log.warning("meter device %s: cannot open %s (%s); retrying until it returns",
                                 self.name, self.port, _reason(exc))
                     self.events.add(InputEvent(UNAVAILABLE, f"cannot open {self.port}: {_reason(exc)}"))
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.retry_max_s)
+                self._stop.wait(backoff.fail(time.monotonic(), _reason(exc)))
                 continue
             self.opens += 1
             if down_since is not None:
@@ -121,7 +121,7 @@ class SerialDevice(Device):
                          time.monotonic() - down_since)
                 self.events.add(InputEvent(RECONNECTED, f"{self.port} opened again"))
             down_since = None
-            delay = self.retry_min_s
+            backoff.succeed()
             try:
                 self.connected.set()
                 self._read_lines(port)
