@@ -17,7 +17,7 @@ from mam_client.publisher import Publisher
 from mam_client.settings import mam_settings
 from scb.config import Config
 from scb.db import make_engine, make_sessionmaker, upgrade
-from tests.mam_client.test_publisher import MemoryTangle
+from tests.memory_tangle import MemoryTangle
 
 
 @pytest.fixture()

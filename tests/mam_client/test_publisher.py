@@ -16,34 +16,7 @@ from mam_client.transport import FoundBundle
 from scb.config import Config
 from scb.db import make_engine, make_sessionmaker, transaction, upgrade
 from scb.errors import ConfigError, NodeUnavailable
-from mam_client.mam import parse_message
-
-
-class MemoryTangle:
-    """Stores bundles per address; can be switched off, or made to lose the answer after storing."""
-
-    def __init__(self) -> None:
-        self.by_address: dict[str, list[FoundBundle]] = {}
-        self.up = True
-        self.lose_answer = False
-        self.attach_calls = 0
-
-    def attach(self, address: str, payload: str, tag: str) -> FoundBundle:
-        self.attach_calls += 1
-        if not self.up:
-            raise NodeUnavailable("node is down")
-        n = sum(len(v) for v in self.by_address.values())
-        bundle = FoundBundle(bundle_hash=f"B{n}".ljust(81, "9"), tx_hashes=(f"T{n}".ljust(81, "9"),),
-                             trytes=("9" * 2673,), fragments=payload + "9" * (-len(payload) % 2187))
-        self.by_address.setdefault(address, []).append(bundle)
-        if self.lose_answer:
-            raise NodeUnavailable("connection reset after the node stored the bundle")
-        return bundle
-
-    def find_bundles(self, address: str) -> list[FoundBundle]:
-        if not self.up:
-            raise NodeUnavailable("node is down")
-        return list(self.by_address.get(address, []))
+from tests.memory_tangle import MemoryTangle
 
 
 @pytest.fixture()

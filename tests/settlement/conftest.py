@@ -17,15 +17,14 @@ from energy_manager.monitor import EnergyMonitor
 from energy_manager.settings import load_energy_settings
 from mam_client.publisher import Publisher
 from mam_client.settings import mam_settings
-from mam_client.transport import FoundBundle
 from scb.config import Config
 from scb.db import make_engine, make_sessionmaker, upgrade
-from scb.errors import NodeUnavailable
 from settlement.chain import ChainClient, connect
 from settlement.clock import ChainClock, FixedTime
 from settlement.job import Settler
 from settlement.settings import ethereum_settings, settlement_settings
 from settlement.system import SystemRef, resolve_system
+from tests.memory_tangle import MemoryTangle
 from tests.conftest import REPO, free_port
 
 ANVIL = REPO / "node_modules" / ".bin" / "anvil"
@@ -73,31 +72,6 @@ def anvil() -> Iterator[Anvil]:
         yield node
     finally:
         node.stop()
-
-
-class MemoryTangle:
-    """Bundles per address; `up = False` makes it unreachable; `pruned` addresses have lost their bundles."""
-
-    def __init__(self) -> None:
-        self.by_address: dict[str, list[FoundBundle]] = {}
-        self.up = True
-        self.pruned: set[str] = set()
-
-    def attach(self, address: str, payload: str, tag: str) -> FoundBundle:
-        if not self.up:
-            raise NodeUnavailable("node is down")
-        n = sum(len(v) for v in self.by_address.values())
-        bundle = FoundBundle(bundle_hash=f"B{n}".ljust(81, "9"), tx_hashes=(f"T{n}".ljust(81, "9"),),
-                             trytes=("9" * 2673,), fragments=payload + "9" * (-len(payload) % 2187))
-        self.by_address.setdefault(address, []).append(bundle)
-        return bundle
-
-    def find_bundles(self, address: str) -> list[FoundBundle]:
-        if not self.up:
-            raise NodeUnavailable("node is down")
-        if address in self.pruned:
-            return []
-        return list(self.by_address.get(address, []))
 
 
 def iso(ms: int) -> str:
