@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from mam_client.mam import (
@@ -134,8 +135,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     side_key = read_secret_file(args.side_key_file, "side key") if args.side_key_file else None
     if args.mode == "restricted" and side_key is None:
         raise UsageError("a restricted channel needs --side-key-file")
-    transport = make_transport(iota) if not args.node else make_transport(
-        type(iota)(**{**iota.__dict__, "node_url": args.node}))
+    transport = make_transport(replace(iota, node_url=args.node) if args.node else iota)
     archive = None if args.no_archive else _archive_reader(config)
 
     def report(skip: Skipped) -> None:

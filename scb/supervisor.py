@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from sqlalchemy import Engine
+
 from scb.config import Config, load_config
 from scb.files import atomic_write
 
@@ -150,22 +152,33 @@ def process_status(data_dir: Path) -> list[dict[str, object]]:
     return out
 
 
-def announce(config: Config, children: list[Child]) -> bool:
-    """Print what runs where once the first MAM message is attached; False while there is none yet."""
+def first_attached_address(config: Config, engines: dict[str, Engine]) -> str | None:
+    """The address of the hub's first attached MAM message, or None (no database, schema or message yet).
+
+    `engines` keeps the one engine between calls: the supervisor asks every two seconds until there is one.
+    """
     from sqlalchemy import select
 
     from mam_client.models import ATTACHED, OutboxMessage
-    from scb.db import make_engine, make_sessionmaker
+    from scb.db import make_engine
 
     url = config.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return False
+        return None
+    if url not in engines:
+        engines[url] = make_engine(url)
+    engine = engines[url]
     try:
-        with make_sessionmaker(make_engine(url))() as session:
-            address = session.scalars(select(OutboxMessage.address).where(OutboxMessage.state == ATTACHED)
-                                      .order_by(OutboxMessage.id).limit(1)).first()
+        with engine.connect() as conn:
+            return conn.scalars(select(OutboxMessage.address).where(OutboxMessage.state == ATTACHED)
+                                .order_by(OutboxMessage.id).limit(1)).first()
     except Exception:  # noqa: BLE001 - the schema may not exist yet while the first process starts
-        return False
+        return None
+
+
+def announce(config: Config, children: list[Child], engines: dict[str, Engine]) -> bool:
+    """Print what runs where once the first MAM message is attached; False while there is none yet."""
+    address = first_attached_address(config, engines)
     if not address:
         return False
     names = {c.name for c in children}
@@ -206,10 +219,14 @@ def supervise(children: list[Child], stop_after: float | None = None, config: Co
         write_process_file(config.data_dir, children)
     announced = config is None
     next_announce_check = 0.0
+    engines: dict[str, Engine] = {}
     while not stopping:
         if not announced and time.monotonic() >= next_announce_check:
-            announced = announce(config, children)  # type: ignore[arg-type]
+            announced = announce(config, children, engines)  # type: ignore[arg-type]
             next_announce_check = time.monotonic() + 2.0
+            if announced:
+                for engine in engines.values():
+                    engine.dispose()
         if stop_after is not None and time.monotonic() - started > stop_after:
             break
         for child in children:

@@ -5,6 +5,8 @@ The segments are independent, so `hash_chains` evaluates them as parallel lanes 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mam_client.crypto.curl import Curl, hash_chains, hash_trits
 from mam_client.crypto.trits import from_int, to_int
 
@@ -51,7 +53,7 @@ def tree_levels(leaves: list[bytes]) -> list[list[bytes]]:
     return levels
 
 
-def siblings(levels: list[list[bytes]], index: int) -> list[bytes]:
+def siblings(levels: Sequence[Sequence[bytes]], index: int) -> list[bytes]:
     """Authentication path of leaf `index` (power-of-two trees; the codec refuses other counts)."""
     path = []
     i = index

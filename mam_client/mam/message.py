@@ -95,7 +95,7 @@ def create_message(state: ChannelState, message: str) -> CreatedMessage:
     levels = _tree(seed, sec, state.start, state.count)
     root = levels[-1][0]
     next_root = _tree(seed, sec, state.start + state.count, state.next_count)[-1][0]
-    path = keys.siblings([list(level) for level in levels], state.index)
+    path = keys.siblings(levels, state.index)
 
     msg = trits(message)
     header = pascal.encode(state.index) + pascal.encode(len(msg))

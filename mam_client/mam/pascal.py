@@ -68,16 +68,15 @@ def decode(trit_string: bytes, offset: int = 0) -> tuple[int, int]:
             raise InvalidPayload("integer field is too long")
     if 4 * count > len(t):
         raise InvalidPayload("integer field is truncated (flags missing)")
-    flag_trits = t[3 * count : 4 * count]
     flags = 0
-    for d in reversed(flag_trits):
+    for d in reversed(t[3 * count : 4 * count]):
         flags = flags * 3 + d
+    if flags < 0:
+        raise InvalidPayload("integer field has an invalid flag field")
     value = 0
     for j in range(count):
         tv = t[3 * j] + 3 * t[3 * j + 1] + 9 * t[3 * j + 2]
-        if (flags >> j) & 1 if flags >= 0 else False:
-            tv = -tv
-        value += tv * 27**j
-    if flags < 0 or value < 0:
+        value += (-tv if (flags >> j) & 1 else tv) * 27**j
+    if value < 0:
         raise InvalidPayload("integer field has an invalid flag field")
     return value, 4 * count
