@@ -36,7 +36,7 @@ from dashboard import data
 from dashboard.settings import MAX_POINTS, BUCKETS, DashboardSettings
 from mam_client.crypto.trits import is_trytes
 from scb.config import Config
-from scb.errors import ScbError
+from scb.errors import BadRequest, ScbError
 
 log = logging.getLogger("dashboard")
 
@@ -53,10 +53,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-class BadRequest(Exception):
-    """A query the dashboard cannot answer as asked: 400 with the message."""
 
 
 @dataclass

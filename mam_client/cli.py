@@ -20,12 +20,8 @@ from mam_client.mam import (
     create_message,
     parse_message,
 )
-from scb.errors import DataError, ScbError
+from scb.errors import DataError, ScbError, UsageError
 from scb.files import atomic_write, read_secret_file
-
-
-class UsageError(ScbError):
-    """Input the command cannot use at all (exit 2)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

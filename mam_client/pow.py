@@ -35,14 +35,14 @@ from iota.adapter.wrappers import BaseWrapper
 from mam_client.crypto import _curl
 from mam_client.crypto import trits as T
 from mam_client.node import transaction as tx
-from scb.errors import ConfigError, DataError, ScbError
+from scb.errors import ConfigError, DataError, Interrupted, ScbError
 
 #: No client needs more; every extra trit triples the expected work (MWM 14 ~ 4.8 M hashes, 27 ~ 7.6e12).
 MAX_MWM = 27
 POW_MODES = ("remote", "local")
 
 
-class PowInterrupted(ScbError):
+class PowInterrupted(Interrupted):
     """The search was interrupted (interruptAttachingToTangle or shutdown) before every nonce was found."""
 
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from scb.errors import ScbError, SecretFileError
+from scb.errors import ConfigError, SecretFileError
 
 
-class AlreadyRunning(ScbError):
+class AlreadyRunning(ConfigError):
     """Another process of the same kind holds this data directory."""
 
 

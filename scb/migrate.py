@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-from scb.errors import ScbError
+from scb.errors import ConfigError
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -36,7 +36,7 @@ log = logging.getLogger("scb.db")
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-class SchemaError(ScbError):
+class SchemaError(ConfigError):
     """The database schema cannot be brought to this version of SCB (the message says why and what to do)."""
 
 

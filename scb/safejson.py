@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from scb.errors import DataError
+
 #: Deepest nesting accepted. SCB's own documents (proof files, API bodies, IRI commands) stay below 10.
 MAX_DEPTH = 64
 
 
-class JsonTooDeep(ValueError):
+class JsonTooDeep(DataError, ValueError):
     """The document nests arrays/objects deeper than allowed."""
 
 

@@ -28,7 +28,7 @@ from web3.contract.contract import ContractFunction
 
 from settlement.contract_artifact import ArtifactError, load_artifact
 from settlement.settings import EthereumSettings
-from scb.errors import ChainUnavailable, ConfigError, DataError
+from scb.errors import ChainRefused, ChainUnavailable, ConfigError, DataError
 from scb.files import read_secret_file
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ _ERROR_STRING = bytes.fromhex("08c379a0")
 _PANIC = bytes.fromhex("4e487b71")
 
 
-class ContractReverted(DataError):
+class ContractReverted(ChainRefused):
     """The contract refused a call or transaction; `name` and `args` are its decoded custom error."""
 
     def __init__(self, what: str, name: str, args: tuple[Any, ...] = ()) -> None:

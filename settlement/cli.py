@@ -16,11 +16,7 @@ from typing import Any
 
 from scb import safejson
 from scb.config import Config, load_config
-from scb.errors import ScbError
-
-
-class UsageError(ScbError):
-    """The command cannot run as asked (exit 2)."""
+from scb.errors import ScbError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

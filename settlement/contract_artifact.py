@@ -10,13 +10,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from scb.errors import ConfigError
+
 ARTIFACT_PATH: Path = Path(__file__).resolve().parent.parent / "contracts" / "build" / "SolarProperty.json"
 """contracts/build/SolarProperty.json, resolved relative to this package (repository layout, editable install)."""
 
 _REQUIRED_KEYS = ("contractName", "abi", "bytecode", "deployedBytecode", "compiler", "settings")
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(ConfigError):
     """The artifact is missing or malformed (the repository checkout is incomplete)."""
 
 

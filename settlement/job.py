@@ -52,7 +52,7 @@ from settlement.models import (
 )
 from settlement.system import SystemRef
 from scb.db import load_json_value, save_json_value, transaction
-from scb.errors import ChainUnavailable, DataError
+from scb.errors import ChainRefused, ChainUnavailable, DataError
 from scb.retry import Backoff
 
 log = logging.getLogger("settlement.job")
@@ -63,7 +63,7 @@ CONSUMPTION = "consumption"
 RUN_RECEIPT_WAIT_S = 30.0
 
 
-class PeriodConflict(DataError):
+class PeriodConflict(ChainRefused):
     """The chain holds this period with another readings root than ours: a second hub settles this system, or the
     database is not the one that settled it. Never resolved automatically."""
 
@@ -140,7 +140,7 @@ class Settler:
             return report
         try:
             self.settle_closed(report)
-        except (ChainUnavailable, DataError, SQLAlchemyError) as exc:
+        except (ChainUnavailable, ChainRefused, DataError, SQLAlchemyError) as exc:
             if isinstance(exc, SQLAlchemyError):  # e.g. the database stayed locked: retried like a down chain
                 exc = ChainUnavailable(f"database: {str(exc).splitlines()[0][:300]}")
             delay = self.backoff.fail(self.wall(), str(exc))

@@ -31,13 +31,15 @@ from typing import Any, Iterable, Sequence
 from eth_abi import encode as abi_encode
 from eth_hash.auto import keccak
 
+from scb.errors import DataError
+
 READING_ENCODING: tuple[str, ...] = ("bytes32",)
 """Leaf encoding of SCB readings: one ``bytes32`` value, the reading digest."""
 
 Value = Sequence[Any]
 
 
-class MerkleError(ValueError):
+class MerkleError(DataError, ValueError):
     """Invalid input to a Merkle function (the JS library throws in the same places)."""
 
 

@@ -32,7 +32,7 @@ from settlement.supply import SupplyWatcher, make_actuator
 from settlement.system import SystemRef, resolve_system
 from scb.config import Config
 from scb.db import init_db, make_sessionmaker
-from scb.errors import ChainUnavailable, DataError, ScbError
+from scb.errors import ChainRefused, ChainUnavailable, DataError, ScbError
 
 log = logging.getLogger("settlement")
 
@@ -107,7 +107,7 @@ class SettlementService:
             assert self.watcher is not None
             try:
                 self.watcher.run()
-            except (ChainUnavailable, DataError, SQLAlchemyError) as exc:
+            except (ChainUnavailable, ChainRefused, DataError, SQLAlchemyError) as exc:
                 log.warning("supply check: %s", str(exc).splitlines()[0])
 
     def close(self) -> None:

@@ -38,7 +38,7 @@ from mam_client.mam import InvalidInput, InvalidMessage, decode_address, parse_m
 from mam_client.transport import TangleTransport
 from settlement.chain import ChainClient, ContractReverted
 from settlement.merkle import MerkleError, build_reading_tree, process_proof, reading_leaf, reading_proof, to_hex
-from scb.errors import ChainUnavailable, ConfigError, NodeUnavailable, TransportError
+from scb.errors import ChainUnavailable, ConfigError, Interrupted, NodeUnavailable, TransportError
 
 VALID, INVALID, CANNOT_CHECK = 0, 1, 2
 VERDICT_NAMES = {VALID: "VALID", INVALID: "INVALID", CANNOT_CHECK: "COULD NOT CHECK"}
@@ -73,13 +73,13 @@ class Report:
     def info(self, name: str, detail: str) -> None:
         self.steps.append(Step(name, None, detail))
 
-    def fail(self, name: str, detail: str) -> Stop:
+    def fail(self, name: str, detail: str) -> VerificationEnded:
         self.steps.append(Step(name, False, detail))
-        return Stop(INVALID, f"{name}: {detail}")
+        return VerificationEnded(INVALID, f"{name}: {detail}")
 
-    def cannot(self, name: str, detail: str) -> Stop:
+    def cannot(self, name: str, detail: str) -> VerificationEnded:
         self.steps.append(Step(name, False, detail))
-        return Stop(CANNOT_CHECK, f"{name}: {detail}")
+        return VerificationEnded(CANNOT_CHECK, f"{name}: {detail}")
 
     def to_json(self) -> dict[str, Any]:
         return {"subject": self.subject, "verdict": VERDICT_NAMES[self.verdict], "exit_code": self.verdict,
@@ -94,7 +94,7 @@ class Report:
         return "\n".join(lines)
 
 
-class Stop(Exception):
+class VerificationEnded(Interrupted):
     """Ends a verification with a verdict (raised by Report.fail / Report.cannot)."""
 
     def __init__(self, verdict: int, reason: str) -> None:
@@ -106,7 +106,7 @@ class Stop(Exception):
 def _run(report: Report, body: Callable[[], None]) -> Report:
     try:
         body()
-    except Stop as stop:
+    except VerificationEnded as stop:
         report.verdict, report.reason = stop.verdict, stop.reason
     except (ChainUnavailable, NodeUnavailable, TransportError) as exc:
         report.steps.append(Step("network", False, str(exc)))

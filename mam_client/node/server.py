@@ -33,7 +33,7 @@ from mam_client.node import transaction as tx
 from mam_client.node.settings import NodeSettings
 from mam_client.node.store import Store
 from scb import __version__, safejson
-from scb.errors import ConfigError, DataError
+from scb.errors import BadRequest, ConfigError, DataError
 
 log = logging.getLogger("mam_client.node")
 
@@ -46,13 +46,8 @@ _T = TypeVar("_T")
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-class ApiError(Exception):
+class ApiError(BadRequest):
     """An answer other than 200: IRI's JSON error shape with this message and status."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 # ---- parameter checks (each raises ApiError naming the parameter) ----

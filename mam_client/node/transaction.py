@@ -15,6 +15,8 @@ from iota.crypto.kerl import Kerl
 from mam_client.crypto import trits as T
 from mam_client.crypto.curl import hash_trits
 
+from scb.errors import DataError
+
 TRANSACTION_TRYTES = 2673
 TRANSACTION_TRITS = 3 * TRANSACTION_TRYTES
 HASH_TRYTES = 81
@@ -45,7 +47,7 @@ NONCE = (2646, 2673)
 ESSENCE = (ADDRESS[0], LAST_INDEX[1])
 
 
-class TransactionFormatError(ValueError):
+class TransactionFormatError(DataError, ValueError):
     """The trytes are not a well-formed transaction (length or alphabet)."""
 
 

@@ -1,0 +1,248 @@
+"""The failure policy of every long-running loop, decided once (docs/architecture.md "Failure policy").
+
+A hub runs unattended, so a loop may neither die while its process looks alive nor spin on an error:
+
+* **Expected trouble is retried in place, with backoff**: a peer that is down (`TransportError`) or that
+  refused (`Refused`: the loop records the reason and tries again on the slow end of the backoff), a database
+  that is locked beyond its busy timeout, full or failing (`DatabaseUnavailable`, SQLAlchemy's and sqlite3's
+  `OperationalError`, `OSError` such as ENOSPC/EIO). Why in place: the cause is outside the process, a restart
+  would not cure it, and a restart storm would only add load to the database that is already struggling.
+  The error is shown in the loop's heartbeat (and so in `scb status` and on the dashboard) while it lasts.
+* **Anything else is a bug or a state the code does not know** (including a `DataError` or `ConfigError` that
+  no caller handled): the loop logs it with its traceback, and the process exits with `EXIT_LOOP_FAILED`, so
+  that its supervisor (`scb run`, or systemd's `Restart=`) starts it again from the database, which is the
+  durable queue. Why exit rather than carry on: in-memory state after an unknown error cannot be trusted,
+  and every component already survives kill -9 at any moment, so a restart is the one recovery that is
+  always safe.
+
+Each loop also beats a `Heartbeat`: a small JSON file per process under `<data_dir>/run/heartbeat/`, written
+from the loop's own thread, so a hung loop or a dead worker thread stops the beat even though the process still
+answers signals. The supervisor restarts a process whose beat is older than its timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scb.errors import DatabaseUnavailable, Interrupted, Refused, TransportError
+from scb.files import atomic_write
+from scb.retry import Backoff, jittered
+
+log = logging.getLogger("scb.loop")
+
+#: The exit code of a process whose loop met an error it did not expect (BSD's EX_SOFTWARE).
+EXIT_LOOP_FAILED = 70
+#: Retry delays for expected trouble. Why these: a locked database usually clears in seconds, a node or a
+#: chain that is down comes back in minutes; five minutes between tries bounds what a long outage costs.
+RETRY_INITIAL_S = 1.0
+RETRY_MAX_S = 300.0
+#: Heartbeat files are rewritten at most this often. Why: an SD card wears with every write; a beat every
+#: few seconds from every loop would be thousands of writes an hour for no gain.
+BEAT_MIN_INTERVAL_S = 5.0
+_OS_TRANSIENT = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EAGAIN, errno.EBUSY, errno.EROFS}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for the errors the policy retries in place (see the module docstring)."""
+    if isinstance(exc, (TransportError, Refused, Interrupted)):
+        return True
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+
+        if isinstance(exc, OperationalError):
+            return True
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
+        pass
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _OS_TRANSIENT
+
+
+def as_database_error(exc: BaseException) -> DatabaseUnavailable:
+    """A database failure as the tree's `DatabaseUnavailable`, with the driver's one-line reason."""
+    orig = getattr(exc, "orig", None) or exc
+    return DatabaseUnavailable(f"database: {type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}")
+
+
+def describe(exc: BaseException) -> str:
+    """One line for logs, heartbeats and status: the error's class and message, never a traceback."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
+def default_on_fatal(name: str, exc: BaseException) -> None:
+    """Exit the whole process (from any thread), so the supervisor restarts it. Logs are flushed first."""
+    log.critical("loop %s met an error it does not expect; exiting with %d so that it is restarted: %s", name,
+                 EXIT_LOOP_FAILED, describe(exc))
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    sys.stderr.flush()
+    os._exit(EXIT_LOOP_FAILED)
+
+
+# ---- heartbeats ------------------------------------------------------------------------------------------
+
+
+def heartbeat_dir(data_dir: Path) -> Path:
+    return data_dir / "run" / "heartbeat"
+
+
+@dataclass
+class LoopState:
+    """What a heartbeat says of one loop."""
+
+    beat: float = 0.0  # wall clock of the last beat (an iteration started or ended)
+    ok_at: float | None = None  # wall clock of the last iteration without error
+    failures: int = 0  # consecutive failed iterations
+    error: str | None = None  # the current error, None while healthy
+    detail: dict[str, Any] = field(default_factory=dict)  # what the loop wants to show (e.g. node reachable)
+
+
+class Heartbeat:
+    """The heartbeat file of one process: `{process, pid, beat, loops: {name: LoopState}}`.
+
+    Thread-safe; every loop of the process beats its own entry. `min_interval_s` throttles the writes.
+    """
+
+    def __init__(self, data_dir: Path | None, process: str, min_interval_s: float = BEAT_MIN_INTERVAL_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = heartbeat_dir(data_dir) / f"{process}.json" if data_dir is not None else None
+        self.process = process
+        self.min_interval_s = min_interval_s
+        self.clock = clock
+        self.loops: dict[str, LoopState] = {}
+        self._lock = threading.Lock()
+        self._written = 0.0
+
+    def beat(self, loop: str, *, ok: bool | None = None, error: str | None = None,
+             detail: dict[str, Any] | None = None, force: bool = False) -> None:
+        """Record that `loop` is alive; `ok=True` ends an error, `error=...` records one."""
+        now = self.clock()
+        with self._lock:
+            state = self.loops.setdefault(loop, LoopState())
+            state.beat = now
+            changed = False
+            if ok:
+                changed = state.error is not None
+                state.ok_at, state.failures, state.error = now, 0, None
+            if error is not None:
+                changed = changed or state.error != error
+                state.failures += 1
+                state.error = error
+            if detail:
+                changed = changed or any(state.detail.get(k) != v for k, v in detail.items())
+                state.detail.update(detail)
+            if force or changed or now - self._written >= self.min_interval_s:
+                self._write(now)
+
+    def _write(self, now: float) -> None:
+        if self.path is None:
+            return
+        body = {"process": self.process, "pid": os.getpid(), "beat": now,
+                "loops": {name: {"beat": s.beat, "ok_at": s.ok_at, "failures": s.failures, "error": s.error,
+                                 **({"detail": s.detail} if s.detail else {})}
+                          for name, s in self.loops.items()}}
+        try:
+            atomic_write(self.path, (json.dumps(body, sort_keys=True) + "\n").encode(), mode=0o644)
+            self._written = now
+        except OSError as exc:  # a full disk must not stop the loop that reports it; the next beat tries again
+            log.warning("heartbeat %s not written: %s", self.path, exc)
+
+
+def read_heartbeats(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every process's last heartbeat in this data directory, by process name (unreadable files skipped)."""
+    out: dict[str, dict[str, Any]] = {}
+    folder = heartbeat_dir(data_dir)
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("*.json")):
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(body, dict) and isinstance(body.get("beat"), (int, float)):
+            out[path.stem] = body
+    return out
+
+
+# ---- the guarded loop ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Guard:
+    """Applies the policy to one loop: call `step()` repeatedly, `interval_s` apart, until `stop` is set.
+
+    `step` returns nothing, or the seconds to wait before the next call (e.g. 0 while there is a backlog).
+    Transient errors back off (`backoff`) and are shown in the heartbeat; anything else goes to `on_fatal`
+    (default: log and exit the process with EXIT_LOOP_FAILED).
+    """
+
+    name: str
+    heartbeat: Heartbeat
+    interval_s: float
+    on_fatal: Callable[[str, BaseException], None] = default_on_fatal
+    backoff: Backoff = field(default_factory=lambda: jittered(RETRY_INITIAL_S, RETRY_MAX_S))
+    clock: Callable[[], float] = time.monotonic
+
+    def _failed(self, exc: BaseException) -> float | None:
+        """The delay before the next try, or None when the loop must end (on_fatal was called)."""
+        if is_transient(exc):
+            delay = self.backoff.fail(self.clock(), describe(exc))
+            log.warning("%s: %s; retrying in %.1f s", self.name, describe(exc), delay)
+            self.heartbeat.beat(self.name, error=describe(exc))
+            return delay
+        log.error("%s: unexpected error:\n%s", self.name, "".join(traceback.format_exception(exc)).rstrip())
+        self.heartbeat.beat(self.name, error=describe(exc), force=True)
+        self.on_fatal(self.name, exc)
+        return None
+
+    def _succeeded(self, wait: float | None) -> float:
+        self.backoff.succeed()
+        self.heartbeat.beat(self.name, ok=True)
+        return self.interval_s if wait is None else max(0.0, wait)
+
+    def run(self, step: Callable[[], float | None], stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.heartbeat.beat(self.name)
+            try:
+                delay = self._succeeded(step())
+            except BaseException as exc:  # noqa: BLE001 - the policy decides; KeyboardInterrupt/SystemExit pass
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                delay = self._failed(exc)
+                if delay is None:
+                    return
+            stop.wait(delay)
+
+    async def run_async(self, step: Callable[[], Awaitable[float | None]], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.heartbeat.beat(self.name)
+            try:
+                delay = self._succeeded(await step())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the policy decides
+                delay = self._failed(exc)
+                if delay is None:
+                    return
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
