@@ -51,6 +51,9 @@ RETRY_MAX_S = 300.0
 #: Heartbeat files are rewritten at most this often. Why: an SD card wears with every write; a beat every
 #: few seconds from every loop would be thousands of writes an hour for no gain.
 BEAT_MIN_INTERVAL_S = 5.0
+#: A loop that waits (its interval, or a backoff of minutes) still beats this often. Why: the supervisor takes a
+#: stale beat for a hung loop; waiting is not hanging.
+IDLE_BEAT_S = 10.0
 _OS_TRANSIENT = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EAGAIN, errno.EBUSY, errno.EROFS}
 
 
@@ -229,7 +232,14 @@ class Guard:
                 delay = self._failed(exc)
                 if delay is None:
                     return
-            stop.wait(delay)
+            self._wait(stop, delay)
+
+    def _wait(self, stop: threading.Event, delay: float) -> None:
+        end = self.clock() + delay
+        while not stop.wait(max(0.0, min(IDLE_BEAT_S, end - self.clock()))):
+            if self.clock() >= end:
+                return
+            self.heartbeat.beat(self.name)
 
     async def run_async(self, step: Callable[[], Awaitable[float | None]], stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -242,7 +252,12 @@ class Guard:
                 delay = self._failed(exc)
                 if delay is None:
                     return
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
+            end = self.clock() + delay
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, min(IDLE_BEAT_S, end - self.clock())))
+                except asyncio.TimeoutError:
+                    pass
+                if self.clock() >= end:
+                    break
+                self.heartbeat.beat(self.name)
