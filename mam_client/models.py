@@ -5,12 +5,17 @@ A message row moves through states:
     prepared  payload computed and the channel state advanced, in the same transaction (write-ahead):
               from here on the row is only ever re-sent, never re-signed
     attached  on the tangle: address, bundle hash and transaction hashes recorded; the archive keeps it
+
+A prepared message the node refused (HTTP 4xx, `NodeRefused`) stays prepared and blocks its channel: the
+nextRoot chain cannot skip it. `refusal`, `refused_at`, `refusals` and `retry_at` say why, since when and when
+the publisher tries again (docs/mam.md "Refusals"); they are cleared when it is attached. `last_error` is the
+last transient error (node unreachable, 5xx), kept apart so that a refusal is never mistaken for an outage.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, Index, Integer, String, Text
+from sqlalchemy import DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scb.db import Base
@@ -64,4 +69,10 @@ class OutboxMessage(Base):
     bundle_trytes: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list: the archive copy
     attached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # the last transient error
+    # refused by the node (migration 0003): the node's reason, the first refusal of this streak, how many in a
+    # row (the slow schedule doubles per refusal) and when the publisher tries again
+    refusal: Mapped[str | None] = mapped_column(Text, nullable=True)
+    refused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    refusals: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
