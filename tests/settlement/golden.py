@@ -11,6 +11,7 @@ Regenerate (only when the proof format changes): ``python -m tests.settlement.go
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,16 @@ def build_chain(url: str) -> dict[str, Any]:
     return {"contract": contract_address, "channel_root": first_root, "periods": periods}
 
 
-def proof_file(chain: dict[str, Any], period: int, index: int) -> dict[str, Any]:
-    """The proof file of reading `index` of period `period` (0-based), as `scb proof export` writes it."""
+def proof_file(chain: dict[str, Any], period: int, index: int, reading: Reading | None = None) -> dict[str, Any]:
+    """The proof file of reading `index` of period `period` (0-based), as `scb proof export` writes it.
+
+    `reading` replaces the reading (its digest and leaf follow it) while the Merkle path and the MAM message stay
+    those of reading `index`: a forged reading whose hashes were recomputed.
+    """
     from settlement.verify import build_proof_file
 
     p = chain["periods"][period]
-    reading = p["readings"][index]
+    reading = reading or p["readings"][index]
     message = p["message"]
     return build_proof_file(
         reading_id=period * 10 + index + 1, canonical=reading.canonical(), digest=reading.digest().hex(),
@@ -122,8 +127,18 @@ def golden_files(chain: dict[str, Any]) -> dict[str, dict[str, Any]]:
     other_period["chain"]["period_id"] = 2
     other_chain = copy.deepcopy(valid)  # anchored on (claims) mainnet
     other_chain["chain"]["chain_id"] = 1
+    # h1's register edited and its digest and leaf recomputed: consistent in itself, but not the anchored leaf
+    forged_leaf = proof_file(chain, 0, 1, dataclasses.replace(chain["periods"][0]["readings"][1], register_wh=700))
+    tampered_path = copy.deepcopy(valid)  # one sibling of the Merkle path changed (its last hex digit)
+    sibling = tampered_path["merkle"]["proof"][0]
+    tampered_path["merkle"]["proof"][0] = sibling[:-1] + ("0" if sibling[-1] != "0" else "1")
+    tampered_payload = copy.deepcopy(valid)  # one tryte of the signed (masked) MAM payload changed
+    payload = tampered_payload["mam"]["payload"]
+    tampered_payload["mam"]["payload"] = payload[:500] + ("A" if payload[500] != "A" else "B") + payload[501:]
     return {"valid.json": valid, "valid-period2.json": proof_file(chain, 1, 2), "tampered-reading.json": tampered,
-            "wrong-root.json": wrong_root, "other-period.json": other_period, "other-chain.json": other_chain}
+            "wrong-root.json": wrong_root, "other-period.json": other_period, "other-chain.json": other_chain,
+            "tampered-leaf.json": forged_leaf, "tampered-path.json": tampered_path,
+            "tampered-payload.json": tampered_payload}
 
 
 def main() -> None:

@@ -75,6 +75,9 @@ GOLDEN_CASES = [
     ("wrong-root.json", INVALID, "root", "is not period 1's root on chain"),
     ("other-period.json", INVALID, "transaction", "settled period 1, not period 2"),
     ("other-chain.json", INVALID, "chain", "anchored on chain 1, but the RPC endpoint serves chain 31337"),
+    ("tampered-leaf.json", INVALID, "MAM message", "the signed message does not contain this reading"),
+    ("tampered-path.json", INVALID, "merkle proof", "but period 1's root on chain is"),
+    ("tampered-payload.json", INVALID, "MAM message", "fails its check against the root"),
 ]
 
 
