@@ -5,13 +5,14 @@ operator who wants it on the community's LAN sets `host` deliberately (docs/dash
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from scb import settings as check
 from scb.config import Config
-from scb.errors import ConfigError
 
+#: The top-level section this module reads.
+SECTIONS: tuple[str, ...] = ("dashboard",)
 BUCKETS = ("window", "hour")
 DASHBOARD_DEFAULTS: dict[str, Any] = {
     "host": "127.0.0.1",
@@ -36,31 +37,15 @@ class DashboardSettings:
     chain_timeout_s: float
 
 
-def _number(key: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
-        raise ConfigError(f"dashboard.{key} must be a number from {low:g} to {high:g}, not {value!r}")
-    return float(value)
-
-
-def _integer(key: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"dashboard.{key} must be an integer from {low} to {high}, not {value!r}")
-    return value
-
-
 def dashboard_settings(config: Config) -> DashboardSettings:
     """The validated `[dashboard]` section; errors name the key."""
-    raw = config.section("dashboard", DASHBOARD_DEFAULTS)
-    host = raw["host"]
-    if not isinstance(host, str) or not host.strip():
-        raise ConfigError(f"dashboard.host must be a host name or address to listen on, not {host!r}")
-    bucket = raw["chart_bucket"]
-    if bucket not in BUCKETS:
-        raise ConfigError(f"dashboard.chart_bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")
+    raw = check.read_section(config, "dashboard", DASHBOARD_DEFAULTS)
     return DashboardSettings(
-        host=host.strip(), port=_integer("port", raw["port"], 1, 65535),
-        refresh_s=_number("refresh_s", raw["refresh_s"], 0.5, 3600),
-        chart_bucket=bucket, chart_points=_integer("chart_points", raw["chart_points"], 2, MAX_POINTS),
-        chain_cache_s=_number("chain_cache_s", raw["chain_cache_s"], 0, 3600),
-        chain_timeout_s=_number("chain_timeout_s", raw["chain_timeout_s"], 0.1, 120))
+        host=raw.host("host"),
+        port=raw.port("port"),
+        refresh_s=raw.number("refresh_s", 0.5, 3600),
+        chart_bucket=raw.choice("chart_bucket", BUCKETS),
+        chart_points=raw.integer("chart_points", 2, MAX_POINTS),
+        chain_cache_s=raw.number("chain_cache_s", 0, 3600),
+        chain_timeout_s=raw.number("chain_timeout_s", 0.1, 120),
+    )

@@ -14,16 +14,18 @@ Every error names the offending key, because a typo in a meter map would otherwi
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from energy_manager.reading import CIRCUITS, ID_RE
 from energy_manager.simulation import RESERVED_NAMES, CommunityParams
+from scb import settings as check
 from scb.config import Config
 from scb.errors import ConfigError
 
+#: The top-level section this module reads.
+SECTIONS: tuple[str, ...] = ("energy",)
 ENERGY_DEFAULTS: dict[str, Any] = {
     "hub_id": "",  # empty: [hub].id
     "channel": "readings",
@@ -100,33 +102,20 @@ class EnergySettings:
         return all(d.driver == "simulated" for d in self.devices.values())
 
 
-def _number(section: str, key: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
-            positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{section}.{key} must be a number, not {value!r}")
-    if positive and value <= 0:
-        raise ConfigError(f"{section}.{key} must be greater than 0, not {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{section}.{key} must be at least {minimum}, not {value!r}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{section}.{key} must be at most {maximum}, not {value!r}")
-    return float(value)
+ID_TEXT = "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 
 
-def _integer(section: str, key: str, value: Any, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ConfigError(f"{section}.{key} must be an integer from {minimum} to {maximum}, not {value!r}")
-    return value
+def _ident(key: str, value: Any) -> str:
+    return check.string(key, value, pattern=ID_RE, allow_empty=False, expected=ID_TEXT)
 
 
-def _ident(section: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or ID_RE.fullmatch(value) is None:
-        raise ConfigError(f"{section}.{key} must be 1-64 characters of letters, digits, '_', '.', '-' "
-                          f"starting with a letter or digit, not {value!r}")
-    return value
+def _name(table: str, what: str, name: str) -> None:
+    """A device or meter name (a table key, so the error cannot say `table.key must be`)."""
+    if ID_RE.fullmatch(name) is None:
+        raise ConfigError(f"{what} {check.show(name)} in [{table}] must be {ID_TEXT}")
 
 
-def _timestamp(section: str, key: str, value: Any) -> int | None:
+def _timestamp(key: str, value: Any) -> int | None:
     if value in ("", None):
         return None
     if isinstance(value, datetime):  # a TOML datetime literal
@@ -144,70 +133,50 @@ def _timestamp(section: str, key: str, value: Any) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
-def _table(section: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{section}] must be a table")
-    return value
-
-
-def _device(name: str, raw: Any) -> DeviceSettings:
+def _device(name: str, spec: Any) -> DeviceSettings:
     section = f"energy.devices.{name}"
-    _ident("energy.devices", name, name)
-    raw = _table(section, raw)
-    driver = raw.get("driver", "")
-    if driver not in DEVICE_DEFAULTS:
-        raise ConfigError(f"{section}.driver must be one of {', '.join(DEVICE_DEFAULTS)}, not {driver!r}")
+    _name("energy.devices", "device name", name)
+    table = check.table(section, spec)
+    driver = check.choice(f"{section}.driver", table.get("driver", ""), tuple(DEVICE_DEFAULTS))
     if driver == "modbus":
         raise ConfigError(f"{section}: the modbus driver is not available yet (use serial or simulated)")
     defaults = DEVICE_DEFAULTS[driver]
-    unknown = sorted(set(raw) - set(defaults))
-    if unknown:
-        raise ConfigError(f"unknown setting{'s' if len(unknown) > 1 else ''} "
-                          f"{', '.join(f'{section}.{k}' for k in unknown)}; known for driver {driver}: "
-                          f"{', '.join(sorted(defaults))}")
-    options = {**defaults, **raw}
+    check.known_keys(section, table, defaults)
+    options = {**defaults, **table}
     if driver == "serial":
-        if not isinstance(options["port"], str) or not options["port"]:
-            raise ConfigError(f"{section}.port must name the serial port, e.g. /dev/ttyUSB0")
-        options["baud"] = _integer(section, "baud", options["baud"], 50, 4_000_000)
-        options["read_timeout_s"] = _number(section, "read_timeout_s", options["read_timeout_s"], positive=True,
-                                            maximum=10)
-        options["retry_max_s"] = _number(section, "retry_max_s", options["retry_max_s"], positive=True)
+        raw = check.Section(section, options)
+        options["port"] = raw.string("port", allow_empty=False,
+                                     expected="the serial port's path, e.g. \"/dev/ttyUSB0\"")
+        options["baud"] = raw.integer("baud", 50, 4_000_000)
+        options["read_timeout_s"] = raw.number("read_timeout_s", 0, 10, low_exclusive=True)
+        options["retry_max_s"] = raw.number("retry_max_s", 0, 86_400, low_exclusive=True)
     return DeviceSettings(name=name, driver=driver, options=options)
 
 
-def _meter(meter_id: str, raw: Any, devices: dict[str, DeviceSettings], max_power_w: float,
+def _meter(meter_id: str, spec: Any, devices: dict[str, DeviceSettings], max_power_w: float,
            community: CommunityParams) -> MeterSettings:
     section = f"energy.meters.{meter_id}"
-    _ident("energy.meters", meter_id, meter_id)
-    raw = _table(section, raw)
-    unknown = sorted(set(raw) - set(METER_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown setting{'s' if len(unknown) > 1 else ''} "
-                          f"{', '.join(f'{section}.{k}' for k in unknown)}; known: {', '.join(sorted(METER_DEFAULTS))}")
-    m = {**METER_DEFAULTS, **raw}
-    if m["device"] not in devices:
-        raise ConfigError(f"{section}.device must be one of the configured devices "
-                          f"({', '.join(sorted(devices))}), not {m['device']!r}")
-    if m["circuit"] not in CIRCUITS:
-        raise ConfigError(f"{section}.circuit must be one of {', '.join(CIRCUITS)}, not {m['circuit']!r}")
-    party = m["party"] or DEFAULT_PARTY.get(m["circuit"], "")
+    _name("energy.meters", "meter id", meter_id)
+    table = check.table(section, spec)
+    check.known_keys(section, table, METER_DEFAULTS)
+    m = check.Section(section, {**METER_DEFAULTS, **table})
+    device = m.choice("device", tuple(sorted(devices)))
+    circuit = m.choice("circuit", CIRCUITS)
+    party = m["party"] or DEFAULT_PARTY.get(circuit, "")
     if not party:
         raise ConfigError(f"{section}.party must name the holder whose consumption this meter measures (e.g. h1)")
-    _ident(section, "party", party)
-    for key in ("register", "power"):
-        if not isinstance(m[key], str):
-            raise ConfigError(f"{section}.{key} must be a string (a value key of the device)")
-    if not m["register"]:
-        raise ConfigError(f"{section}.register must name the device's cumulative Wh value (e.g. E1)")
-    limit = _number(section, "max_power_w", m["max_power_w"], minimum=0) or max_power_w
-    if devices[m["device"]].driver == "simulated":
-        known = set(community.channels())
-        for key in ("register", "power"):
-            if m[key] and m[key] not in known:
-                raise ConfigError(f"{section}.{key}: the simulated device has no value {m[key]!r}; "
-                                  f"it has {', '.join(community.channels())}")
-    return MeterSettings(meter_id, m["device"], m["circuit"], party, m["register"], m["power"], limit)
+    _ident(m.key("party"), party)
+    register = m.string("register", allow_empty=False,
+                        expected="the name of the device's cumulative Wh value (e.g. \"E1\")")
+    power = m.string("power", expected="the name of the device's power value in W (e.g. \"P1\"), or \"\"")
+    limit = m.number("max_power_w", 0, 2**31 - 1) or max_power_w
+    if devices[device].driver == "simulated":
+        known = community.channels()
+        for key, value in (("register", register), ("power", power)):
+            if value and value not in known:
+                raise ConfigError(f"{section}.{key}: the simulated device has no value {value!r}; "
+                                  f"it has {', '.join(known)}")
+    return MeterSettings(meter_id, device, circuit, party, register, power, limit)
 
 
 def default_meters(households: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -222,40 +191,39 @@ def default_meters(households: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return meters
 
 
+def _household(key: str, value: str) -> str:
+    _ident(key, value)
+    if value in RESERVED_NAMES:
+        raise ConfigError(f"{key}: {value!r} is reserved for the simulator's own values "
+                          f"({', '.join(sorted(RESERVED_NAMES))})")
+    return value
+
+
 def load_energy_settings(config: Config) -> EnergySettings:
     """Validate `[energy]` (and its devices and meters) into EnergySettings; raise ConfigError on any problem."""
-    raw = config.section("energy", ENERGY_DEFAULTS)
-    s = "energy"
-    hub_id = _ident(s, "hub_id", raw["hub_id"] or config.hub["id"])
-    channel = raw["channel"]
-    if not isinstance(channel, str) or not 1 <= len(channel) <= 64:
-        raise ConfigError(f"{s}.channel must be a channel name of 1 to 64 characters, not {channel!r}")
-    interval = _number(s, "sample_interval_s", raw["sample_interval_s"], minimum=0.01, maximum=86_400)
-    window = _number(s, "publish_window_s", raw["publish_window_s"], minimum=interval, maximum=86_400 * 7)
-    speed = _number(s, "clock_speed", raw["clock_speed"], positive=True, maximum=1_000_000)
-    households = raw["households"]
-    if not isinstance(households, list) or not households:
-        raise ConfigError(f"{s}.households must be a non-empty list of holder ids such as [\"h1\", \"h2\"]")
-    for h in households:
-        _ident(s, "households", h)
-        if h in RESERVED_NAMES:
-            raise ConfigError(f"{s}.households: {h!r} is reserved for the simulator's own values")
-    if len(set(households)) != len(households):
-        raise ConfigError(f"{s}.households has duplicates")
+    raw = check.read_section(config, "energy", ENERGY_DEFAULTS)
+    hub_id = _ident(raw.key("hub_id"), raw["hub_id"]) if raw["hub_id"] else _ident("hub.id", config.hub["id"])
+    channel = raw.string("channel", allow_empty=False, max_length=64,
+                         expected="a channel name of 1 to 64 characters (one of [mam.channels])")
+    interval = raw.number("sample_interval_s", 0.01, 86_400)
+    window = raw.number("publish_window_s", interval, 86_400 * 7)
+    speed = raw.number("clock_speed", 0, 1_000_000, low_exclusive=True)
+    households = raw.string_list("households", item=_household, allow_empty=False, unique=True,
+                                 expected='a non-empty list of holder ids such as ["h1", "h2"]')
     community = CommunityParams(
-        seed=_integer(s, "seed", raw["seed"], -(2**63), 2**63 - 1),
-        latitude=_number(s, "latitude", raw["latitude"], minimum=-90, maximum=90),
-        longitude=_number(s, "longitude", raw["longitude"], minimum=-180, maximum=180),
-        peak_w=_number(s, "system_peak_w", raw["system_peak_w"], minimum=0, maximum=10_000_000),
+        seed=raw.integer("seed", -(2**63), 2**63 - 1),
+        latitude=raw.number("latitude", -90, 90),
+        longitude=raw.number("longitude", -180, 180),
+        peak_w=raw.number("system_peak_w", 0, 10_000_000),
         households=tuple(households),
     )
-    max_power = _number(s, "max_power_w", raw["max_power_w"], positive=True, maximum=2**31 - 1)
-    gap_after = _number(s, "gap_after_s", raw["gap_after_s"], minimum=0) or 3 * interval
-    max_bytes = _integer(s, "max_message_bytes", raw["max_message_bytes"], *MESSAGE_BYTES_RANGE)
+    max_power = raw.number("max_power_w", 0, 2**31 - 1, low_exclusive=True)
+    gap_after = raw.number("gap_after_s", 0, 86_400 * 366) or 3 * interval
+    max_bytes = raw.integer("max_message_bytes", *MESSAGE_BYTES_RANGE)
 
-    devices_raw = _table("energy.devices", raw["devices"]) or {"sim": {"driver": "simulated"}}
+    devices_raw = raw.table("devices") or {"sim": {"driver": "simulated"}}
     devices = {name: _device(name, value) for name, value in devices_raw.items()}
-    meters_raw = _table("energy.meters", raw["meters"])
+    meters_raw = raw.table("meters")
     if not meters_raw:
         if set(devices) != {"sim"} or devices["sim"].driver != "simulated":
             raise ConfigError("[energy.meters] is empty: map each device value to a meter "
@@ -268,7 +236,7 @@ def load_energy_settings(config: Config) -> EnergySettings:
         sample_interval_ms=round(interval * 1000),
         publish_window_ms=round(window * 1000),
         clock_speed=speed,
-        start_ms=_timestamp(s, "start", raw["start"]),
+        start_ms=_timestamp(raw.key("start"), raw["start"]),
         community=community,
         max_power_w=max_power,
         gap_after_ms=round(gap_after * 1000),
@@ -277,6 +245,6 @@ def load_energy_settings(config: Config) -> EnergySettings:
         meters=meters,
     )
     if speed != 1 and not settings.simulated_only:
-        raise ConfigError(f"{s}.clock_speed must be 1 when real meters are configured (it is {speed:g}); "
+        raise ConfigError(f"energy.clock_speed must be 1 when real meters are configured (it is {speed:g}); "
                           "an accelerated clock is for the simulated community only")
     return settings

@@ -7,12 +7,25 @@ by anyone through `scb verify` with a proof file.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from mam_client.mam.channel import MAX_COUNT, MODES
+from mam_client.node.settings import NodeSettings
+from scb import settings as check
 from scb.config import Config
 from scb.errors import ConfigError
+
+#: The top-level sections this module reads ([tangle_node] belongs to mam_client.node.settings).
+SECTIONS: tuple[str, ...] = ("iota", "mam")
+POW_MODES = ("remote", "local")
+TAG_RE = re.compile(r"[9A-Z]{1,27}")
+CHANNEL_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: getTransactionsToApprove depth: IRI refuses more than its maxDepth (15 by default, also our node's default).
+MAX_DEPTH = 15
+#: Local proof-of-work threads; the same ceiling as the embedded node's [tangle_node] pow_threads.
+MAX_POW_THREADS = 64
 
 IOTA_DEFAULTS = {
     # empty: the embedded local tangle node ([tangle_node] host/port)
@@ -71,67 +84,58 @@ class MamSettings:
 
 
 def iota_settings(config: Config) -> IotaSettings:
-    raw = config.section("iota", IOTA_DEFAULTS)
-    pow_mode = str(raw["pow"])
-    if pow_mode not in ("remote", "local"):
-        raise ConfigError(f"iota.pow must be 'remote' or 'local', not {pow_mode!r}")
-    try:
-        mwm, depth, threads = int(raw["mwm"]), int(raw["depth"]), int(raw["pow_threads"])
-        timeout = float(raw["timeout_s"])
-    except (TypeError, ValueError):
-        raise ConfigError("iota.mwm, iota.depth, iota.pow_threads must be integers, iota.timeout_s a number") from None
-    if not 1 <= mwm <= 27:
-        raise ConfigError(f"iota.mwm must be between 1 and 27, not {mwm}")
-    tag = str(raw["tag"])
-    if not tag or len(tag) > 27 or any(c not in "9ABCDEFGHIJKLMNOPQRSTUVWXYZ" for c in tag):
-        raise ConfigError("iota.tag must be 1 to 27 trytes (9A-Z)")
-    url = str(raw["node_url"]).strip()
-    if url and not url.startswith(("http://", "https://")):
-        raise ConfigError(f"iota.node_url must be an http(s) URL, not {url!r}")
-    if not url:
-        host = config.data.get("tangle_node", {}).get("host", "127.0.0.1")
-        port = config.data.get("tangle_node", {}).get("port", 14265)
-        url = f"http://{host}:{port}"
-    return IotaSettings(node_url=url, embedded_node=not raw["node_url"], mwm=mwm, depth=depth, pow=pow_mode,
-                        pow_threads=threads, tag=tag, timeout_s=timeout)
+    """Validate `[iota]`; with no node_url, the embedded node's URL from `[tangle_node]` (validated too)."""
+    raw = check.read_section(config, "iota", IOTA_DEFAULTS)
+    url = raw.url("node_url", allow_empty=True)
+    if not url:  # the embedded node, at the address its own (validated) section gives
+        url = NodeSettings.from_config(config).url
+    return IotaSettings(
+        node_url=url,
+        embedded_node=not raw["node_url"].strip(),
+        mwm=raw.integer("mwm", 1, 27),
+        depth=raw.integer("depth", 1, MAX_DEPTH),
+        pow=raw.choice("pow", POW_MODES),
+        pow_threads=raw.integer("pow_threads", 0, MAX_POW_THREADS),
+        tag=raw.string("tag", pattern=TAG_RE, allow_empty=False, expected="1 to 27 trytes (9 and A-Z)"),
+        timeout_s=raw.number("timeout_s", 0.1, 600),
+    )
+
+
+def _channel(name: str, spec: object, secrets_dir: Path) -> ChannelSettings:
+    key = f"mam.channels.{name}"
+    if CHANNEL_NAME_RE.fullmatch(name) is None:
+        raise ConfigError(f"channel name {check.show(name)} in [mam.channels] must be 1-64 letters, digits, "
+                          "'-' or '_'")
+    table = check.table(key, spec)
+    check.known_keys(key, table, CHANNEL_DEFAULTS)
+    raw = check.Section(key, {**CHANNEL_DEFAULTS, **table})
+    mode = raw.choice("mode", MODES)
+    security = raw.integer("security", 1, 3)
+    count = raw.integer("count", 1, MAX_COUNT)
+    if count & (count - 1):
+        raise check.fail(raw.key("count"), f"a power of two from 1 to {MAX_COUNT}", count)
+    seed_file = raw.path("seed_file", allow_empty=True) or secrets_dir / f"mam-{name}.seed"
+    side_key = raw.path("side_key_file", allow_empty=True)
+    if mode == "restricted":
+        side_key = side_key or secrets_dir / f"mam-{name}.sidekey"
+    elif side_key is not None:
+        raise ConfigError(f"{raw.key('side_key_file')} is only used in restricted mode (mode is {mode!r})")
+    return ChannelSettings(name=name, mode=mode, security=security, count=count, seed_file=seed_file,
+                           side_key_file=side_key)
 
 
 def mam_settings(config: Config) -> MamSettings:
-    raw = config.section("mam", MAM_DEFAULTS)
-    channels_raw = raw["channels"] or DEFAULT_CHANNELS
-    if not isinstance(channels_raw, dict):
-        raise ConfigError("[mam.channels] must be a table of channels")
+    """Validate `[mam]` and its channels; with none configured, the default restricted channel "readings"."""
+    raw = check.read_section(config, "mam", MAM_DEFAULTS)
+    channels_raw = raw.table("channels") or DEFAULT_CHANNELS
     secrets_dir = config.data_dir / "secrets"
-    channels: dict[str, ChannelSettings] = {}
-    for name, spec in channels_raw.items():
-        if not isinstance(spec, dict):
-            raise ConfigError(f"[mam.channels.{name}] must be a table")
-        if not name or len(name) > 64 or not all(c.isalnum() or c in "-_" for c in name):
-            raise ConfigError(f"channel name {name!r} must be 1-64 letters, digits, '-' or '_'")
-        unknown = set(spec) - set(CHANNEL_DEFAULTS)
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))} in [mam.channels.{name}]")
-        merged = {**CHANNEL_DEFAULTS, **spec}
-        if merged["mode"] not in MODES:
-            raise ConfigError(f"mam.channels.{name}.mode must be one of {', '.join(MODES)}")
-        security, count = merged["security"], merged["count"]
-        if security not in (1, 2, 3):
-            raise ConfigError(f"mam.channels.{name}.security must be 1, 2 or 3")
-        if not isinstance(count, int) or count < 1 or count & (count - 1) or count > MAX_COUNT:
-            raise ConfigError(f"mam.channels.{name}.count must be a power of two up to {MAX_COUNT}")
-        seed_file = Path(merged["seed_file"]) if merged["seed_file"] else secrets_dir / f"mam-{name}.seed"
-        side_key_file = None
-        if merged["mode"] == "restricted":
-            side_key_file = (Path(merged["side_key_file"]) if merged["side_key_file"]
-                             else secrets_dir / f"mam-{name}.sidekey")
-        elif merged["side_key_file"]:
-            raise ConfigError(f"mam.channels.{name}.side_key_file is only used in restricted mode")
-        channels[name] = ChannelSettings(name=name, mode=merged["mode"], security=security, count=count,
-                                         seed_file=seed_file, side_key_file=side_key_file)
-    try:
-        port = int(raw["api_port"])
-        floats = [float(raw[k]) for k in ("poll_interval_s", "backoff_initial_s", "backoff_max_s")]
-    except (TypeError, ValueError):
-        raise ConfigError("mam.api_port must be an integer and the mam.*_s settings numbers") from None
-    return MamSettings(api_host=str(raw["api_host"]), api_port=port, poll_interval_s=floats[0],
-                       backoff_initial_s=floats[1], backoff_max_s=floats[2], channels=channels)
+    channels = {name: _channel(name, spec, secrets_dir) for name, spec in channels_raw.items()}
+    backoff_initial = raw.number("backoff_initial_s", 0.01, 86_400)
+    return MamSettings(
+        api_host=raw.host("api_host"),
+        api_port=raw.port("api_port"),
+        poll_interval_s=raw.number("poll_interval_s", 0.01, 3600),
+        backoff_initial_s=backoff_initial,
+        backoff_max_s=raw.number("backoff_max_s", backoff_initial, 86_400),
+        channels=channels,
+    )

@@ -8,23 +8,33 @@ Where a value comes from, lowest to highest precedence:
    TOML values when they parse (numbers, booleans, arrays), else taken as strings.
 `$SCB_DATA_DIR` overrides `hub.data_dir`.
 
-Components read their section through small typed views (e.g. `mam_client.settings`), which validate and raise
-`ConfigError` naming the offending key. See docs/configuration.md.
+Components read their section through small typed views (e.g. `mam_client.settings`), which validate with the
+checks of `scb.settings` and raise `ConfigError` naming the offending key. Each settings module exports `SECTIONS`,
+the top-level sections it owns (this module owns "hub" and "database"); `Config.check_sections` refuses any other
+section, so a typo such as `[energi]` or a stray `SCB_MQTT__URL` is an error rather than a setting nobody reads.
+See docs/configuration.md.
 """
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scb import settings as check
 from scb.errors import ConfigError
 
 ENV_PREFIX = "SCB_"
 DEFAULT_FILE = "scb.toml"
+
+#: The top-level sections this module reads; every component's settings module exports its own `SECTIONS`.
+SECTIONS: tuple[str, ...] = ("hub", "database")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 #: Settings shared by every process. Component sections add their own defaults through `section(...)`.
 HUB_DEFAULTS: dict[str, Any] = {
@@ -63,6 +73,10 @@ class Config:
 
     data: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
+    #: top-level section -> the environment variables that set something in it (for error messages)
+    env_origins: dict[str, list[str]] = field(default_factory=dict)
+    #: top-level sections (and keys) that the file itself holds
+    file_sections: frozenset[str] = frozenset()
 
     def section(self, name: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
         """Return section `name` (dotted for nested tables) merged over `defaults`.
@@ -95,25 +109,57 @@ class Config:
     def where(self) -> str:
         return str(self.source) if self.source else "the configuration"
 
+    def origin(self, section: str) -> str:
+        """Where top-level `section` was set: the file, environment variables, or both."""
+        places = []
+        if section in self.file_sections and self.source is not None:
+            places.append(str(self.source))
+        env = self.env_origins.get(section, [])
+        if env:
+            places.append(f"environment variable{'s' if len(env) > 1 else ''} {', '.join(env)}")
+        return " and ".join(places) or self.where
+
+    def check_sections(self, known: Iterable[str]) -> None:
+        """Refuse top-level sections no component reads (`known`: every component's SECTIONS).
+
+        Why: `Config.section` refuses unknown keys inside a section, but a whole section nobody reads, such as a
+        misspelt `[energi]`, would otherwise be ignored silently and the hub would run on defaults the operator
+        meant to change. The error names the section, where it was set, and the closest known section.
+        """
+        names = sorted(set(known))
+        problems = []
+        for name in sorted(set(self.data) - set(names)):
+            kind = f"section [{name}]" if isinstance(self.data[name], Mapping) else f"top-level setting {name}"
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            hint = f"did you mean [{close[0]}]?" if close else f"known sections: {', '.join(names)}"
+            problems.append(f"unknown {kind} in {self.origin(name)}; {hint}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
     @property
     def hub(self) -> dict[str, Any]:
-        return self.section("hub", HUB_DEFAULTS)
+        raw = check.read_section(self, "hub", HUB_DEFAULTS)
+        level = raw["log_level"].upper() if isinstance(raw["log_level"], str) else raw["log_level"]
+        return {
+            "id": raw.string("id", allow_empty=False, max_length=64, expected="a hub id of 1 to 64 characters"),
+            "data_dir": raw.path("data_dir"),
+            "log_level": check.choice("hub.log_level", level, LOG_LEVELS),
+        }
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.hub["data_dir"]).expanduser().resolve()
+        return Path(self.hub["data_dir"]).resolve()
 
     @property
     def database_url(self) -> str:
-        url = self.section("database", DATABASE_DEFAULTS)["url"]
+        url = check.read_section(self, "database", DATABASE_DEFAULTS).string(
+            "url", expected='an SQLAlchemy database URL (or "" for <data_dir>/scb.sqlite3)')
         return url or f"sqlite:///{self.data_dir / 'scb.sqlite3'}"
 
     @property
     def sqlite_synchronous(self) -> str:
-        value = str(self.section("database", DATABASE_DEFAULTS)["synchronous"]).upper()
-        if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ConfigError(f"database.synchronous must be OFF, NORMAL, FULL or EXTRA, not {value!r}")
-        return value
+        value = self.section("database", DATABASE_DEFAULTS)["synchronous"]
+        return check.choice("database.synchronous", value.upper() if isinstance(value, str) else value, SYNCHRONOUS)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -121,6 +167,7 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     env = os.environ if environ is None else environ
     source: Path | None = None
     data: dict[str, Any] = {}
+    env_origins: dict[str, list[str]] = {}
     candidate = path or env.get(f"{ENV_PREFIX}CONFIG")
     if candidate:
         source = Path(candidate)
@@ -135,7 +182,8 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
             raise ConfigError(f"{source} is not valid TOML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source} cannot be read: {exc}") from None
-    for key, raw in env.items():
+    file_sections = frozenset(data)
+    for key, raw in sorted(env.items()):
         if not key.startswith(ENV_PREFIX) or "__" not in key:
             continue
         parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__")]
@@ -148,6 +196,8 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
                 raise ConfigError(f"environment variable {key} overrides a value that is not a table")
             node = nxt
         node[parts[-1]] = _parse_env_value(raw)
+        env_origins.setdefault(parts[0], []).append(key)
     if env.get(f"{ENV_PREFIX}DATA_DIR"):
         data.setdefault("hub", {})["data_dir"] = env[f"{ENV_PREFIX}DATA_DIR"]
-    return Config(data=data, source=source)
+        env_origins.setdefault("hub", []).append(f"{ENV_PREFIX}DATA_DIR")
+    return Config(data=data, source=source, env_origins=env_origins, file_sections=file_sections)

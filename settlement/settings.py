@@ -8,14 +8,17 @@ system an approver registered. Every error names the key, because a wrong addres
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scb import settings as check
 from scb.config import Config
 from scb.errors import ConfigError
+
+#: The top-level sections this module reads ([settlement.demo] and [settlement.holders] are inside "settlement").
+SECTIONS: tuple[str, ...] = ("ethereum", "settlement")
 
 ETHEREUM_DEFAULTS: dict[str, Any] = {
     # empty: the embedded local anvil on 127.0.0.1:local_port (started by `scb run`)
@@ -124,51 +127,34 @@ class SettlementSettings:
     demo: DemoSystem
 
 
-def _int(section: str, key: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{section}.{key} must be an integer from {low} to {high}, not {value!r}")
-    return value
+ADDRESS_TEXT = "an Ethereum address (0x and 40 hex digits)"
 
 
-def _float(section: str, key: str, value: Any, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
-        raise ConfigError(f"{section}.{key} must be a number from {low:g} to {high:g}, not {value!r}")
-    return float(value)
+def _address(key: str, value: Any) -> str:
+    return check.string(key, value, pattern=ADDRESS_RE, allow_empty=False, expected=ADDRESS_TEXT)
 
 
-def _address(section: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or ADDRESS_RE.fullmatch(value) is None:
-        raise ConfigError(f"{section}.{key} must be an Ethereum address (0x and 40 hex digits), not {value!r}")
-    return value
-
-
-def _gwei(section: str, key: str, value: Any) -> int | None:
-    amount = _float(section, key, value, 0.0, 1_000_000.0)
+def _gwei(raw: check.Section, key: str) -> int | None:
+    amount = raw.number(key, 0.0, 1_000_000.0)
     return None if amount == 0 else int(amount * 10**9)
 
 
 def ethereum_settings(config: Config) -> EthereumSettings:
     """Validate `[ethereum]`; raise ConfigError naming the key on any bad value."""
     s = "ethereum"
-    raw = config.section(s, ETHEREUM_DEFAULTS)
-    url = raw["rpc_url"]
-    if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
-        raise ConfigError(f"{s}.rpc_url must be an http(s) URL (or empty for the local anvil), not {url!r}")
-    port = _int(s, "local_port", raw["local_port"], 1, 65535)
+    raw = check.read_section(config, s, ETHEREUM_DEFAULTS)
+    url = raw.url("rpc_url", allow_empty=True)
+    port = raw.port("local_port")
     embedded = not url
     if embedded:
         url = f"http://127.0.0.1:{port}"
-    contract = _address(s, "contract_address", raw["contract_address"]) if raw["contract_address"] else None
-    chain_id = _int(s, "chain_id", raw["chain_id"], 0, 2**63 - 1) or None
-    keystore = Path(raw["keystore_file"]).expanduser() if raw["keystore_file"] else None
-    password = Path(raw["password_file"]).expanduser() if raw["password_file"] else None
+    contract = _address(raw.key("contract_address"), raw["contract_address"]) if raw["contract_address"] else None
+    chain_id = raw.integer("chain_id", 0, 2**63 - 1) or None
+    keystore = raw.path("keystore_file", allow_empty=True)
+    password = raw.path("password_file", allow_empty=True)
     if (keystore is None) != (password is None):
         missing = "password_file" if password is None else "keystore_file"
         raise ConfigError(f"{s}.keystore_file and {s}.password_file go together: set {s}.{missing} too")
-    time_sync = raw["time_sync"]
-    if time_sync not in TIME_SYNC:
-        raise ConfigError(f"{s}.time_sync must be one of {', '.join(TIME_SYNC)}, not {time_sync!r}")
     return EthereumSettings(
         rpc_url=url,
         embedded=embedded,
@@ -176,78 +162,73 @@ def ethereum_settings(config: Config) -> EthereumSettings:
         chain_id=chain_id,
         keystore_file=keystore,
         password_file=password,
-        confirmations=_int(s, "confirmations", raw["confirmations"], 1, 1000),
-        timeout_s=_float(s, "timeout_s", raw["timeout_s"], 0.1, 600),
-        receipt_timeout_s=_float(s, "receipt_timeout_s", raw["receipt_timeout_s"], 1, 86_400),
-        gas_margin=_float(s, "gas_margin", raw["gas_margin"], 1.0, 10.0),
-        max_fee_wei=_gwei(s, "max_fee_gwei", raw["max_fee_gwei"]),
-        priority_fee_wei=_gwei(s, "priority_fee_gwei", raw["priority_fee_gwei"]),
-        time_sync=time_sync,
+        confirmations=raw.integer("confirmations", 1, 1000),
+        timeout_s=raw.number("timeout_s", 0.1, 600),
+        receipt_timeout_s=raw.number("receipt_timeout_s", 1, 86_400),
+        gas_margin=raw.number("gas_margin", 1.0, 10.0),
+        max_fee_wei=_gwei(raw, "max_fee_gwei"),
+        priority_fee_wei=_gwei(raw, "priority_fee_gwei"),
+        time_sync=raw.choice("time_sync", TIME_SYNC),
     )
 
 
 def _demo(config: Config) -> DemoSystem:
     s = "settlement.demo"
-    raw = config.section(s, DEMO_DEFAULTS)
-    shares = raw["shares_bps"]
-    if not isinstance(shares, list) or any(isinstance(x, bool) or not isinstance(x, int) or not 0 < x <= 10_000
-                                           for x in shares):
-        raise ConfigError(f"{s}.shares_bps must be a list of basis points (1..10000 each), not {shares!r}")
+    raw = check.read_section(config, s, DEMO_DEFAULTS)
+    shares = raw.integer_list("shares_bps", 1, 10_000)
     if shares and sum(shares) != 10_000:
-        raise ConfigError(f"{s}.shares_bps must sum to 10000, not {sum(shares)}")
+        raise check.fail(raw.key("shares_bps"), f"basis points summing to 10000 (these sum to {sum(shares)})", shares)
     return DemoSystem(
-        price_per_kwh_wei=_int(s, "price_per_kwh_wei", raw["price_per_kwh_wei"], 1, UINT128_MAX),
-        total_value_wei=_int(s, "total_value_wei", raw["total_value_wei"], 1, UINT128_MAX),
-        grace_period_s=_int(s, "grace_period_s", raw["grace_period_s"], 0, UINT32_MAX),
+        price_per_kwh_wei=raw.integer("price_per_kwh_wei", 1, UINT128_MAX),
+        total_value_wei=raw.integer("total_value_wei", 1, UINT128_MAX),
+        grace_period_s=raw.integer("grace_period_s", 0, UINT32_MAX),
         shares_bps=tuple(shares),
-        beneficiary=_address(s, "beneficiary", raw["beneficiary"]) if raw["beneficiary"] else None,
+        beneficiary=_address(raw.key("beneficiary"), raw["beneficiary"]) if raw["beneficiary"] else None,
     )
+
+
+def _holders(key: str, value: Any) -> dict[str, str]:
+    holders: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for party, address in check.table(key, value).items():
+        if PARTY_RE.fullmatch(party) is None:
+            raise ConfigError(f"{key}: {check.show(party)} is not a party id (letters, digits, '_', '.', '-')")
+        checked = _address(f"{key}.{party}", address)
+        if checked.lower() in seen:
+            raise ConfigError(f"{key}.{party} repeats the address of {seen[checked.lower()]}")
+        seen[checked.lower()] = party
+        holders[party] = checked
+    return holders
 
 
 def settlement_settings(config: Config) -> SettlementSettings:
     """Validate `[settlement]` (and `[settlement.demo]`, `[settlement.holders]`)."""
     s = "settlement"
-    raw = config.section(s, SETTLEMENT_DEFAULTS)
-    period = _int(s, "period_s", raw["period_s"], 1, 366 * 86_400)
-    lateness = _int(s, "lateness_s", raw["lateness_s"], 0, 366 * 86_400)
-    holders_raw = raw["holders"]
-    if not isinstance(holders_raw, dict):
-        raise ConfigError(f"[{s}.holders] must be a table of party = \"0x...\" entries")
-    holders: dict[str, str] = {}
-    seen: dict[str, str] = {}
-    for party, address in holders_raw.items():
-        if PARTY_RE.fullmatch(party) is None:
-            raise ConfigError(f"{s}.holders: {party!r} is not a party id (letters, digits, '_', '.', '-')")
-        checked = _address(f"{s}.holders", party, address)
-        if checked.lower() in seen:
-            raise ConfigError(f"{s}.holders.{party} repeats the address of {seen[checked.lower()]}")
-        seen[checked.lower()] = party
-        holders[party] = checked
-    actuator = raw["actuator"]
-    if actuator not in ACTUATORS:
-        raise ConfigError(f"{s}.actuator must be one of {', '.join(ACTUATORS)}, not {actuator!r}")
-    port = raw["relay_port"]
-    if not isinstance(port, str):
-        raise ConfigError(f"{s}.relay_port must be a serial port path, not {port!r}")
+    raw = check.read_section(config, s, SETTLEMENT_DEFAULTS)
+    period = raw.integer("period_s", 1, 366 * 86_400)
+    lateness = raw.integer("lateness_s", 0, 366 * 86_400)
+    holders = _holders(raw.key("holders"), raw["holders"])
+    actuator = raw.choice("actuator", ACTUATORS)
+    port = raw.string("relay_port", expected='a serial port path (e.g. "/dev/ttyUSB1"), or ""')
     if actuator == "serial" and not port:
         raise ConfigError(f"{s}.relay_port must name the relay board's serial port (e.g. /dev/ttyUSB1) "
                           f"when {s}.actuator is \"serial\"")
-    system_id = _int(s, "system_id", raw["system_id"], 0, 2**63 - 1) or None
+    system_id = raw.integer("system_id", 0, 2**63 - 1) or None
     if system_id is not None and not holders:
         raise ConfigError(f"{s}.system_id is set: map the system's holders in [{s}.holders] "
                           "(party = \"0x...\") so that consumption is billed to the right account")
-    retry_initial = _float(s, "retry_initial_s", raw["retry_initial_s"], 0.01, 86_400)
+    retry_initial = raw.number("retry_initial_s", 0.01, 86_400)
     return SettlementSettings(
         period_s=period,
         lateness_s=lateness,
         system_id=system_id,
         holders=holders,
-        check_interval_s=_float(s, "check_interval_s", raw["check_interval_s"], 0.05, 86_400),
-        supply_interval_s=_float(s, "supply_interval_s", raw["supply_interval_s"], 0.05, 86_400),
+        check_interval_s=raw.number("check_interval_s", 0.05, 86_400),
+        supply_interval_s=raw.number("supply_interval_s", 0.05, 86_400),
         retry_initial_s=retry_initial,
-        retry_max_s=_float(s, "retry_max_s", raw["retry_max_s"], retry_initial, 86_400),
+        retry_max_s=raw.number("retry_max_s", retry_initial, 86_400),
         actuator=actuator,
         relay_port=port,
-        relay_baud=_int(s, "relay_baud", raw["relay_baud"], 50, 4_000_000),
+        relay_baud=raw.integer("relay_baud", 50, 4_000_000),
         demo=_demo(config),
     )

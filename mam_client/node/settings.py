@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scb import settings as check
 from scb.config import Config
-from scb.errors import ConfigError
 
+#: The top-level section this module reads.
+SECTIONS: tuple[str, ...] = ("tangle_node",)
 #: The section's keys and their defaults. The limits are IRI's defaults (maxRequestsList, maxGetTrytes,
 #: maxFindTransactions, maxBodyLength) so that a client that works here is not surprised by a real node.
 DEFAULTS: dict[str, Any] = {
@@ -50,30 +52,29 @@ class NodeSettings:
     max_depth: int = DEFAULTS["max_depth"]
 
     def __post_init__(self) -> None:
-        def need_int(name: str, low: int, high: int) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ConfigError(f"tangle_node.{name} must be an integer {low}..{high}, not {value!r}")
-
-        need_int("port", 0, 65535)
-        need_int("mwm", 0, 27)
-        need_int("max_attach_mwm", self.mwm if isinstance(self.mwm, int) else 0, 27)
-        need_int("pow_threads", 0, 64)
-        need_int("max_body_bytes", 10_000, 100_000_000)
+        # Also checks a NodeSettings built in code; port 0 (the OS picks a free port) is allowed there, for tests,
+        # while from_config requires a real port (no client could find a node on port 0).
+        s = "tangle_node"
+        check.host(f"{s}.host", self.host)
+        check.integer(f"{s}.port", self.port, 0, 65535)
+        check.integer(f"{s}.mwm", self.mwm, 0, 27)
+        check.integer(f"{s}.max_attach_mwm", self.max_attach_mwm, self.mwm, 27)
+        check.integer(f"{s}.pow_threads", self.pow_threads, 0, 64)
+        check.integer(f"{s}.max_body_bytes", self.max_body_bytes, 10_000, 100_000_000)
         for name in ("max_requests_list", "max_get_trytes", "max_find_transactions", "max_tips"):
-            need_int(name, 1, 10_000_000)
-        need_int("max_depth", 0, 1000)
-        if not isinstance(self.remote_pow, bool):
-            raise ConfigError(f"tangle_node.remote_pow must be true or false, not {self.remote_pow!r}")
-        if not isinstance(self.host, str) or not self.host:
-            raise ConfigError("tangle_node.host must be a host name or address")
+            check.integer(f"{s}.{name}", getattr(self, name), 1, 10_000_000)
+        check.integer(f"{s}.max_depth", self.max_depth, 0, 1000)
+        check.boolean(f"{s}.remote_pow", self.remote_pow)
 
     @classmethod
     def from_config(cls, config: Config) -> "NodeSettings":
-        raw = config.section("tangle_node", DEFAULTS)
-        db_raw = raw.pop("db")
-        db = Path(str(db_raw)).expanduser() if db_raw else config.data_dir / "tangle.sqlite3"
-        return cls(db=db, **raw)
+        raw = check.read_section(config, "tangle_node", DEFAULTS)
+        values = dict(raw.values)
+        values["host"] = raw.host("host")
+        values["port"] = raw.port("port")
+        db = raw.path("db", allow_empty=True)
+        values["db"] = db if db is not None else config.data_dir / "tangle.sqlite3"
+        return cls(**values)
 
     @property
     def url(self) -> str:
