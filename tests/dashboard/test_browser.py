@@ -6,7 +6,9 @@ Two ways in, no extra dependency:
 - the Chrome DevTools protocol over a websocket (aiohttp's client): load the page, click a message's "verify"
   button as a user would, wait for the verdict, and take a screenshot.
 
-Skipped only when there is no Chromium binary (`apt-get install chromium`; CI installs it in .ci/run).
+Without a Chromium binary the tests are skipped locally (`apt-get install chromium`, or set SCB_CHROMIUM), but
+they FAIL when `CI` is set (CI=true): .ci/run installs Chromium, and a CI run that silently skipped the only check
+of the page's own JavaScript would pass without having tested it.
 """
 from __future__ import annotations
 
@@ -36,9 +38,22 @@ def find_chromium() -> str | None:
     return None
 
 
+def in_ci() -> bool:
+    """CI=true (GitHub Actions, GitLab, most CI services set it; .ci/run is what they run)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (install Debian's chromium package: "
-                                                          "apt-get install chromium; or set SCB_CHROMIUM)")
+NO_CHROMIUM = "no Chromium binary (install Debian's chromium package: apt-get install chromium; or set SCB_CHROMIUM)"
+# Locally a missing browser is a skip with its reason; in CI it is a failure (see chromium_required below).
+pytestmark = pytest.mark.skipif(CHROMIUM is None and not in_ci(), reason=NO_CHROMIUM)
+
+
+@pytest.fixture(autouse=True)
+def chromium_required() -> None:
+    """In CI, every browser test fails (not skips) when there is no Chromium: .ci/run was meant to install it."""
+    if CHROMIUM is None:
+        pytest.fail(f"CI is set but there is {NO_CHROMIUM}; .ci/run installs it with apt-get", pytrace=False)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1280,2400"]
