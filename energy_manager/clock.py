@@ -5,8 +5,8 @@ days in seconds. Readings carry community-clock timestamps, and everything downs
 settlement periods) follows them.
 
 Across restarts the accelerated clock keeps running as if the hub had been up: the anchor (community time at a
-wall-clock instant) is stored in the database, and on start the clock continues from
-`anchor + speed x (wall time since the anchor)`. Why: the simulated meters are a physical model; a hub that was
+wall-clock instant; `scb.community_clock`, shared with the processes that read the clock) is stored in the
+database, and on start the clock continues from `anchor + speed x (wall time since the anchor)`. Why: the simulated meters are a physical model; a hub that was
 down does not stop the sun. The readings after a restart therefore show a gap, as they would with real meters.
 Within a run the clock advances with `time.monotonic`, so NTP steps do not move an accelerated clock.
 """
@@ -14,40 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+# The anchor's maths and its stored form are shared with the processes that read the clock (scb.community_clock);
+# re-exported here because the energy manager is the one that runs the clock.
+from scb.community_clock import ClockAnchor, resume_point
 
-@dataclass(frozen=True)
-class ClockAnchor:
-    """Community time `community_ms` was current at wall time `wall_ms`, running at `speed`."""
-
-    community_ms: int
-    wall_ms: int
-    speed: float
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {"community_ms": self.community_ms, "wall_ms": self.wall_ms, "speed": self.speed}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> ClockAnchor | None:
-        try:
-            return cls(int(data["community_ms"]), int(data["wall_ms"]), float(data["speed"]))  # type: ignore[arg-type]
-        except (KeyError, TypeError, ValueError):
-            return None
-
-
-def resume_point(previous: ClockAnchor | None, wall_ms: int, start_ms: int | None, not_before_ms: int) -> int:
-    """Community time at which an accelerated clock starts now.
-
-    previous: the stored anchor (None on the first run); start_ms: the configured start for a first run (None:
-    now); not_before_ms: one past the newest stored reading, so time never runs backwards for a meter.
-    """
-    if previous is None:
-        point = start_ms if start_ms is not None else wall_ms
-    else:
-        elapsed = max(0, wall_ms - previous.wall_ms)  # the wall clock was set back while we were down: no jump
-        point = previous.community_ms + int(previous.speed * elapsed)
-    return max(point, not_before_ms)
+__all__ = ["ClockAnchor", "CommunityClock", "JumpDetector", "resume_point"]
 
 
 class CommunityClock:

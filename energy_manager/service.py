@@ -21,6 +21,7 @@ from energy_manager.drivers.serial_line import SerialDevice
 from energy_manager.drivers.simulated import SimulatedDevice
 from energy_manager.monitor import CLOCK_JUMP, EnergyMonitor, load_state, save_state
 from energy_manager.settings import DeviceSettings, EnergySettings, load_energy_settings
+from scb.community_clock import CLOCK_STATE_KEY  # the anchor other processes read (shared plumbing)
 from scb.config import Config
 from scb.db import init_db, make_sessionmaker, transaction
 from scb.errors import ConfigError
@@ -28,7 +29,6 @@ from scb.files import exclusive_lock
 
 log = logging.getLogger("energy_manager")
 
-CLOCK_STATE_KEY = "clock"
 LOCK_FILE = "energy-manager.lock"
 
 

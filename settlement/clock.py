@@ -3,8 +3,8 @@
 The energy manager stamps readings with the *community clock*: real time for real meters, an accelerated clock
 (e.g. 60x or 3600x) for the simulated demo community. Periods are ranges of community time, and a period closes
 when community time has passed its end plus the lateness window. The settlement process does not run a clock of
-its own: it reads the anchor the energy manager stores (`energy_state` key "clock": community time at a wall-clock
-instant, and the speed), so both processes agree on "now" without talking to each other.
+its own: it reads the anchor the energy manager stores (`scb.community_clock`: `energy_state` key "clock", community
+time at a wall-clock instant, and the speed), so both processes agree on "now" without talking to each other.
 
 The contract compares a period's end and every due date with `block.timestamp`. On a real chain with a real-time
 community clock the two agree by themselves. With an accelerated clock they do not: a 7-day grace period would
@@ -22,10 +22,9 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from energy_manager.clock import ClockAnchor
-from energy_manager.monitor import load_state
-from energy_manager.service import CLOCK_STATE_KEY
+from energy_manager.models import EnergyState
 from energy_manager.settings import EnergySettings
+from scb.community_clock import StoredCommunityTime
 from settlement.chain import ChainClient
 
 log = logging.getLogger(__name__)
@@ -35,25 +34,12 @@ log = logging.getLogger(__name__)
 SET_BACK_TOLERANCE_S = 5
 
 
-class CommunityTime:
+class CommunityTime(StoredCommunityTime):
     """`now_ms()`: the community clock, from the anchor the energy manager stored; None before it ever ran."""
 
     def __init__(self, energy: EnergySettings, factory: sessionmaker[Session],
                  wall: Callable[[], float] = time.time) -> None:
-        self.real_time = energy.clock_speed == 1 and energy.start_ms is None
-        self.factory = factory
-        self._wall = wall
-
-    def now_ms(self) -> int | None:
-        wall_ms = int(self._wall() * 1000)
-        if self.real_time:
-            return wall_ms
-        with self.factory() as session:
-            stored = load_state(session, CLOCK_STATE_KEY)
-        anchor = ClockAnchor.from_dict(stored) if stored else None
-        if anchor is None:
-            return None
-        return anchor.community_ms + int(anchor.speed * max(0, wall_ms - anchor.wall_ms))
+        super().__init__(factory, EnergyState, energy.clock_speed == 1 and energy.start_ms is None, wall)
 
 
 class FixedTime:
