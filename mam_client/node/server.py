@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from mam_client import pow as local_pow
 from mam_client.node import transaction as tx
 from mam_client.node.settings import NodeSettings
 from mam_client.node.store import Store
-from scb import __version__, safejson
+from scb import __version__, http, safejson
 from scb.errors import BadRequest, ConfigError, DataError
 
 log = logging.getLogger("mam_client.node")
@@ -233,20 +232,10 @@ class TangleNode:
             return web.json_response(payload, status=500, headers=_cors())
 
     async def _read_body(self, request: web.Request) -> bytes:
-        limit = self.settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(f"Request too long: {request.content_length} bytes, the limit is {limit}")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            chunk = await request.content.read(65536)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(f"Request too long: more than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return await http.read_body(request, self.settings.max_body_bytes)
+        except BadRequest as exc:  # IRI answers both with 400
+            raise ApiError(f"Request too long: {exc}" if exc.status == 413 else f"Invalid request: {exc}") from None
 
     # -- validation shared by store and broadcast --
 
@@ -467,7 +456,10 @@ def create_app(settings: NodeSettings) -> web.Application:
     """The node as an aiohttp application (its store opens on start-up and closes on clean-up)."""
     node = TangleNode(settings)
     # the body is read by the handler with its own limit, so that an oversized request gets IRI's JSON error
-    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    # the edge answers what never reaches `handle` (malformed HTTP, no route) in the JSON error shape; no Host or
+    # Origin check: like IRI the node is an open API (CORS *), its data public and its writes checked by PoW
+    app = web.Application(client_max_size=settings.max_body_bytes + 1,
+                          middlewares=[http.edge_middleware(http.EdgePolicy(name="the tangle node"))])
     app[NODE_KEY] = node
     app.on_startup.append(node.on_startup)
     app.on_cleanup.append(node.on_cleanup)
@@ -503,7 +495,7 @@ def run(settings: NodeSettings) -> None:
         log.info("tangle node listening on http://%s:%d", settings.host, port)
 
     app.on_startup.append(announce)
-    web.run_app(app, sock=sock, print=None, access_log=None, handle_signals=True)
+    http.run_app(app, sock=sock)
 
 
 @dataclass
@@ -512,14 +504,10 @@ class RunningNode:
 
     url: str
     settings: NodeSettings
-    _loop: asyncio.AbstractEventLoop
-    _thread: threading.Thread
-    _stop: asyncio.Event
+    _server: http.BackgroundServer
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(timeout=30)
+        self._server.stop()
 
     def __enter__(self) -> "RunningNode":
         return self
@@ -531,33 +519,6 @@ class RunningNode:
 def serve_in_thread(settings: NodeSettings) -> RunningNode:
     """Start the node on its own event loop in a daemon thread; port 0 picks a free port (see `.url`)."""
     sock = _bind(settings.host, settings.port)
-    port = sock.getsockname()[1]
-    actual = replace(settings, port=port)
-    ready = threading.Event()
-    started: dict[str, Any] = {}
-
-    async def main() -> None:
-        started["loop"] = asyncio.get_running_loop()
-        started["stop"] = stop = asyncio.Event()
-        runner = web.AppRunner(create_app(actual), access_log=None)
-        try:
-            await runner.setup()
-            await web.SockSite(runner, sock).start()
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-            started["failure"] = exc
-            ready.set()
-            await runner.cleanup()
-            return
-        ready.set()
-        await stop.wait()
-        await runner.cleanup()
-
-    # asyncio.run also cancels whatever request tasks are still pending and shuts the executors down
-    thread = threading.Thread(target=lambda: asyncio.run(main()), name=f"tangle-node-{port}", daemon=True)
-    thread.start()
-    if not ready.wait(timeout=60):
-        raise RuntimeError("the tangle node did not start within 60 s")
-    if "failure" in started:
-        raise started["failure"]
-    return RunningNode(url=f"http://{settings.host}:{port}", settings=actual, _loop=started["loop"],
-                       _thread=thread, _stop=started["stop"])
+    actual = replace(settings, port=sock.getsockname()[1])
+    server = http.serve_in_thread(create_app(actual), sock, name="tangle-node")
+    return RunningNode(url=server.url, settings=actual, _server=server)
