@@ -1,8 +1,10 @@
 """The `scb` command.
 
-Each component contributes its subcommands through a `register(subparsers)` function in its own `cli` module;
-this module only wires them together and turns errors into one-line messages and exit codes (a user never
-sees a traceback; `SCB_DEBUG=1` shows one for bug reports).
+Each component contributes its subcommands through a `register(subparsers)` function in its own `cli` module,
+and the application layer adds the commands that span components (`hub.commands`, `hub.db_commands`,
+`hub.supervisor`). This module wires them together, refuses configuration sections that no component owns, and
+turns errors into one-line messages and exit codes (a user never sees a traceback; `SCB_DEBUG=1` shows one for
+bug reports).
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ COMMAND_MODULES = (
     "energy_manager.cli",
     "settlement.cli",
     "dashboard.cli",
-    "scb.hub_cli",
-    "scb.supervisor",
+    "hub.commands",
+    "hub.db_commands",
+    "hub.supervisor",
 )
 
 

@@ -1,4 +1,4 @@
-"""Hub-wide commands: `scb db` (the project database and its migrations)."""
+"""`scb db`: the hub database and its migrations (every component's tables, so it lives in the application layer)."""
 from __future__ import annotations
 
 import argparse
@@ -71,8 +71,11 @@ def _check(_args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
+    from hub.database import load_models
     from scb.db import make_engine
     from scb.migrate import schema_diff, upgrade
+
+    load_models()
 
     with tempfile.TemporaryDirectory(prefix="scb-check-") as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'check.sqlite3'}")
@@ -93,7 +96,10 @@ def _check(_args: argparse.Namespace) -> int:
 
 
 def _revision(args: argparse.Namespace) -> int:
+    from hub.database import load_models
     from scb.migrate import new_revision
+
+    load_models()
 
     path = new_revision(args.message)
     print(f"wrote {path}; review it, then commit it with the model change")

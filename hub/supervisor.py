@@ -1,155 +1,154 @@
-"""`scb run`: start every process of the hub, each with its own log, and stop them all on Ctrl-C / SIGTERM.
+"""`scb run`: start every process of the hub (hub.processes), keep them alive, stop them all on Ctrl-C / SIGTERM.
 
-Processes, in start order (ARCHITECTURE.md "Processes"):
-1. anvil, the local Ethereum chain (state kept in the data directory) - only when no external RPC is configured;
-2. `scb tangle-node` - only when no external IOTA node is configured;
-3. `scb energy-manager`, 4. `scb mam-client`, 5. `scb settlement`, 6. `scb dashboard`.
-A command this checkout does not have yet is left out. A process that dies is restarted with a growing delay
-(a hub runs unattended); the database is the queue between them, so a restart loses nothing.
+A hub runs unattended, so the supervisor sees more than exits:
+* a process that exits is restarted with a growing delay (1, 2, 4 ... 60 s); the database is the queue between
+  the processes, so a restart loses nothing;
+* one that exits `crash_loop_exits` times within `crash_loop_window_s` is marked **failing** (in the process
+  table, so in `scb status` and on the dashboard) and retried only every `failing_retry_s`: a configuration
+  error or a broken disk does not become a restart storm, and the hub still recovers once it is fixed;
+* one whose heartbeat (scb.loop) is older than `heartbeat_timeout_s` is marked **hung**, stopped (SIGTERM, then
+  SIGKILL) and restarted: a process whose worker thread died, or that waits forever, is not left looking alive.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from sqlalchemy import Engine
 
+from hub.processes import FAILING, HUNG, RESTARTING, RUNNING, Child, plan, write_process_file
+from hub.settings import RunSettings, run_settings
 from scb.config import Config, load_config
-from scb.files import atomic_write
+from scb.loop import read_heartbeats
 
 log = logging.getLogger("scb.run")
-REPO = Path(__file__).resolve().parent.parent
 #: seconds a process gets to stop after SIGTERM before it is killed
 STOP_GRACE_S = 20.0
 RESTART_MAX_DELAY_S = 60.0
+#: a hung process gets this long between SIGTERM and SIGKILL (it may be finishing a database write)
+HUNG_KILL_GRACE_S = 10.0
+#: how often the supervisor reads the heartbeats (a file read per process)
+HEARTBEAT_CHECK_S = 5.0
+#: a restarted process that stays up this long is shown as running again
+STABLE_AFTER_S = 10.0
 
 
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    log_file: IO[bytes] | None = None
-    restarts: int = 0
-    next_start: float = 0.0
-    env: dict[str, str] = field(default_factory=dict)
+class Supervisor:
+    """Keeps `children` alive; `tick()` is one pass of the loop (separate, so tests drive it step by step)."""
 
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if self.log_file is None:
-            self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env={**os.environ, **self.env},
-                                     start_new_session=True)
-        log.info("started %s (pid %d), log %s", self.name, self.proc.pid, self.log_path)
+    def __init__(self, children: list[Child], settings: RunSettings, data_dir: Path | None) -> None:
+        self.children = children
+        self.settings = settings
+        self.data_dir = data_dir
+        self._next_beat_check = 0.0
+        self._dirty = False
 
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def start_all(self, pause_s: float = 0.5) -> None:
+        for child in self.children:
+            child.start()
+            time.sleep(pause_s)  # the chain and the node come first; the rest retry until they answer anyway
+        self.save()
 
-    def stop(self) -> None:
-        if self.running():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
+    def save(self) -> None:
+        if self.data_dir is not None:
+            write_process_file(self.data_dir, self.children)
+        self._dirty = False
 
-    def wait_or_kill(self, deadline: float) -> None:
-        if self.proc is None:
+    def _exited(self, child: Child, now: float) -> None:
+        code = child.proc.returncode if child.proc else None
+        child.restarts += 1
+        child.last_exit_code, child.last_exit_at = code, time.time()
+        child.exits.append(now)
+        while child.exits and now - child.exits[0] > self.settings.crash_loop_window_s:
+            child.exits.popleft()
+        if child.state == HUNG:
+            delay = 1.0
+        elif len(child.exits) >= self.settings.crash_loop_exits:
+            delay = self.settings.failing_retry_s
+            if child.state != FAILING:
+                log.error("%s exited %d times within %.0f s (last code %s): marked failing, retried every %.0f s "
+                          "(see %s)", child.name, len(child.exits), self.settings.crash_loop_window_s, code, delay,
+                          child.log_path)
+            child.state = FAILING
+            child.note = f"exited {len(child.exits)} times in {self.settings.crash_loop_window_s:.0f} s, " \
+                         f"last with code {code}"
+        else:
+            delay = min(RESTART_MAX_DELAY_S, 2.0 ** max(0, len(child.exits) - 1))
+            child.state = RESTARTING if child.state != FAILING else FAILING
+            child.note = f"exited with code {code}"
+            log.warning("%s exited with code %s; restarting in %.0f s (see %s)", child.name, code, delay,
+                        child.log_path)
+        child.next_start = now + delay
+        self._dirty = True
+
+    def _check_heartbeats(self, now: float) -> None:
+        if self.data_dir is None or now < self._next_beat_check:
             return
-        try:
-            self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in time; killing it", self.name)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        if self.log_file is not None:
-            self.log_file.close()
-            self.log_file = None
+        self._next_beat_check = now + HEARTBEAT_CHECK_S
+        beats = read_heartbeats(self.data_dir)
+        wall = time.time()
+        timeout = self.settings.heartbeat_timeout_s
+        for child in self.children:
+            if not child.beats or not child.running() or child.kill_at is not None or child.proc is None:
+                continue
+            beat = beats.get(child.name)
+            if beat is None or beat.get("pid") != child.proc.pid:
+                age, what = now - child.started_mono, "has written no heartbeat since it started"
+                stale = [] if age <= timeout else ["process"]
+            else:
+                age, what = wall - float(beat["beat"]), "stopped beating"
+                stale = ["process"] if age > timeout else [
+                    name for name, loop in beat.get("loops", {}).items()
+                    if isinstance(loop, dict) and wall - float(loop.get("beat", wall)) > timeout]
+                if stale and stale != ["process"]:
+                    what = f"loop {', '.join(stale)} stopped beating"
+            if not stale:
+                continue
+            log.error("%s %s %.0f s ago (limit %.0f s): hung; restarting it (see %s)", child.name, what, age,
+                      timeout, child.log_path)
+            child.state, child.note = HUNG, f"{what} (limit {timeout:.0f} s)"
+            child.hung_restarts += 1
+            child.stop()
+            child.kill_at = now + HUNG_KILL_GRACE_S
+            self._dirty = True
 
+    def tick(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.running():
+                if child.kill_at is not None and now >= child.kill_at:
+                    log.warning("%s ignored SIGTERM; killing it", child.name)
+                    child.kill_group()
+                elif child.state in (RESTARTING, HUNG) and now - child.started_mono > STABLE_AFTER_S:
+                    child.state, child.note = RUNNING, ""
+                    self._dirty = True
+                elif child.state == FAILING and now - child.started_mono > self.settings.crash_loop_window_s:
+                    child.state, child.note = RUNNING, ""  # stayed up a whole window: no longer failing
+                    child.exits.clear()
+                    self._dirty = True
+                continue
+            if child.next_start == 0.0:
+                self._exited(child, now)
+            elif now >= child.next_start:
+                child.next_start = 0.0
+                child.start()
+                self._dirty = True
+        self._check_heartbeats(now)
+        if self._dirty:
+            self.save()
 
-def available_commands() -> set[str]:
-    from scb.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
-        return set(action.choices)  # type: ignore[arg-type]
-    return set()
-
-
-def plan(config: Config, config_path: str | None) -> list[Child]:
-    """The processes this hub runs, from the configuration."""
-    logs = config.data_dir / "logs"
-    scb = [sys.executable, "-m", "scb.cli"] + (["--config", config_path] if config_path else [])
-    commands = available_commands()
-    children: list[Child] = []
-    eth = config.data.get("ethereum", {})
-    if "settlement" in commands and not eth.get("rpc_url"):
-        anvil = REPO / "node_modules" / ".bin" / "anvil"
-        if not anvil.exists() and shutil.which("anvil") is None:
-            from scb.errors import ConfigError
-
-            raise ConfigError("anvil is not installed: run ./start_scb.sh setup, or set [ethereum] rpc_url")
-        port = str(eth.get("local_port", 8545))
-        children.append(Child("anvil", [str(anvil) if anvil.exists() else "anvil", "--host", "127.0.0.1", "--port",
-                                        port, "--state", str(config.data_dir / "anvil-state.json"), "--silent"],
-                              logs / "anvil.log"))
-    if "tangle-node" in commands and not config.data.get("iota", {}).get("node_url"):
-        children.append(Child("tangle-node", scb + ["tangle-node"], logs / "tangle-node.log"))
-    for name in ("energy-manager", "mam-client", "settlement", "dashboard"):
-        if name in commands:
-            children.append(Child(name, scb + [name], logs / f"{name}.log"))
-    return children
-
-
-def process_file(data_dir: Path) -> Path:
-    return data_dir / "run" / "processes.json"
-
-
-def write_process_file(data_dir: Path, children: list[Child]) -> None:
-    """Where each process runs, for `scb status` (and operators): rewritten on every start and restart."""
-    table = {"supervisor": os.getpid(), "processes": [
-        {"name": c.name, "pid": c.proc.pid if c.proc else None, "restarts": c.restarts, "log": str(c.log_path)}
-        for c in children]}
-    atomic_write(process_file(data_dir), (json.dumps(table, indent=2) + "\n").encode(), mode=0o644)
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not running
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def process_status(data_dir: Path) -> list[dict[str, object]]:
-    """The processes of the last `scb run` in this data directory, each with `running` checked now."""
-    try:
-        table = json.loads(process_file(data_dir).read_text())
-    except (OSError, ValueError):
-        return []
-    running_supervisor = _alive(table.get("supervisor"))
-    out = []
-    for proc in table.get("processes", []):
-        if isinstance(proc, dict):
-            out.append({**proc, "running": running_supervisor and _alive(proc.get("pid"))})
-    return out
+    def stop_all(self) -> None:
+        log.info("stopping %d processes", len(self.children))
+        for child in reversed(self.children):
+            child.stop()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in reversed(self.children):
+            child.wait_or_kill(deadline)
+        log.info("all processes stopped")
 
 
 def first_attached_address(config: Config, engines: dict[str, Engine]) -> str | None:
@@ -160,20 +159,39 @@ def first_attached_address(config: Config, engines: dict[str, Engine]) -> str | 
     from sqlalchemy import select
 
     from mam_client.models import ATTACHED, OutboxMessage
-    from scb.db import make_engine
+    from scb.db import database_exists, make_engine
 
-    url = config.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+    if not database_exists(config):
         return None
+    url = config.database_url
     if url not in engines:
         engines[url] = make_engine(url)
-    engine = engines[url]
     try:
-        with engine.connect() as conn:
+        with engines[url].connect() as conn:
             return conn.scalars(select(OutboxMessage.address).where(OutboxMessage.state == ATTACHED)
                                 .order_by(OutboxMessage.id).limit(1)).first()
     except Exception:  # noqa: BLE001 - the schema may not exist yet while the first process starts
         return None
+
+
+def endpoints(config: Config, names: set[str]) -> list[tuple[str, str]]:
+    """What a person opens, from each component's own settings (no port is repeated here)."""
+    from dashboard.settings import dashboard_settings
+    from mam_client.node.settings import NodeSettings
+    from mam_client.settings import mam_settings
+    from settlement.settings import ethereum_settings
+
+    out = []
+    if "dashboard" in names:
+        dash = dashboard_settings(config)
+        out.append(("dashboard", f"http://{dash.host}:{dash.port}/"))
+    mam = mam_settings(config)
+    out.append(("MAM API", f"http://{mam.api_host}:{mam.api_port}/channels"))
+    if "tangle-node" in names:
+        out.append(("tangle node", NodeSettings.from_config(config).url))
+    if "anvil" in names:
+        out.append(("local chain", f"http://127.0.0.1:{ethereum_settings(config).local_port}"))
+    return out
 
 
 def announce(config: Config, children: list[Child], engines: dict[str, Engine]) -> bool:
@@ -181,19 +199,8 @@ def announce(config: Config, children: list[Child], engines: dict[str, Engine]) 
     address = first_attached_address(config, engines)
     if not address:
         return False
-    names = {c.name for c in children}
-    data = config.data
     lines = ["", "SCB hub is running:"]
-    if "dashboard" in names:
-        dash = data.get("dashboard", {})
-        lines.append(f"  dashboard      http://{dash.get('host', '127.0.0.1')}:{dash.get('port', 8720)}/")
-    mam = data.get("mam", {})
-    lines.append(f"  MAM API        http://{mam.get('api_host', '127.0.0.1')}:{mam.get('api_port', 8710)}/channels")
-    if "tangle-node" in names:
-        node = data.get("tangle_node", {})
-        lines.append(f"  tangle node    http://{node.get('host', '127.0.0.1')}:{node.get('port', 14265)}")
-    if "anvil" in names:
-        lines.append(f"  local chain    http://127.0.0.1:{data.get('ethereum', {}).get('local_port', 8545)}")
+    lines += [f"  {what:<14} {url}" for what, url in endpoints(config, {c.name for c in children})]
     scb = Path(sys.executable).with_name("scb")
     lines += [f"  first MAM message at {address}",
               f"  verify it once its period is settled (see {scb} status):",
@@ -202,7 +209,8 @@ def announce(config: Config, children: list[Child], engines: dict[str, Engine]) 
     return True
 
 
-def supervise(children: list[Child], stop_after: float | None = None, config: Config | None = None) -> int:
+def supervise(children: list[Child], stop_after: float | None = None, config: Config | None = None,
+              settings: RunSettings | None = None) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -211,12 +219,11 @@ def supervise(children: list[Child], stop_after: float | None = None, config: Co
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for child in children:
-        child.start()
-        time.sleep(0.5)  # the chain and the node come first; the rest retry until they answer anyway
+    if settings is None:
+        settings = run_settings(config) if config is not None else run_settings(Config())
+    supervisor = Supervisor(children, settings, config.data_dir if config is not None else None)
+    supervisor.start_all()
     started = time.monotonic()
-    if config is not None:
-        write_process_file(config.data_dir, children)
     announced = config is None
     next_announce_check = 0.0
     engines: dict[str, Engine] = {}
@@ -229,30 +236,9 @@ def supervise(children: list[Child], stop_after: float | None = None, config: Co
                     engine.dispose()
         if stop_after is not None and time.monotonic() - started > stop_after:
             break
-        for child in children:
-            if child.running():
-                continue
-            now = time.monotonic()
-            if child.next_start == 0.0:
-                code = child.proc.returncode if child.proc else None
-                child.restarts += 1
-                delay = min(RESTART_MAX_DELAY_S, 2.0 ** min(child.restarts, 6))
-                child.next_start = now + delay
-                log.warning("%s exited with code %s; restarting in %.0f s (see %s)", child.name, code, delay,
-                            child.log_path)
-            elif now >= child.next_start:
-                child.next_start = 0.0
-                child.start()
-                if config is not None:
-                    write_process_file(config.data_dir, children)
+        supervisor.tick()
         time.sleep(0.5)
-    log.info("stopping %d processes", len(children))
-    for child in reversed(children):
-        child.stop()
-    deadline = time.monotonic() + STOP_GRACE_S
-    for child in reversed(children):
-        child.wait_or_kill(deadline)
-    log.info("all processes stopped")
+    supervisor.stop_all()
     return 0
 
 
@@ -263,10 +249,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    settings = run_settings(config)
     children = plan(config, args.config)
     print(f"SCB hub {config.hub['id']}: data in {config.data_dir}, logs in {config.data_dir / 'logs'}", flush=True)
     for child in children:
         print(f"  {child.name:<15} {' '.join(child.argv[1:] if child.argv[0] == sys.executable else child.argv)}",
               flush=True)
     print("Ctrl-C stops everything. Waiting for the first MAM message...", flush=True)
-    return supervise(children, config=config)
+    return supervise(children, config=config, settings=settings)

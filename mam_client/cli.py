@@ -155,24 +155,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def _archive_reader(config):  # type: ignore[no-untyped-def]
     """The hub's archive (its database), if this machine has one; None elsewhere."""
-    from pathlib import Path
+    from mam_client.archive import archive_reader
+    from scb.db import open_existing
 
-    from sqlalchemy import select
-
-    from mam_client.models import OutboxMessage
-    from scb.db import open_database
-
-    url = config.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return None
-    factory = open_database(config)
-
-    def read(address: str) -> list[str]:
-        with factory() as session:
-            return [p for p in session.scalars(select(OutboxMessage.payload).where(
-                OutboxMessage.address == address, OutboxMessage.payload.is_not(None))) if p]
-
-    return read
+    factory = open_existing(config)
+    return archive_reader(factory) if factory is not None else None
 
 
 def cmd_service(args: argparse.Namespace) -> int:

@@ -97,21 +97,6 @@ def save_json_value(session: Session, model: type, key: str, value: dict) -> Non
         row.value_json = text
 
 
-#: Modules that define tables; imported before the schema is created so every table is on Base.metadata.
-MODEL_MODULES = ("mam_client.models", "energy_manager.models", "settlement.models")
-
-
-def load_models() -> None:
-    import importlib
-
-    for name in MODEL_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-
-
 def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
     """Migrate the database to `revision` (default: newest) with Alembic; idempotent, safe for concurrent starts.
 
@@ -133,3 +118,19 @@ def init_db(config: "Config") -> Engine:
 def open_database(config: "Config") -> sessionmaker[Session]:
     """`init_db` plus a session factory, for processes that use only the ORM."""
     return make_sessionmaker(init_db(config))
+
+
+def database_exists(config: "Config") -> bool:
+    """False only for a SQLite file that is not there yet (a server database is taken to exist)."""
+    url = config.database_url
+    return not (url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).expanduser().exists())
+
+
+def open_existing(config: "Config") -> sessionmaker[Session] | None:
+    """The hub's session factory if this machine has a hub database, else None.
+
+    Why not simply open it: `scb verify`, `scb mam fetch` and `scb status` also run on machines that are not a
+    hub (an auditor's laptop); opening the configured SQLite URL there would create an empty database, and the
+    commands would report "no such reading" instead of working from their flags alone.
+    """
+    return open_database(config) if database_exists(config) else None

@@ -115,6 +115,7 @@ class LoopState:
     ok_at: float | None = None  # wall clock of the last iteration without error
     failures: int = 0  # consecutive failed iterations
     error: str | None = None  # the current error, None while healthy
+    error_since: float | None = None  # wall clock of the first failure of the current run of failures
     detail: dict[str, Any] = field(default_factory=dict)  # what the loop wants to show (e.g. node reachable)
 
 
@@ -144,11 +145,13 @@ class Heartbeat:
             changed = False
             if ok:
                 changed = state.error is not None
-                state.ok_at, state.failures, state.error = now, 0, None
+                state.ok_at, state.failures, state.error, state.error_since = now, 0, None, None
             if error is not None:
                 changed = changed or state.error != error
                 state.failures += 1
                 state.error = error
+                if state.error_since is None:
+                    state.error_since = now
             if detail:
                 changed = changed or any(state.detail.get(k) != v for k, v in detail.items())
                 state.detail.update(detail)
@@ -160,6 +163,7 @@ class Heartbeat:
             return
         body = {"process": self.process, "pid": os.getpid(), "beat": now,
                 "loops": {name: {"beat": s.beat, "ok_at": s.ok_at, "failures": s.failures, "error": s.error,
+                                 "error_since": s.error_since,
                                  **({"detail": s.detail} if s.detail else {})}
                           for name, s in self.loops.items()}}
         try:

@@ -66,13 +66,14 @@ def lock_for_migration(conn: Connection) -> None:
 
 
 def schema_diff(conn: Connection) -> list[Any]:
-    """Differences between the database behind `conn` and the models (Alembic's autogenerate diff)."""
+    """Differences between the database behind `conn` and the models (Alembic's autogenerate diff).
+
+    The models are those registered on `Base.metadata`: the caller imports the components' model modules
+    first (`hub.database.load_models`), since plumbing does not know the components."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from scb.db import Base, load_models
-
-    load_models()
+    from scb.db import Base
     ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
     return [d for d in compare_metadata(ctx, Base.metadata) if not _is_version_table(d)]
 

@@ -31,8 +31,9 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from scb.db import Base
 
@@ -167,3 +168,12 @@ class SettlementState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value_json: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+def latest_system(session: Session, contract: str | None = None) -> SettlementSystem | None:
+    """The newest system this hub settles (optionally on `contract`): the one status, verify and the
+    dashboard show."""
+    query = select(SettlementSystem)
+    if contract:
+        query = query.where(SettlementSystem.contract == contract)
+    return session.scalars(query.order_by(SettlementSystem.id.desc()).limit(1)).first()

@@ -1,6 +1,7 @@
 """Alembic environment for the SCB project database.
 
-The metadata is `scb.db.Base.metadata` after importing every model module (`scb.db.load_models`). The database
+The metadata is `scb.db.Base.metadata`, holding every table once the caller imported the components' models
+(`hub.database.load_models`, which `scb db revision` does first). The database
 comes, in order, from: a connection handed over by `scb.migrate.upgrade` (the normal path), `-x url=...` on the
 alembic command line, `sqlalchemy.url` in the ini file, or the SCB configuration (scb.toml / SCB_* variables).
 SQLite migrations render as batch operations (SQLite cannot ALTER most things) and run in one transaction.
@@ -12,13 +13,12 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-from scb.db import Base, load_models, make_engine
+from scb.db import Base, make_engine
 from scb.migrate import lock_for_migration
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("connection") is None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
-load_models()
 target_metadata = Base.metadata
 
 

@@ -45,7 +45,7 @@ class Run:
             "SCB_LOG_LEVEL": "DEBUG",
         })
         self.lines: list[str] = []
-        self.proc = subprocess.Popen([sys.executable, "-m", "scb.cli", "energy-manager", *args], cwd=data_dir,
+        self.proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "energy-manager", *args], cwd=data_dir,
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -200,7 +200,7 @@ def test_samples_option_and_bad_configuration_give_one_line_errors(tmp_path: Pat
     bad = tmp_path / "bad.toml"
     bad.write_text('[energy]\nsample_interval_s = "often"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCB_")}
-    proc = subprocess.run([sys.executable, "-m", "scb.cli", "--config", str(bad), "energy-manager"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "--config", str(bad), "energy-manager"], cwd=tmp_path,
                           env={**env, "SCB_DATA_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scb.config import Config, load_config
-from scb.supervisor import plan, process_status, write_process_file
+from hub.processes import plan, process_status, write_process_file
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "scb.example.toml"
 

@@ -54,7 +54,7 @@ class Hub:
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{args[0]}.log", "ab")  # noqa: SIM115
-        return subprocess.Popen([sys.executable, "-m", "scb.cli", *args], env=self.env, stdout=log,
+        return subprocess.Popen([sys.executable, "-m", "hub.cli", *args], env=self.env, stdout=log,
                                 stderr=subprocess.STDOUT)
 
     def wait_node(self) -> None:
@@ -177,7 +177,7 @@ def test_one_publisher_per_data_directory(hub: Hub) -> None:
     while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.1)
-    second = subprocess.run([sys.executable, "-m", "scb.cli", "mam-client"], env=hub.env, capture_output=True,
+    second = subprocess.run([sys.executable, "-m", "hub.cli", "mam-client"], env=hub.env, capture_output=True,
                             text=True, timeout=60)
     assert second.returncode == 2 and "another mam-client is running" in second.stderr
     first.send_signal(signal.SIGKILL)

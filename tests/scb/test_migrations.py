@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, text
 
 from scb.config import Config
-from scb.db import Base, load_models, make_engine, open_database, upgrade
+from hub.database import load_models
+from scb.db import Base, make_engine, open_database, upgrade
 from scb.migrate import SchemaError, current_revision, head_revision, schema_diff
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,7 +185,7 @@ def test_open_database_runs_the_migrations(tmp_path: Path) -> None:
 
 
 def test_scb_db_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scb.cli import main
+    from hub.cli import main
 
     target = url(tmp_path)
     assert main(["db", "current", "--url", target]) == 0

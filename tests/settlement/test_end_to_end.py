@@ -86,7 +86,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, logs: Path) ->
 
 
 def scb(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scb.cli", "--config", str(config), *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hub.cli", "--config", str(config), *args], capture_output=True,
                           text=True, timeout=120, cwd=REPO)
 
 
@@ -94,7 +94,7 @@ def test_the_hub_end_to_end(tmp_path: Path) -> None:
     anvil = start_anvil()
     config = toml(tmp_path, anvil.url)
     logs = tmp_path / "data" / "logs"
-    hub = subprocess.Popen([sys.executable, "-m", "scb.cli", "--config", str(config), "run"], cwd=REPO,
+    hub = subprocess.Popen([sys.executable, "-m", "hub.cli", "--config", str(config), "run"], cwd=REPO,
                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "run.log").open("wb"),
                            start_new_session=True, env={**os.environ, "SCB_LOG_LEVEL": "INFO"})
     db = create_engine(f"sqlite:///{tmp_path / 'data' / 'scb.sqlite3'}")

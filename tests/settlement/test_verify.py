@@ -20,7 +20,7 @@ from mam_client.models import OutboxMessage
 from mam_client.settings import mam_settings
 from mam_client.transport import FoundBundle
 from settlement.chain import ChainClient
-from settlement.cli import export_proof
+from hub.verification import export_proof
 from settlement.models import ReadingProof, SettlementPeriod
 from settlement.settings import ethereum_settings
 from settlement.verify import (
@@ -133,7 +133,7 @@ def test_unknown_proof_format_version(golden_chain) -> None:
 
 
 def scb(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scb.cli", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, timeout=120,
                           cwd=cwd or REPO, env={**os.environ, **(env or {})})
 
 

@@ -31,7 +31,7 @@ def node_env(data_dir: Path, **settings: object) -> dict[str, str]:
 
 def start(data_dir: Path, port: int) -> subprocess.Popen[str]:
     env = node_env(data_dir, port=port, mwm=MWM, pow_threads=1)
-    proc = subprocess.Popen([sys.executable, "-m", "scb.cli", "tangle-node"], env=env, cwd=data_dir,
+    proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "tangle-node"], env=env, cwd=data_dir,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -94,7 +94,7 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         busy.listen(1)
         port = busy.getsockname()[1]
         env = node_env(tmp_path, port=port)
-        proc = subprocess.run([sys.executable, "-m", "scb.cli", "tangle-node"], env=env, cwd=tmp_path,
+        proc = subprocess.run([sys.executable, "-m", "hub.cli", "tangle-node"], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -103,7 +103,7 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
 
 def test_bad_setting_is_one_line(tmp_path: Path) -> None:
     env = node_env(tmp_path, mwm=99)
-    proc = subprocess.run([sys.executable, "-m", "scb.cli", "tangle-node"], env=env, cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "tangle-node"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "tangle_node.mwm must be an integer 0..27" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -112,7 +112,7 @@ def test_bad_setting_is_one_line(tmp_path: Path) -> None:
 def test_unusable_database_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     env = node_env(tmp_path, port=0, db=str(tmp_path / "file" / "tangle.sqlite3"))
-    proc = subprocess.run([sys.executable, "-m", "scb.cli", "tangle-node"], env=env, cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "tangle-node"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "tangle database" in proc.stderr and "cannot be opened" in proc.stderr

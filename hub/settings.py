@@ -1,0 +1,82 @@
+"""Settings of the application layer: `[run]` (the supervisor of `scb run`) and `[alerts]` (`scb status`).
+
+    [run]
+    heartbeat_timeout_s = 120   # a process whose heartbeat is older than this is reported hung and restarted
+    crash_loop_exits = 5        # this many exits ...
+    crash_loop_window_s = 60    # ... within this many seconds mark a process failing (it keeps being retried,
+    failing_retry_s = 300       #     every this many seconds)
+
+    [alerts]
+    outbox_max_age_s = 900      # the oldest unpublished MAM message older than this, while the node answers
+    settle_max_delay_s = 1800   # a closed period (its lateness window over) not settled this long after
+    min_settlements_funded = 10 # the hub account cannot pay the gas of this many more settlements
+    loop_error_s = 60           # a loop failing (e.g. the database locked) for longer than this
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scb.config import Config
+from scb.errors import ConfigError
+
+SECTIONS = ("run", "alerts")
+
+RUN_DEFAULTS: dict[str, Any] = {
+    # Why 120 s: the longest step a loop takes without beating is one node or chain call (30 s timeouts) or
+    # one proof of work at the configured mwm, which takes well under a minute on a Pi at mwm 14.
+    "heartbeat_timeout_s": 120.0,
+    "crash_loop_exits": 5,
+    "crash_loop_window_s": 60.0,
+    "failing_retry_s": 300.0,
+}
+ALERT_DEFAULTS: dict[str, Any] = {
+    "outbox_max_age_s": 900.0,
+    "settle_max_delay_s": 1800.0,
+    "min_settlements_funded": 10,
+    "loop_error_s": 60.0,
+}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    heartbeat_timeout_s: float
+    crash_loop_exits: int
+    crash_loop_window_s: float
+    failing_retry_s: float
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    outbox_max_age_s: float
+    settle_max_delay_s: float
+    min_settlements_funded: int
+    loop_error_s: float
+
+
+def _number(section: str, key: str, value: Any, low: float, high: float, integer: bool = False) -> Any:
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not low <= value <= high:
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{section}.{key} must be {kind} from {low:g} to {high:g}, not {value!r}")
+    return value
+
+
+def run_settings(config: Config) -> RunSettings:
+    raw = config.section("run", RUN_DEFAULTS)
+    return RunSettings(
+        heartbeat_timeout_s=float(_number("run", "heartbeat_timeout_s", raw["heartbeat_timeout_s"], 5, 86_400)),
+        crash_loop_exits=_number("run", "crash_loop_exits", raw["crash_loop_exits"], 2, 1000, integer=True),
+        crash_loop_window_s=float(_number("run", "crash_loop_window_s", raw["crash_loop_window_s"], 1, 86_400)),
+        failing_retry_s=float(_number("run", "failing_retry_s", raw["failing_retry_s"], 1, 86_400)))
+
+
+def alert_settings(config: Config) -> AlertSettings:
+    raw = config.section("alerts", ALERT_DEFAULTS)
+    return AlertSettings(
+        outbox_max_age_s=float(_number("alerts", "outbox_max_age_s", raw["outbox_max_age_s"], 1, 365 * 86_400)),
+        settle_max_delay_s=float(_number("alerts", "settle_max_delay_s", raw["settle_max_delay_s"], 1,
+                                         365 * 86_400)),
+        min_settlements_funded=_number("alerts", "min_settlements_funded", raw["min_settlements_funded"], 0,
+                                       1_000_000, integer=True),
+        loop_error_s=float(_number("alerts", "loop_error_s", raw["loop_error_s"], 0, 86_400)))

@@ -1,0 +1,145 @@
+"""The hub at a glance: what `scb status` prints and the dashboard's header shows.
+
+From the database, the process table of `scb run` and the processes' heartbeats alone: it works while the
+chain, the node or any process is down (which is when an operator looks).
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.alerts import Alert, Snapshot, compute
+from hub.processes import process_status
+from hub.settings import alert_settings
+from scb.config import Config
+from scb.timefmt import utc_iso, utc_iso_ms
+
+
+def _wall(value: Any) -> float | None:
+    """A datetime from the database as wall-clock seconds (naive values are UTC, as SQLite returns them)."""
+    if value is None:
+        return None
+    from datetime import timezone
+
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def collect_status(factory: sessionmaker[Session]) -> dict[str, Any]:
+    """The hub's state from its database alone: readings, outbox, the settlement of the newest system."""
+    from energy_manager.models import StoredReading
+    from mam_client.models import ATTACHED, OutboxMessage
+    from settlement.job import load_json_state
+    from settlement.models import SettlementPeriod, SupplyDecision, latest_system
+
+    out: dict[str, Any] = {}
+    with factory() as session:
+        last = session.scalars(select(StoredReading).order_by(StoredReading.id.desc()).limit(1)).first()
+        out["readings"] = {"count": session.scalar(select(func.count(StoredReading.id))) or 0,
+                           "last": None if last is None else {"id": last.id, "meter": last.meter, "seq": last.seq,
+                                                              "ts": utc_iso_ms(last.ts_ms)}}
+        depth = session.execute(select(OutboxMessage.state, func.count(OutboxMessage.id))
+                                .group_by(OutboxMessage.state)).all()
+        attached = session.scalars(select(OutboxMessage).where(OutboxMessage.state == ATTACHED)
+                                   .order_by(OutboxMessage.id.desc()).limit(1)).first()
+        out["outbox"] = {"by_state": {s: n for s, n in depth},
+                         "last_attached": None if attached is None else {
+                             "id": attached.id, "address": attached.address,
+                             "at": attached.attached_at.isoformat() if attached.attached_at else None}}
+        system = latest_system(session)
+        if system is None:
+            out["settlement"] = None
+            return out
+        period = session.scalars(select(SettlementPeriod).where(SettlementPeriod.system_ref == system.id)
+                                 .order_by(SettlementPeriod.period_id.desc()).limit(1)).first()
+        backoff = load_json_state(session, f"settle-backoff:{system.id}") or {}
+        holders = json.loads(system.holders_json)
+        decisions = {}
+        for party, account in holders.items():
+            d = session.scalars(select(SupplyDecision).where(SupplyDecision.system_ref == system.id,
+                                                             SupplyDecision.party == party)
+                                .order_by(SupplyDecision.id.desc()).limit(1)).first()
+            decisions[party] = {"account": account, "decision": d.decision if d else None,
+                                "reason": d.reason if d else "no decision yet",
+                                "status": d.status if d else None, "debt_wei": d.debt_wei if d else None,
+                                "applied": d.applied if d else None,
+                                "since": d.decided_at.isoformat() if d and d.decided_at else None}
+        out["settlement"] = {
+            "chain_id": system.chain_id, "contract": system.contract, "system_id": system.system_id,
+            "last_period": None if period is None else {
+                "period_id": period.period_id, "state": period.state, "start": utc_iso(period.start_s),
+                "end": utc_iso(period.end_s), "readings": period.reading_count, "tx": period.tx_hash,
+                "error": period.last_error},
+            "last_error": backoff.get("last_error") or None,
+            "holders": decisions,
+        }
+    return out
+
+
+def snapshot(config: Config, factory: sessionmaker[Session] | None, processes: list[dict[str, Any]],
+             now: float | None = None) -> Snapshot:
+    """What the alerts look at, from the database, the configuration and the process rows."""
+    from energy_manager.models import StoredReading
+    from energy_manager.settings import load_energy_settings
+    from mam_client.models import ATTACHED, OutboxMessage
+    from settlement.settings import settlement_settings
+
+    now = time.time() if now is None else now
+    energy = load_energy_settings(config)
+    by_name = {p.get("name"): p for p in processes}
+    em = by_name.get("energy-manager")
+    snap = Snapshot(now=now, processes=processes,
+                    sample_wall_s=energy.sample_interval_ms / 1000 / energy.clock_speed,
+                    sampling_expected=em is not None and em.get("state") not in ("stopped",),
+                    energy_started_at=em.get("started_at") if em else None)
+    publisher = ((by_name.get("mam-client") or {}).get("loops") or {}).get("publisher") or {}
+    snap.node_reachable = (publisher.get("detail") or {}).get("node_reachable")
+    if factory is None:
+        return snap
+    with factory() as session:
+        snap.last_reading_at = _wall(session.scalar(select(func.max(StoredReading.created_at))))
+        oldest, count = session.execute(select(func.min(OutboxMessage.created_at), func.count(OutboxMessage.id))
+                                        .where(OutboxMessage.state != ATTACHED)).one()
+        snap.oldest_unpublished_at, snap.unpublished = _wall(oldest), count or 0
+        _unsettled(session, snap, settlement_settings(config), energy.clock_speed)
+    return snap
+
+
+def _unsettled(session: Session, snap: Snapshot, st: Any, speed: float) -> None:
+    """The oldest reading not in a settled period: when (wall clock) its period's lateness window ended.
+
+    Periods are community-clock ranges aligned on `period_s`; a reading stored at `created_at` for community
+    time `ts_ms` belongs to the period ending at the next multiple of `period_s`, which closes `lateness_s`
+    later; on the community clock's `speed`, that is (end + lateness - ts) / speed wall seconds after storing.
+    """
+    from energy_manager.models import StoredReading
+    from settlement.models import SETTLED, SettlementPeriod
+
+    settled = select(SettlementPeriod.period_id).where(SettlementPeriod.state == SETTLED)
+    row = session.execute(select(StoredReading.ts_ms, StoredReading.created_at)
+                          .where((StoredReading.period.is_(None)) | (StoredReading.period.not_in(settled)))
+                          .order_by(StoredReading.ts_ms).limit(1)).first()
+    if row is None or row.created_at is None:
+        return
+    end_s = (row.ts_ms // 1000 // st.period_s + 1) * st.period_s
+    stored = _wall(row.created_at)
+    assert stored is not None
+    snap.oldest_unsettled_close_at = stored + max(0.0, (end_s + st.lateness_s - row.ts_ms / 1000) / speed)
+    snap.unsettled_period = f"the period ending {utc_iso(end_s)} (community clock)"
+
+
+def hub_status(config: Config, factory: sessionmaker[Session] | None, now: float | None = None) -> dict[str, Any]:
+    """Everything `scb status --json` prints: the database's view, processes with heartbeats, and alerts."""
+    processes = process_status(config.data_dir, now)
+    status: dict[str, Any] = collect_status(factory) if factory is not None else {
+        "readings": None, "outbox": None, "settlement": None}
+    status["processes"] = processes
+    alerts: list[Alert] = compute(snapshot(config, factory, processes, now), alert_settings(config))
+    status["alerts"] = [a.to_json() for a in alerts]
+    return status
+
