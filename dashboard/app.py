@@ -64,7 +64,7 @@ class Verification:
 
 
 class Verifier:
-    """Runs `scb verify ADDRESS` (settlement.cli.verify_hub_address) for the hub's own messages.
+    """Runs `scb verify ADDRESS` (hub.verification.verify_hub_address) for the hub's own messages.
 
     Why one at a time: a verification walks the channel and asks the node and the chain; on a Pi, several at
     once would starve the hub's own processes. Why only the hub's messages: an unknown address makes verification
@@ -79,7 +79,7 @@ class Verifier:
         self._lock = threading.Lock()
 
     def verify(self, address: str) -> dict[str, Any]:
-        from settlement.cli import verify_hub_address
+        from hub.verification import verify_hub_address
 
         try:
             report = verify_hub_address(self.config, address, factory=self.factory, transport=self.transport)
@@ -177,11 +177,9 @@ async def api_status(request: web.Request) -> web.Response:
     d = request.app[DASHBOARD]
 
     def gather() -> dict[str, Any]:
-        from scb.supervisor import process_status
-        from settlement.cli import collect_status
+        from hub.status import hub_status
 
-        status = collect_status(d.factory)
-        status["processes"] = process_status(d.config.data_dir)  # as `scb status` adds it
+        status = hub_status(d.config, d.factory)  # exactly what `scb status --json` prints
         return {"hub": d.hub_id, "community_now": data._iso_ms(d.community.now_ms()), "status": status,
                 "dashboard": {"refresh_s": d.settings.refresh_s, "chart_bucket": d.settings.chart_bucket,
                               "chart_points": d.settings.chart_points, "window_s": d.window_ms / 1000}}
