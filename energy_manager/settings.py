@@ -116,7 +116,8 @@ def _name(table: str, what: str, name: str) -> None:
 
 
 def _timestamp(key: str, value: Any) -> int | None:
-    if value in ("", None):
+    expected = 'an ISO 8601 date-time such as "2025-06-21T00:00:00Z" (or "" for now)'
+    if value == "":
         return None
     if isinstance(value, datetime):  # a TOML datetime literal
         moment = value
@@ -124,10 +125,9 @@ def _timestamp(key: str, value: Any) -> int | None:
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise ConfigError(f"{section}.{key} must be an ISO 8601 date-time such as "
-                              f"2025-06-21T00:00:00Z, not {value!r}") from None
+            raise check.fail(key, expected, value) from None
     else:
-        raise ConfigError(f"{section}.{key} must be an ISO 8601 date-time, not {value!r}")
+        raise check.fail(key, expected, value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp() * 1000)

@@ -110,14 +110,14 @@ class Config:
         return str(self.source) if self.source else "the configuration"
 
     def origin(self, section: str) -> str:
-        """Where top-level `section` was set: the file, environment variables, or both."""
+        """Where top-level `section` was set, as a phrase: "in FILE", "set by environment variable X", or both."""
         places = []
         if section in self.file_sections and self.source is not None:
-            places.append(str(self.source))
+            places.append(f"in {self.source}")
         env = self.env_origins.get(section, [])
         if env:
-            places.append(f"environment variable{'s' if len(env) > 1 else ''} {', '.join(env)}")
-        return " and ".join(places) or self.where
+            places.append(f"set by environment variable{'s' if len(env) > 1 else ''} {', '.join(env)}")
+        return " and ".join(places) or f"in {self.where}"
 
     def check_sections(self, known: Iterable[str]) -> None:
         """Refuse top-level sections no component reads (`known`: every component's SECTIONS).
@@ -132,18 +132,17 @@ class Config:
             kind = f"section [{name}]" if isinstance(self.data[name], Mapping) else f"top-level setting {name}"
             close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
             hint = f"did you mean [{close[0]}]?" if close else f"known sections: {', '.join(names)}"
-            problems.append(f"unknown {kind} in {self.origin(name)}; {hint}")
+            problems.append(f"unknown {kind} {self.origin(name)} ({hint})")
         if problems:
             raise ConfigError("; ".join(problems))
 
     @property
     def hub(self) -> dict[str, Any]:
         raw = check.read_section(self, "hub", HUB_DEFAULTS)
-        level = raw["log_level"].upper() if isinstance(raw["log_level"], str) else raw["log_level"]
         return {
             "id": raw.string("id", allow_empty=False, max_length=64, expected="a hub id of 1 to 64 characters"),
             "data_dir": raw.path("data_dir"),
-            "log_level": check.choice("hub.log_level", level, LOG_LEVELS),
+            "log_level": _upper_choice("hub.log_level", raw["log_level"], LOG_LEVELS),
         }
 
     @property
@@ -159,7 +158,14 @@ class Config:
     @property
     def sqlite_synchronous(self) -> str:
         value = self.section("database", DATABASE_DEFAULTS)["synchronous"]
-        return check.choice("database.synchronous", value.upper() if isinstance(value, str) else value, SYNCHRONOUS)
+        return _upper_choice("database.synchronous", value, SYNCHRONOUS)
+
+
+def _upper_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of `choices` in any letter case (SQLite's pragmas and logging levels are case-blind)."""
+    if isinstance(value, str) and value.upper() in choices:
+        return value.upper()
+    raise check.fail(key, "one of " + ", ".join(choices), value)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:

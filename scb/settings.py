@@ -59,7 +59,9 @@ def fail(key: str, expected: str, value: Any) -> ConfigError:
 
 
 def _bound(x: float) -> str:
-    return str(x) if isinstance(x, int) else f"{x:g}"
+    if isinstance(x, float) and x.is_integer():
+        x = int(x)
+    return str(x) if isinstance(x, int) else repr(x)
 
 
 def _range_text(low: float | None, high: float | None, low_exclusive: bool = False) -> str:

@@ -44,6 +44,13 @@ SERIAL = {"devices": {"emon": {"driver": "serial", "port": "/dev/ttyUSB0"}}, "cl
                      "h1": {"device": "emon", "circuit": "consumption", "party": "h1", "register": "E2"}}}
 
 
+def test_hub_id_errors_name_the_key_that_was_set() -> None:
+    with pytest.raises(ConfigError, match=r'^hub\.id must be 1-64 letters.*not "my hub"$'):
+        settings(id="my hub")
+    with pytest.raises(ConfigError, match=r'^energy\.hub_id must be 1-64 letters.*not "my hub"$'):
+        settings({"hub_id": "my hub"})
+
+
 def test_a_serial_meter_map() -> None:
     s = settings(SERIAL)
     assert s.devices["emon"].options["baud"] == 115200
@@ -70,6 +77,18 @@ def test_a_serial_meter_map() -> None:
         ({"meters": {"h1": {"device": "emon", "circuit": "battery", "register": "E2"}}}, "energy.meters.h1.circuit"),
         ({"meters": {"h1": {"device": "emon", "circuit": "generation"}}}, "energy.meters.h1.register"),
         ({"meters": {}}, "[energy.meters] is empty"),
+        ({"seed": 1.5}, "energy.seed must be an integer"),
+        ({"sample_interval_s": True}, "energy.sample_interval_s must be a number from 0.01 to 86400, not true"),
+        ({"households": ["h1", 2]}, "energy.households[1] must be a string, not 2"),
+        ({"households": "h1"}, 'energy.households must be a non-empty list of holder ids such as ["h1", "h2"]'),
+        ({"start": "yesterday"}, 'energy.start must be an ISO 8601 date-time such as "2025-06-21T00:00:00Z"'),
+        ({"max_message_bytes": 16000.0}, "energy.max_message_bytes must be an integer from 2000 to 32000, not 16000.0"),
+        ({"devices": {"emon": {"driver": "serial", "port": "/dev/x", "baud": 9600.0}}},
+         "energy.devices.emon.baud must be an integer from 50 to 4000000, not 9600.0"),
+        ({"devices": {"emon": {"driver": "usb"}}}, 'energy.devices.emon.driver must be one of "simulated", "serial"'),
+        ({"devices": {"my emon": {"driver": "serial", "port": "/dev/x"}}}, 'device name "my emon" in [energy.devices]'),
+        ({"meters": {"h1": {"device": "emon", "circuit": "generation", "register": "E1", "max_power_w": "big"}}},
+         'energy.meters.h1.max_power_w must be a number from 0 to 2147483647, not "big"'),
     ],
 )
 def test_errors_name_the_key(change: dict[str, Any], message: str) -> None:

@@ -49,11 +49,32 @@ def test_embedded_defaults() -> None:
     ("settlement", {"demo": {"shares_bps": [5000, 4000]}}, "settlement.demo.shares_bps"),
     ("settlement", {"demo": {"price_per_kwh_wei": 0}}, "settlement.demo.price_per_kwh_wei"),
     ("settlement", {"demo": {"grace": 5}}, "settlement.demo.grace"),
+    ("ethereum", {"chain_id": 1.0}, "ethereum.chain_id must be an integer"),
+    ("ethereum", {"local_port": "8545"}, 'ethereum.local_port must be an integer from 1 to 65535, not "8545"'),
+    ("ethereum", {"rpc_url": "https://"}, 'ethereum.rpc_url must be an http or https URL (or "" for the default)'),
+    ("ethereum", {"timeout_s": False}, "ethereum.timeout_s must be a number from 0.1 to 600, not false"),
+    ("ethereum", {"keystore_file": 1, "password_file": "/p"}, "ethereum.keystore_file must be a path"),
+    ("settlement", {"relay_baud": 9600.0}, "settlement.relay_baud must be an integer from 50 to 4000000, not 9600.0"),
+    ("settlement", {"holders": "0x12"}, "[settlement.holders] must be a table"),
+    ("settlement", {"demo": {"shares_bps": [5000, "5000"]}}, 'settlement.demo.shares_bps[1] must be an integer'),
+    ("settlement", {"demo": {"shares_bps": [5000, True]}}, "settlement.demo.shares_bps[1] must be an integer"),
 ])
 def test_bad_values_name_the_key(section: str, kw: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as err:
         (eth if section == "ethereum" else st)(**kw)
     assert key in str(err.value)
+
+
+def test_environment_overrides() -> None:
+    from scb.config import load_config
+
+    config = load_config(environ={"SCB_ETHEREUM__CHAIN_ID": "11155111", "SCB_SETTLEMENT__PERIOD_S": "86400",
+                                  "SCB_SETTLEMENT__DEMO__SHARES_BPS": "[6000, 4000]"})
+    assert ethereum_settings(config).chain_id == 11155111
+    assert settlement_settings(config).period_s == 86400
+    assert settlement_settings(config).demo.shares_bps == (6000, 4000)
+    with pytest.raises(ConfigError, match=r"^settlement\.period_s must be an integer from 1 to 31622400, not 1\.5$"):
+        settlement_settings(load_config(environ={"SCB_SETTLEMENT__PERIOD_S": "1.5"}))
 
 
 def test_production_shape() -> None:
