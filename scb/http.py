@@ -204,7 +204,7 @@ class EdgePolicy:
             raise BadRequest(f"{self.name} answers to the host names {', '.join(sorted(self.hosts))} only, "
                              f"not {_one_line(raw_host)!r}{where}", status=403)
         if self.check_origin and "Origin" in request.headers:
-            self._check_origin(request.headers["Origin"], name, port)
+            self._check_origin(request.headers["Origin"], request.scheme, name, port)
         if request.method in SAFE_METHODS:
             return
         if self.token is not None:
@@ -212,12 +212,12 @@ class EdgePolicy:
         if self.json_writes and request.content_type != "application/json":
             raise BadRequest(f"{request.method} needs Content-Type: application/json", status=415)
 
-    def _check_origin(self, origin: str, name: str, port: int | None) -> None:
-        """Only the server's own origin (same scheme-less host and port as the Host header) may send Origin."""
+    def _check_origin(self, origin: str, scheme: str, name: str, port: int | None) -> None:
+        """Only the server's own origin may send Origin: the request's scheme, and the Host header's name and port
+        (a page of another port on the same machine is another origin, and may be another program)."""
         value = origin.strip()
-        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
         same = False
-        if scheme in ("http", "https"):
+        if value.lower().startswith(f"{scheme}://"):
             try:
                 url = URL(value)
                 o_host, o_port = (url.host or "").lower().rstrip("."), url.port
