@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from dashboard.app import create_app
 from dashboard.data import HolderBoard, open_read_database, read_engine
@@ -20,7 +21,6 @@ from mam_client.models import OutboxMessage
 from scb.config import Config
 from scb.errors import ConfigError
 from settlement.chain import ChainClient, dev_account
-from settlement.cli import collect_status
 from settlement.models import SettlementPeriod
 from settlement.settings import ethereum_settings
 from tests.dashboard.conftest import Filled, Server, settings_for
@@ -31,13 +31,75 @@ def get(server: Server, path: str, **kw: Any) -> requests.Response:
     return requests.get(server.url + path, timeout=60, **kw)
 
 
-def test_status_is_scb_status(filled: Filled, dashboard: Server) -> None:
+def instant(value: Any) -> float:
+    """Seconds since the epoch of a time as the API shows it or the database holds it (ISO text, datetime or
+    seconds)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:  # SQLite keeps naive UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def same_instant(shown: Any, stored: Any) -> bool:
+    """The API may show times to the second: equal within the second the stored value falls in."""
+    return shown is not None and stored is not None and 0 <= instant(stored) - instant(shown) < 1
+
+
+def test_status_agrees_with_the_database(filled: Filled, dashboard: Server) -> None:
+    """/api/status against SQL on the tables, written here, not the status code the endpoint calls."""
     body = get(dashboard, "/api/status").json()
-    expected = json.loads(json.dumps(collect_status(filled.hub.factory)))
-    assert body["status"].pop("processes") == []  # no `scb run` in this data directory
-    assert body["status"] == expected
     assert body["hub"] == "test-hub"
     assert body["dashboard"]["refresh_s"] == 2.0 and body["dashboard"]["chart_bucket"] == "window"
+    status = body["status"]
+    with filled.hub.factory() as session:
+        def sql(query: str, **params: Any) -> Any:
+            return session.execute(text(query), params)
+
+        count = sql("SELECT count(*) FROM energy_readings").scalar()
+        last = sql("SELECT id, meter, seq, ts_ms FROM energy_readings ORDER BY id DESC LIMIT 1").one()
+        by_state = dict(sql("SELECT state, count(*) FROM mam_messages GROUP BY state").all())
+        attached = sql("SELECT id, address, attached_at FROM mam_messages WHERE state = 'attached' "
+                       "ORDER BY id DESC LIMIT 1").one()
+        system = sql("SELECT id, chain_id, contract, system_id, holders_json FROM settlement_systems "
+                     "ORDER BY id DESC LIMIT 1").one()
+        period = sql("SELECT period_id, state, start_s, end_s, reading_count, tx_hash, last_error "
+                     "FROM settlement_periods WHERE system_ref = :s ORDER BY period_id DESC LIMIT 1",
+                     s=system.id).one()
+        holders = json.loads(system.holders_json)
+        decisions = {party: sql("SELECT decision, reason, status, debt_wei, applied, decided_at "
+                                "FROM settlement_supply_decisions WHERE system_ref = :s AND party = :p "
+                                "ORDER BY id DESC LIMIT 1", s=system.id, p=party).one_or_none()
+                     for party in holders}
+
+    readings = status["readings"]
+    assert count > 0 and readings["count"] == count
+    assert (readings["last"]["id"], readings["last"]["meter"], readings["last"]["seq"]) == \
+        (last.id, last.meter, last.seq)
+    assert same_instant(readings["last"]["ts"], last.ts_ms / 1000), (readings["last"], last.ts_ms)
+
+    outbox = status["outbox"]
+    assert outbox["by_state"] == by_state and set(by_state) == {"attached"}  # the fixture published everything
+    assert (outbox["last_attached"]["id"], outbox["last_attached"]["address"]) == (attached.id, attached.address)
+    assert same_instant(outbox["last_attached"]["at"], attached.attached_at), (outbox["last_attached"], attached)
+
+    settlement = status["settlement"]
+    assert (settlement["chain_id"], settlement["contract"], settlement["system_id"]) == \
+        (system.chain_id, system.contract, system.system_id) == (31337, filled.hub.system.contract, 1)
+    shown = settlement["last_period"]
+    assert (shown["period_id"], shown["state"], shown["readings"], shown["tx"], shown["error"]) == \
+        (period.period_id, period.state, period.reading_count, period.tx_hash, period.last_error)
+    assert (period.period_id, period.state) == (3, "settled")  # what the fixture did: periods 1-3 settled
+    assert same_instant(shown["start"], period.start_s) and same_instant(shown["end"], period.end_s)
+    assert set(settlement["holders"]) == set(holders) == {"h1", "h2", "h3"}
+    for party, row in decisions.items():
+        h = settlement["holders"][party]
+        assert h["account"] == holders[party] and row is not None, party
+        assert (h["decision"], h["reason"], h["status"], h["debt_wei"], bool(h["applied"])) == \
+            (row.decision, row.reason, row.status, row.debt_wei, bool(row.applied)), party
+        assert same_instant(h["since"], row.decided_at), (party, h["since"], row.decided_at)
+    assert settlement["holders"]["h3"]["decision"] == "grid" and settlement["holders"]["h1"]["decision"] == "supply"
 
 
 def test_energy_series_sums_the_readings_deltas(filled: Filled, dashboard: Server) -> None:
@@ -161,7 +223,7 @@ def test_dashboard_runs_the_same_verification_as_the_command(filled: Filled, das
     """Same steps, same verdict as `scb verify ADDRESS --json` run as a user would (node unreachable: archive)."""
     config = write_toml(filled.hub.config, tmp_path / "scb.toml")
     address = filled.settled_addresses[0]
-    cli = subprocess.run([sys.executable, "-m", "scb.cli", "--config", str(config), "verify", address, "--json",
+    cli = subprocess.run([sys.executable, "-m", "hub.cli", "--config", str(config), "verify", address, "--json",
                           "--node", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
     expected = json.loads(cli.stdout)
@@ -229,7 +291,6 @@ def test_loopback_dashboard_answers_to_loopback_names_only(dashboard: Server) ->
 
 def test_nothing_changes_the_database(filled: Filled) -> None:
     """The dashboard's engine refuses writes (PRAGMA query_only), whatever a bug might try."""
-    from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
     factory = open_read_database(filled.hub.config)
