@@ -1,14 +1,19 @@
-"""Producers' side of the outbox: enqueue a MAM message in the caller's transaction.
+"""The outbox from outside the publisher: producers enqueue, the status layer reads how it drains.
 
 The energy manager calls `enqueue` in the same transaction that stores the readings the message carries, so a
-reading is never stored without its message or the other way round.
+reading is never stored without its message or the other way round. `blocked_channels` and `oldest_queued` are
+what `scb status` and the dashboard show of the queue (read-only, in the caller's session).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mam_client.crypto.trits import is_trytes
-from mam_client.models import QUEUED, OutboxMessage
+from mam_client.models import ATTACHED, PREPARED, QUEUED, OutboxMessage
 from mam_client.mam.errors import InvalidInput
 
 #: Largest message accepted, in trytes. Why: a MAM message is attached as one bundle of 2187-tryte
@@ -39,3 +44,56 @@ def enqueue(session: Session, channel: str, message: str) -> OutboxMessage:
     session.add(row)
     session.flush()
     return row
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands timestamps back without their zone; they were stored in UTC
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+@dataclass(frozen=True)
+class BlockedChannel:
+    """A channel whose oldest unattached message the node refused: nothing after it is published until it is.
+
+    `since` is the first refusal of this message, `retry_at` the publisher's next (slow) try, `refusals` how
+    many times in a row the node said no."""
+
+    channel: str
+    message_id: int
+    reason: str
+    since: datetime
+    retry_at: datetime | None
+    refusals: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"channel": self.channel, "message_id": self.message_id, "reason": self.reason,
+                "since": self.since.isoformat(), "retry_at": self.retry_at.isoformat() if self.retry_at else None,
+                "refusals": self.refusals}
+
+
+def blocked_channels(session: Session) -> list[BlockedChannel]:
+    """Every channel blocked by a refused message, by channel name."""
+    rows = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.state == PREPARED, OutboxMessage.refusal.is_not(None))
+        .order_by(OutboxMessage.id)
+    ).all()
+    blocked: dict[str, BlockedChannel] = {}
+    for row in rows:
+        if row.channel in blocked:  # only the oldest can be refused (order); be robust anyway
+            continue
+        assert row.refusal is not None
+        since = row.refused_at or row.prepared_at or row.created_at
+        blocked[row.channel] = BlockedChannel(
+            channel=row.channel, message_id=row.id, reason=row.refusal, since=_utc(since),
+            retry_at=_utc(row.retry_at) if row.retry_at else None, refusals=row.refusals)
+    return [blocked[name] for name in sorted(blocked)]
+
+
+def oldest_queued(session: Session) -> dict[str, datetime]:
+    """`created_at` of the oldest message not yet attached (queued or prepared), per channel; a channel with
+    nothing waiting is absent. The oldest overall is `min(oldest_queued(s).values(), default=None)`."""
+    rows = session.execute(
+        select(OutboxMessage.channel, func.min(OutboxMessage.created_at))
+        .where(OutboxMessage.state != ATTACHED).group_by(OutboxMessage.channel)
+    ).all()
+    return {channel: _utc(created) for channel, created in rows if created is not None}

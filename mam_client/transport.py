@@ -1,23 +1,39 @@
 """The tangle as the publisher and fetcher see it: attach a payload, find the bundles at an address.
 
 `PyotaTransport` talks to any legacy IRI-compatible node through PyOTA 2.1.0 (tips -> attachToTangle or local
-proof of work -> store and broadcast). Every failure to reach or use the node becomes `NodeUnavailable`
-(retryable); callers never see a requests or PyOTA exception. Tests of the layers above inject their own
-`TangleTransport`.
+proof of work -> check the bundle -> store and broadcast). Callers never see a requests or PyOTA exception;
+what the node did decides what they see (`node_error`, docs/mam.md "Node errors"):
+
+* the node could not be reached, timed out, failed on its side (HTTP 5xx), or answered something that is not an
+  IRI answer (not JSON, a 200 that fails PyOTA's response validation, an inconsistent bundle): `NodeUnavailable`,
+  retried with backoff;
+* the node understood and said no (HTTP 4xx, e.g. 400 "Invalid minWeightMagnitude input", 401 "COMMAND
+  attachToTangle is not available"): `NodeRefused` with the node's own reason, retried on a slow schedule;
+* anything else is a bug on our side (e.g. PyOTA refusing the request we built) and propagates unchanged, so
+  that the loop's Guard exits the process instead of retrying a bug forever.
+
+Tests of the layers above inject their own `TangleTransport`.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from mam_client.crypto.curl import hash_trits
-from mam_client.crypto.trits import trits, trytes
-from scb.errors import NodeUnavailable
+from mam_client.crypto.trits import is_trytes, trits, trytes
+from scb.errors import NodeRefused, NodeUnavailable, ScbError
 
 log = logging.getLogger(__name__)
 FRAGMENT_TRYTES = 2187
+HASH_TRYTES = 81
+#: Client errors that mean "not now" rather than "no": 408 Request Timeout and 429 Too Many Requests (a public
+#: node's rate limit). Why apart: they clear by themselves, so they are retried like an outage, not slowly.
+RETRYABLE_4XX = frozenset({408, 429})
+#: How much of a node's reason is kept. Why: it is shown in logs, the database and the dashboard; a node that
+#: echoes a whole request back must not fill them.
+MAX_REASON_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,73 @@ def assemble_bundles(transactions: list[object]) -> list[FoundBundle]:
     return found
 
 
+def _status_adapter_class() -> type:
+    """PyOTA's HttpAdapter, plus the HTTP status on every `BadApiResponse` it raises.
+
+    Why: PyOTA 2.1.0 puts the status only into the message text ("400 response from node: ..."), and the
+    decoded answer into `exc.context["response"]`; the status is what tells a refusal from an outage.
+    """
+    from iota.adapter import BadApiResponse, HttpAdapter
+
+    class StatusHttpAdapter(HttpAdapter):  # type: ignore[misc]
+        def _interpret_response(self, response: Any, payload: dict, expected_status: Any) -> dict:
+            try:
+                return super()._interpret_response(response, payload, expected_status)
+            except BadApiResponse as exc:
+                context = getattr(exc, "context", None)
+                if not isinstance(context, dict):
+                    context = {}
+                    exc.context = context  # type: ignore[attr-defined]
+                context["status"] = response.status_code
+                raise
+
+    return StatusHttpAdapter
+
+
+def _node_reason(exc: BaseException) -> str:
+    """The node's own words: IRI's JSON `error` (4xx) or `exception` (5xx), else PyOTA's message."""
+    context = getattr(exc, "context", None)
+    answer = context.get("response") if isinstance(context, dict) else None
+    if isinstance(answer, dict):
+        for key in ("error", "exception", "message"):
+            if isinstance(answer.get(key), str) and answer[key].strip():
+                return answer[key].strip()[:MAX_REASON_CHARS]
+    return str(exc).strip()[:MAX_REASON_CHARS]
+
+
+def node_error(node_url: str, what: str, exc: Exception) -> ScbError | None:
+    """What a failed PyOTA call means (see the module docstring), or None for a bug that must propagate."""
+    import requests
+    from iota.adapter import BadApiResponse
+
+    prefix = f"IOTA node {node_url}: {what}"
+    if isinstance(exc, requests.RequestException):  # connection refused or reset, DNS, timeout, TLS
+        return NodeUnavailable(f"{prefix} failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, BadApiResponse):
+        context = getattr(exc, "context", None)
+        status = context.get("status") if isinstance(context, dict) else None
+        if status is None:
+            # raised by PyOTA or our LocalPowAdapter about the request itself, not about an HTTP answer (e.g.
+            # "local attachToTangle refused the request"): asking again gets the same answer
+            return NodeRefused(f"{prefix} refused: {_node_reason(exc)}")
+        if 400 <= status < 500 and status not in RETRYABLE_4XX:
+            return NodeRefused(f"{prefix} refused (HTTP {status}): {_node_reason(exc)}")
+        return NodeUnavailable(f"{prefix} failed (HTTP {status}): {_node_reason(exc)}")
+    if isinstance(exc, ValueError) and str(exc).startswith("Response failed validation"):
+        # a 200 whose body is not what IRI answers (PyOTA's response filters): a broken node or proxy
+        return NodeUnavailable(f"{prefix} failed: malformed answer: {str(exc)[:MAX_REASON_CHARS]}")
+    return None
+
+
+def _hashes(answer: dict, node_url: str, what: str) -> list[str]:
+    """The `hashes` of a findTransactions answer, checked: a node's junk must not reach PyOTA as our request
+    (PyOTA would refuse it as *our* bad request, which is a bug and exits the process)."""
+    hashes = answer.get("hashes")
+    if not isinstance(hashes, list) or not all(is_trytes(str(h), HASH_TRYTES) for h in hashes):
+        raise NodeUnavailable(f"IOTA node {node_url}: {what} failed: malformed answer (hashes)")
+    return [str(h) for h in hashes]
+
+
 class PyotaTransport:
     """A legacy IOTA node through PyOTA's `Iota` client.
 
@@ -89,12 +172,11 @@ class PyotaTransport:
     def __init__(self, node_url: str, depth: int = 3, mwm: int = 9, timeout_s: float = 30.0,
                  local_pow: bool = False, pow_threads: int | None = None) -> None:
         from iota import Iota
-        from iota.adapter import HttpAdapter
 
         self.node_url = node_url
         self.depth = depth
         self.mwm = mwm
-        adapter = HttpAdapter(node_url, timeout=timeout_s)
+        adapter = _status_adapter_class()(node_url, timeout=timeout_s)
         if local_pow:
             from mam_client.pow import LocalPowAdapter
 
@@ -103,30 +185,50 @@ class PyotaTransport:
 
     def _call(self, what: str, fn: Callable[[], dict]) -> dict:
         try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - requests, PyOTA BadApiResponse, JSON errors: all retryable
-            raise NodeUnavailable(f"IOTA node {self.node_url}: {what} failed: {type(exc).__name__}: {exc}") from None
+            answer = fn()
+        except Exception as exc:  # noqa: BLE001 - node_error sorts it; what it does not know is re-raised
+            mapped = node_error(self.node_url, what, exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+        if not isinstance(answer, dict):  # pragma: no cover - PyOTA always returns the decoded JSON object
+            raise NodeUnavailable(f"IOTA node {self.node_url}: {what} failed: malformed answer")
+        return answer
 
     def attach(self, address: str, payload: str, tag: str) -> FoundBundle:
+        """Attach `payload` at `address` as one zero-value bundle; the bundle as stored on the node.
+
+        The steps of PyOTA's sendTrytes, taken one by one so that the attached bundle is checked *before* it is
+        stored: an inconsistent answer (not exactly one complete bundle carrying `payload`) raises
+        `NodeUnavailable`, not `NodeRefused`. Why: the node did not say no; it answered 200 with something else
+        - IRI answers an interrupted attachToTangle with an empty list, and a proxy may truncate - which is the
+        same kind of fault as a malformed answer. It is retried with the outage backoff (capped, so never a
+        tight loop), and nothing of it was stored, so the retry cannot leave a second bundle behind.
+        """
         from iota import Address, ProposedTransaction, Tag, TryteString
 
         transfer = ProposedTransaction(address=Address(address), value=0, tag=Tag(tag), message=TryteString(payload))
         prepared = self._call("prepareTransfer", lambda: self.api.prepare_transfer(transfers=[transfer]))
-        trytes = prepared["trytes"]
-        sent = self._call("sendTrytes", lambda: self.api.send_trytes(trytes, self.depth, self.mwm))
-        attached = sent["trytes"]
-        txs = [parse_transaction(str(t)) for t in attached]
-        bundles = assemble_bundles(txs)
+        tips = self._call("getTransactionsToApprove", lambda: self.api.get_transactions_to_approve(self.depth))
+        trunk, branch = tips.get("trunkTransaction"), tips.get("branchTransaction")
+        if trunk is None or branch is None:
+            raise NodeUnavailable(f"IOTA node {self.node_url}: getTransactionsToApprove failed: malformed answer")
+        sent = self._call("attachToTangle",
+                          lambda: self.api.attach_to_tangle(trunk, branch, prepared["trytes"], self.mwm))
+        attached = list(sent.get("trytes") or [])
+        bundles = assemble_bundles([parse_transaction(str(t)) for t in attached])
         if len(bundles) != 1 or not bundles[0].carries(payload):
-            raise NodeUnavailable(f"IOTA node {self.node_url}: attachToTangle returned an inconsistent bundle")
+            raise NodeUnavailable(f"IOTA node {self.node_url}: attachToTangle returned an inconsistent bundle "
+                                  f"({len(attached)} transactions, {len(bundles)} complete bundles)")
+        self._call("storeTransactions", lambda: self.api.broadcast_and_store(attached))
         return bundles[0]
 
     def find_bundles(self, address: str) -> list[FoundBundle]:
-        from iota import Address
+        from iota import Address, TransactionHash
 
         found = self._call("findTransactions", lambda: self.api.find_transactions(addresses=[Address(address)]))
-        hashes = found["hashes"]
+        hashes = _hashes(found, self.node_url, "findTransactions")
         if not hashes:
             return []
-        got = self._call("getTrytes", lambda: self.api.get_trytes(hashes))
-        return assemble_bundles([parse_transaction(str(t)) for t in got["trytes"] if str(t).strip("9")])
+        got = self._call("getTrytes", lambda: self.api.get_trytes([TransactionHash(h) for h in hashes]))
+        return assemble_bundles([parse_transaction(str(t)) for t in got.get("trytes") or [] if str(t).strip("9")])
