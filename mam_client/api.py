@@ -6,11 +6,24 @@
     GET  /channels                -> [{name, mode, security, firstRoot, queued, prepared, attached, lastAddress}]
     GET  /channels/{name}/messages?after=ID&limit=N  -> messages in channel order
 
+Who may call it (scb.http.EdgePolicy; docs/mam.md "The API"): the Host must be a loopback name, `mam.api_host` or
+one of `mam.api_allowed_hosts` (403 otherwise), a foreign `Origin` is refused (403), and a POST needs
+`Content-Type: application/json` (415) and `Authorization: Bearer <token>` (401), the token being the content of
+`mam.api_token_file` (`<data_dir>/secrets/mam-api.token`, created with mode 0600 on first start).
+
+Why a token for POST and not for GET: a POST enqueues a message that the hub signs with its channel key, i.e. it
+speaks for the hub on the tangle; the GETs show what the hub already published. Why a token file rather than
+"loopback is trusted": every local user and every local web page reaches loopback; the file's 0600 mode limits
+writers to the hub's own user. The hub's own processes do not POST at all (the energy manager enqueues in its own
+database transaction); a producer on the hub reads the same file.
+
 A malformed request gets 400 with {"error": "..."} and enqueues nothing; bodies over `MAX_BODY_BYTES` get 413.
 """
 from __future__ import annotations
 
 import json
+import secrets
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -21,20 +34,37 @@ from mam_client.crypto.trits import ascii_to_trytes
 from mam_client.models import Channel, OutboxMessage
 from mam_client.outbox import MAX_MESSAGE_TRYTES, enqueue
 from mam_client.mam.errors import InvalidInput
-from scb import safejson
+from mam_client.settings import MamSettings
+from scb import http, safejson
 from scb.db import transaction
+from scb.errors import SecretFileError
+from scb.files import read_secret_file, write_secret_file
 
 #: Request body limit. Why: a message is at most MAX_MESSAGE_TRYTES trytes, i.e. half as many JSON bytes
 #: (2 trytes per character), plus a little envelope.
 MAX_BODY_BYTES = MAX_MESSAGE_TRYTES + 4096
 PAGE_LIMIT = 500
+#: A token file written by hand must hold at least this many characters. Why: the token is all that stands between
+#: a local process and messages signed with the hub's key; a short one can be guessed through the API.
+MIN_TOKEN_CHARS = 16
 
 FACTORY = web.AppKey("factory", sessionmaker)
 CHANNELS = web.AppKey("channels", tuple)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+_error = http.error_response
+
+
+def api_token(path: Path) -> str:
+    """The API's bearer token: read from `path` (refused when group or others can read it), created there with
+    mode 0600 on first use. Never logged and never put on a command line."""
+    if not path.exists():
+        write_secret_file(path, secrets.token_urlsafe(32))
+    token = read_secret_file(path, "MAM API token")
+    if len(token) < MIN_TOKEN_CHARS or any(not c.isascii() or not c.isprintable() or c.isspace() for c in token):
+        raise SecretFileError(f"MAM API token file {path} must hold one token of at least {MIN_TOKEN_CHARS} "
+                              "printable characters without spaces (delete it to have a new one made)")
+    return token
 
 
 def message_json(row: OutboxMessage) -> dict[str, Any]:
@@ -64,9 +94,7 @@ def _message_trytes(body: Any) -> str:
 
 async def post_message(request: web.Request) -> web.Response:
     try:
-        body = safejson.loads(await request.read())
-    except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        body = safejson.loads(await http.read_body(request, MAX_BODY_BYTES))
     except (ValueError, UnicodeDecodeError):
         return _error(400, "the body must be JSON (and nested at most a few levels)")
     try:
@@ -129,24 +157,14 @@ async def get_channel_messages(request: web.Request) -> web.Response:
         return web.json_response([message_json(r) for r in rows])
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error is JSON, and no traceback ever reaches a client."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status >= 400:
-            return _error(exc.status, exc.reason)
-        raise
-    except Exception:  # noqa: BLE001
-        request.app.logger.exception("internal error on %s %s", request.method, request.path)
-        return _error(500, "internal error")
-
-
-def create_app(factory: sessionmaker[Session], channels: tuple[str, ...]) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+def create_app(factory: sessionmaker[Session], mam: MamSettings, token: str) -> web.Application:
+    """The API over `factory` for `mam`'s channels; POST /messages needs `token` (see `api_token`)."""
+    policy = http.EdgePolicy.local(
+        "the MAM API", mam.api_host, mam.api_allowed_hosts, "mam.api_allowed_hosts", token=token,
+        token_hint=f"the token is in {mam.api_token_file} (mam.api_token_file)")
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[http.edge_middleware(policy)])
     app[FACTORY] = factory
-    app[CHANNELS] = channels
+    app[CHANNELS] = tuple(mam.channels)
     app.add_routes([
         web.post("/messages", post_message),
         web.get("/messages/{id}", get_message),

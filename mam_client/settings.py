@@ -41,6 +41,10 @@ IOTA_DEFAULTS = {
 MAM_DEFAULTS = {
     "api_host": "127.0.0.1",
     "api_port": 8710,
+    # Host names the API answers to besides loopback names and api_host ("*": any); see docs/mam.md "The API"
+    "api_allowed_hosts": [],
+    # bearer token for POST /messages; empty: <data_dir>/secrets/mam-api.token, created on first start
+    "api_token_file": "",
     "poll_interval_s": 1.0,
     "backoff_initial_s": 1.0,
     "backoff_max_s": 300.0,
@@ -77,6 +81,8 @@ class IotaSettings:
 class MamSettings:
     api_host: str
     api_port: int
+    api_allowed_hosts: tuple[str, ...]
+    api_token_file: Path
     poll_interval_s: float
     backoff_initial_s: float
     backoff_max_s: float
@@ -134,6 +140,8 @@ def mam_settings(config: Config) -> MamSettings:
     return MamSettings(
         api_host=raw.host("api_host"),
         api_port=raw.port("api_port"),
+        api_allowed_hosts=tuple(raw.string_list("api_allowed_hosts", expected="a list of host names")),
+        api_token_file=raw.path("api_token_file", allow_empty=True) or secrets_dir / "mam-api.token",
         poll_interval_s=raw.number("poll_interval_s", 0.01, 3600),
         backoff_initial_s=backoff_initial,
         backoff_max_s=raw.number("backoff_max_s", backoff_initial, 86_400),
