@@ -192,11 +192,22 @@ function renderStatus(s) {
     parts.push(`last period ${st.settlement.last_period.period_id} ${st.settlement.last_period.state}`);
   const procs = st.processes || [];
   if (procs.length) {
-    const stopped = procs.filter((p) => !p.running).map((p) => p.name);
-    parts.push(stopped.length ? `processes stopped: ${stopped.join(", ")}` : `${procs.length} processes running`);
+    const unwell = procs.filter((p) => !p.running || ["failing", "hung", "restarting"].includes(p.state))
+      .map((p) => `${p.name} ${p.running ? p.state : "stopped"}`);
+    parts.push(unwell.length ? `processes: ${unwell.join(", ")}` : `${procs.length} processes running`);
   }
   document.getElementById("summary").textContent = parts.join(" · ");
   problem(st.settlement && st.settlement.last_error ? `settlement is retrying after: ${st.settlement.last_error}` : "");
+  renderAlerts(st.alerts || []);
+}
+
+function renderAlerts(alerts) {
+  // the same alerts as `scb status`: what is wrong and where to look
+  const list = document.getElementById("alerts");
+  list.hidden = !alerts.length;
+  list.replaceChildren(...alerts.map((a) => el("li", {"data-code": a.code},
+    el("span", {class: "code", text: a.code}), el("span", {text: a.message}),
+    a.since ? el("span", {class: "muted", text: ` (since ${when(a.since)})`}) : "")));
 }
 
 function renderHolders(h) {
