@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
 
 from scb.config import load_config
+from scb.timefmt import utc_iso_ms
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -59,8 +59,7 @@ def _readings(args: argparse.Namespace) -> int:
     if not rows:
         print("no readings stored yet")
     for row in rows:
-        when = datetime.fromtimestamp(row.ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{when}Z  {row.meter:<12} #{row.seq:<7} {row.register_wh:>12} Wh {row.power_w:>7} W "
+        print(f"{utc_iso_ms(row.ts_ms)}  {row.meter:<12} #{row.seq:<7} {row.register_wh:>12} Wh {row.power_w:>7} W "
               f"+{row.delta_wh} Wh {row.flags or '':<12} message {row.message_id or '-'}")
     if counters:
         print("\ninput counters:")
