@@ -25,15 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from energy_manager.models import StoredReading
 from mam_client.models import OutboxMessage
 from scb.config import Config
-from scb.errors import ConfigError, DataError, TransportError
+from scb.errors import ChainRefused, ConfigError, TransportError
 from settlement.models import SETTLED, SettlementPeriod, SettlementSystem, SupplyDecision
+from settlement.solar_property import SolarProperty
 from settlement.system import SystemRef
 
 log = logging.getLogger("dashboard")
 
 HOUR_MS = 3_600_000
-#: the contract's HolderStatus enum, in declaration order
-HOLDER_STATUS = ("none", "paying", "owned", "repossessed")
 
 
 def _iso_ms(ms: int | None) -> str | None:
@@ -283,6 +282,9 @@ class HolderBoard:
         #: the last failed attempt (wall-clock seconds) and why: not retried within cache_s either, so that pages
         #: polling a dead node do not each wait for its timeout
         self._failed: tuple[float, str] | None = None
+        #: a configuration the chain cannot be read with ([ethereum], the contract artifact): never retried (fix
+        #: it and restart the dashboard); the page shows it with the stored standing
+        self._config_error: str | None = None
 
     def _default_client(self) -> Any:
         from settlement.chain import ChainClient
@@ -293,25 +295,20 @@ class HolderBoard:
 
     def _read_chain(self, system: SystemRef) -> ChainReading:
         client = self._client_for()  # a new client per reading: a node that moved or came back is found again
-        contract = client.contract(system.contract)
-        sid = system.system_id
-        block = client.block_number()
-        block_time = client.latest_timestamp()
-        accounts, shares = client.call(contract.functions.holderList(sid), "holderList", block=block)
+        # one block for everything shown together: the holders' standing and the block time it is valid at
+        view = SolarProperty(client, system.contract, system.system_id).snapshot()
+        assert view.block is not None
         holders: dict[str, dict[str, Any]] = {}
-        for account in accounts:
-            v = client.call(contract.functions.holderInfo(sid, account), "holderInfo", block=block)
-            # HolderView: account, index, shareBps, status, holdingValue, equityPaid, debt, prepaid,
-            #             inGoodStanding, nextDueTime
-            status = int(v[3])
-            holders[str(account).lower()] = {
-                "account": str(account), "share_bps": int(v[2]),
-                "status": HOLDER_STATUS[status] if status < len(HOLDER_STATUS) else str(status),
-                "holding_value_wei": str(int(v[4])), "equity_paid_wei": str(int(v[5])), "debt_wei": str(int(v[6])),
-                "prepaid_wei": str(int(v[7])), "in_good_standing": bool(v[8]),
-                "next_due": _iso_ms(int(v[9]) * 1000) if int(v[9]) else None,
+        for h in view.holders():
+            holders[h.account.lower()] = {
+                "account": h.account, "share_bps": h.share_bps, "status": h.status,
+                "holding_value_wei": str(h.holding_value_wei), "equity_paid_wei": str(h.equity_paid_wei),
+                "debt_wei": str(h.debt_wei), "prepaid_wei": str(h.prepaid_wei),
+                "in_good_standing": h.in_good_standing,
+                "next_due": _iso_ms(h.next_due_time * 1000) if h.next_due_time else None,
             }
-        return ChainReading((system.contract, sid), block, block_time, self._clock(), holders)
+        return ChainReading((system.contract, system.system_id), view.block, view.block_timestamp(), self._clock(),
+                            holders)
 
     def holders(self) -> dict[str, Any]:
         """Every holder of the hub's system: chain values (or the last known ones) and the latest decision."""
@@ -336,20 +333,25 @@ class HolderBoard:
                 reading = self._last = None  # another system now (a reset development chain): forget the old one
             now = self._clock()
             fresh = reading is not None and now - reading.read_at < self.cache_s
-            if not fresh and self._failed is not None and now - self._failed[0] < self.cache_s:
+            if self._config_error is not None:
+                error = self._config_error
+            elif not fresh and self._failed is not None and now - self._failed[0] < self.cache_s:
                 error = self._failed[1]
             elif not fresh:
                 try:
                     reading = self._last = self._read_chain(system)
                     self._failed = None
-                except (TransportError, DataError, ConfigError) as exc:  # unreachable, reverted, misconfigured
+                except (TransportError, ChainRefused) as exc:
+                    # unreachable, reverted or no contract code (a reset chain: the settlement deploys again):
+                    # shown on the page with the last values, asked again after cache_s. Anything else is a bug
+                    # and reaches the app's error handler.
                     error = str(exc)
                     self._failed = (now, error)
                     log.warning("dashboard: holders' standing not read from the chain: %s", error)
-                except Exception as exc:  # noqa: BLE001 - e.g. web3 cannot decode: no contract code (chain reset)
-                    error = f"the chain's answer could not be read: {type(exc).__name__}: {exc}"
-                    self._failed = (now, error)
-                    log.warning("dashboard: holders' standing not read from the chain: %s", error, exc_info=True)
+                except ConfigError as exc:
+                    error = self._config_error = str(exc)
+                    log.error("dashboard: holders' standing cannot be read from the chain until the configuration "
+                              "is fixed and the dashboard restarted: %s", error)
         out = []
         for party, account in system.holders.items():
             onchain = reading.holders.get(account.lower()) if reading is not None else None

@@ -2,8 +2,13 @@
 
 Why a wrapper and not bare web3: the settlement job must tell *retry later* from *never retry*. Every failure to
 reach or use the node becomes `ChainUnavailable` (retryable, with back-off); a revert becomes `ContractReverted`
-(a `DataError`) carrying the contract's custom error decoded by name, e.g. ``PeriodAlreadySettled(1, 7)``; callers
-never see a requests or web3 exception. Transactions are signed here with a local account (keystore + password
+(a `ChainRefused`: the chain understood and said no) carrying the contract's custom error decoded by name, e.g.
+``PeriodAlreadySettled(1, 7)``; an address without contract code is `NoContract` (a `ChainRefused` too); callers
+never see a requests or web3 exception.
+
+The node is a web3 provider: `HTTPProvider` on the configured `rpc_url` by default, or any provider passed in
+(`ChainClient(settings, provider=...)`), so the layers above run offline against a fake provider in tests. The
+contract's views are read through the typed facade `settlement.solar_property.SolarProperty`. Transactions are signed here with a local account (keystore + password
 file, or the development chain's first account), with the nonce from the node's pending count, gas from
 eth_estimateGas times a margin, EIP-1559 fees (optionally capped), and a wait for the receipt plus a
 configurable confirmation depth. Signing and sending are separate steps so that the settlement job can record a
@@ -28,7 +33,7 @@ from web3.contract.contract import ContractFunction
 
 from settlement.contract_artifact import ArtifactError, load_artifact
 from settlement.settings import EthereumSettings
-from scb.errors import ChainRefused, ChainUnavailable, ConfigError, DataError
+from scb.errors import ChainRefused, ChainUnavailable, ConfigError
 from scb.files import read_secret_file
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,11 @@ class ContractReverted(ChainRefused):
         super().__init__(f"{what} reverted: {name}({shown})")
         self.name = name
         self.args_ = args
+
+
+class NoContract(ChainRefused):
+    """The address holds no contract code on this chain: a development chain that was reset, or a wrong
+    `contract_address`. Retrying the call cannot help; re-resolving the system (or the configuration) can."""
 
 
 @dataclass(frozen=True)
@@ -124,13 +134,18 @@ class ChainClient:
     """One Ethereum node, one signing account, the SolarProperty ABI."""
 
     def __init__(self, settings: EthereumSettings, account: LocalAccount | None = None,
-                 rpc_url: str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 rpc_url: str | None = None, sleep: Callable[[float], None] = time.sleep,
+                 provider: Any | None = None) -> None:
+        """`provider`: a web3 provider to use instead of an HTTPProvider on `rpc_url` (tests inject a fake one);
+        `rpc_url` then only names the node in messages."""
         from web3 import HTTPProvider
 
         self.settings = settings
         self.rpc_url = rpc_url or settings.rpc_url
-        provider = HTTPProvider(self.rpc_url, request_kwargs={"timeout": settings.timeout_s},
-                                exception_retry_configuration=None)
+        if provider is None:
+            # no retries inside web3: the callers' back-off decides when to try again
+            provider = HTTPProvider(self.rpc_url, request_kwargs={"timeout": settings.timeout_s},
+                                    exception_retry_configuration=None)
         self.w3 = Web3(provider)
         self.account = account
         self._sleep = sleep
@@ -143,11 +158,23 @@ class ChainClient:
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def guard(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one node request; unreachable/refusing node -> ChainUnavailable, revert -> ContractReverted."""
-        from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError
+        """Run one node request; unreachable/refusing node -> ChainUnavailable, revert -> ContractReverted, a call
+        to an address without code -> NoContract."""
+        from web3.exceptions import (
+            BadFunctionCallOutput,
+            ContractCustomError,
+            ContractLogicError,
+            ContractPanicError,
+            Web3RPCError,
+        )
 
         try:
             return fn()
+        except BadFunctionCallOutput as exc:
+            if "deployed" in str(exc):  # web3 checked eth_getCode: the address has no code
+                raise NoContract(f"{what}: no contract code at the address on chain (was the chain reset?)") \
+                    from None
+            raise
         except (ContractCustomError, ContractPanicError, ContractLogicError) as exc:
             data = _revert_data(exc)
             if data is not None:
@@ -193,7 +220,18 @@ class ChainClient:
         return int(self.guard("eth_blockNumber", lambda: self.w3.eth.block_number))
 
     def latest_timestamp(self) -> int:
-        return int(self.guard("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))["timestamp"])
+        return self.block_timestamp("latest")
+
+    def block_timestamp(self, block: int | str) -> int:
+        return int(self.guard("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block))["timestamp"])
+
+    def balance(self, address: str) -> int:
+        """The account's balance in wei (latest block)."""
+        return int(self.guard("eth_getBalance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+
+    def gas_price(self) -> int:
+        """The node's suggested gas price in wei (for EIP-1559 chains: base fee plus a tip)."""
+        return int(self.guard("eth_gasPrice", lambda: self.w3.eth.gas_price))
 
     def contract(self, address: str) -> Contract:
         return self.w3.eth.contract(address=to_checksum_address(address), abi=self.abi)
@@ -411,9 +449,10 @@ def hub_account(settings: EthereumSettings, client: ChainClient) -> LocalAccount
     return account
 
 
-def connect(settings: EthereumSettings, rpc_url: str | None = None, with_account: bool = True) -> ChainClient:
-    """A client for the configured node with the hub account loaded (when `with_account`)."""
-    client = ChainClient(settings, rpc_url=rpc_url)
+def connect(settings: EthereumSettings, rpc_url: str | None = None, with_account: bool = True,
+            provider: Any | None = None) -> ChainClient:
+    """A client for the configured node (or `provider`) with the hub account loaded (when `with_account`)."""
+    client = ChainClient(settings, rpc_url=rpc_url, provider=provider)
     if with_account:
         client.account = hub_account(settings, client)
     return client

@@ -31,13 +31,12 @@ from typing import Protocol
 
 from eth_utils import to_checksum_address
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.models import StoredReading
 from energy_manager.reading import verify_reading
 from mam_client.models import ATTACHED, OutboxMessage
-from settlement.chain import ChainClient, ContractReverted, StaleNonce
+from settlement.chain import ChainClient, ContractReverted, NoContract, StaleNonce
 from settlement.clock import ChainClock
 from settlement.merkle import build_reading_tree, reading_proof, to_hex
 from settlement.models import (
@@ -50,9 +49,11 @@ from settlement.models import (
     SettlementState,
     utcnow,
 )
+from settlement.solar_property import PeriodInfo, SolarProperty
 from settlement.system import SystemRef
 from scb.db import load_json_value, save_json_value, transaction
-from scb.errors import ChainRefused, ChainUnavailable, DataError
+from scb.errors import ChainRefused, ChainUnavailable, ConfigError, DataError, TransportError
+from scb.loop import describe
 from scb.retry import Backoff
 
 log = logging.getLogger("settlement.job")
@@ -65,7 +66,14 @@ RUN_RECEIPT_WAIT_S = 30.0
 
 class PeriodConflict(ChainRefused):
     """The chain holds this period with another readings root than ours: a second hub settles this system, or the
-    database is not the one that settled it. Never resolved automatically."""
+    database is not the one that settled it. Never resolved automatically: recorded on the period row and in the
+    job's state, shown by `scb status` and the heartbeat, and checked again only on the slow schedule."""
+
+    def __init__(self, message: str, period_id: int, chain_root: str, our_root: str) -> None:
+        super().__init__(message)
+        self.period_id = period_id
+        self.chain_root = chain_root
+        self.our_root = our_root
 
 
 class Clock(Protocol):
@@ -90,6 +98,10 @@ class RunReport:
     adopted: list[int] = field(default_factory=list)
     abandoned: list[int] = field(default_factory=list)
     waiting: str | None = None  # why nothing more was settled (for `scb settle --now`)
+    #: what the job is waiting on when it is not the schedule: None, "chain" (unreachable: backing off),
+    #: "refused" (a revert: slow schedule), "conflict" (PeriodConflict: slow schedule, a person decides),
+    #: "blocked" (wrong data, e.g. a corrupt stored reading: not retried until the process restarts)
+    trouble: str | None = None
 
 
 def load_json_state(session: Session, key: str) -> dict | None:
@@ -105,7 +117,20 @@ NEW_SLOT_GAS = 22_100
 
 
 class Settler:
-    """Settles the periods of one system. `run()` is the scheduled job; it never raises for a down chain."""
+    """Settles the periods of one system. `run()` is the scheduled job.
+
+    What `run()` does with each kind of trouble (the error tree, scb/errors.py):
+    - the chain unreachable (`TransportError`): exponential back-off, `retry_initial_s` doubling up to
+      `retry_max_s`, persisted so that a restart does not hammer a dead node;
+    - the chain refused (`ChainRefused`: a revert, or a `PeriodConflict`): recorded, tried again only on the slow
+      schedule (`retry_max_s`); a conflict is never resolved automatically;
+    - wrong data (`DataError`: a stored reading that fails its digest): settling stops until the process restarts
+      (after an operator repaired the data); retrying cannot help;
+    - a contract that vanished (`NoContract`) and everything else propagate: the service re-resolves the system,
+      or the failure policy (scb.loop) decides.
+    Database errors propagate too: the service's guard backs off in memory (the back-off cannot be saved while
+    the database fails).
+    """
 
     def __init__(self, factory: sessionmaker[Session], client: ChainClient, system: SystemRef, *, hub_id: str,
                  period_s: int, lateness_s: int, clock: Clock, chain_clock: ChainClock,
@@ -119,49 +144,96 @@ class Settler:
         self.lateness_s = lateness_s
         self.clock = clock
         self.chain_clock = chain_clock
-        self.contract = client.contract(system.contract)
+        self.chain = SolarProperty(client, system.contract, system.system_id)
+        self.contract = self.chain.contract
         self.wall = wall
         self.backoff_key = f"settle-backoff:{system.ref}"
         self.backoff = Backoff(retry_initial_s, retry_max_s)
+        #: why settling stopped for good in this process (a DataError), or None
+        self.blocked: str | None = None
+        self.trouble: str | None = None
         with factory() as session:
             stored = load_json_state(session, self.backoff_key) or {}
-        self.backoff.failures = int(stored.get("failures", 0))
-        self.backoff.not_before = float(stored.get("not_before", 0.0))
-        self.backoff.last_error = str(stored.get("last_error", ""))
+        #: the stored state says "blocked" from before the restart: cleared by the first run that works
+        self._stale_block = stored.get("kind") == "blocked"
+        if not self._stale_block:  # a restart is the operator's "repaired": blocked is not restored
+            self.backoff.failures = int(stored.get("failures", 0))
+            self.backoff.not_before = float(stored.get("not_before", 0.0))
+            self.backoff.last_error = str(stored.get("last_error", ""))
+            self.trouble = stored.get("kind") if self.backoff.failures else None
         self._last_wait_reason: str | None = None
+        #: gas used by the last settle transaction this process saw confirmed (None: none yet)
+        self.last_settle_gas: int | None = None
 
     # -- the job ----------------------------------------------------------------------------------------------
     def run(self, force: bool = False) -> RunReport:
-        """One scheduled run: skip while backing off (unless `force`), settle what is closed, record failures."""
+        """One scheduled run: skip while backing off or blocked (unless `force`), settle what is closed, record
+        trouble (see the class docstring). With `force` (`scb settle --now`) trouble is recorded and raised."""
         report = RunReport()
         now = self.wall()
+        if not force and self.blocked is not None:
+            report.waiting, report.trouble = f"stopped until the hub restarts: {self.blocked}", "blocked"
+            return report
         if not force and not self.backoff.due(now):
-            report.waiting = f"backing off after: {self.backoff.last_error}"
+            report.waiting, report.trouble = f"backing off after: {self.backoff.last_error}", self.trouble
             return report
         try:
             self.settle_closed(report)
-        except (ChainUnavailable, ChainRefused, DataError, SQLAlchemyError) as exc:
-            if isinstance(exc, SQLAlchemyError):  # e.g. the database stayed locked: retried like a down chain
-                exc = ChainUnavailable(f"database: {str(exc).splitlines()[0][:300]}")
-            delay = self.backoff.fail(self.wall(), str(exc))
-            level = logging.WARNING if isinstance(exc, ChainUnavailable) else logging.ERROR
-            log.log(level, "settlement of system %d: %s; next attempt in %.0f s", self.system.system_id, exc, delay)
-            self._save_backoff()
-            report.waiting = str(exc)
+        except NoContract:
+            raise  # the contract is gone (a reset development chain): the service resolves the system again
+        except PeriodConflict as exc:
+            # Two hubs settle this system, or this database is not the one that settled it: a person decides.
+            # Recorded on the period row (by _finish), here and in the log; looked at again on the slow schedule.
+            self._trouble(report, "conflict", exc, slow=True, level=logging.ERROR)
             if force:
                 raise
             return report
-        if self.backoff.failures:
+        except ChainRefused as exc:  # a revert: the chain understood and said no; not retried soon
+            self._trouble(report, "refused", exc, slow=True, level=logging.ERROR)
+            if force:
+                raise
+            return report
+        except TransportError as exc:  # the chain unreachable, a receipt not in yet: back off and try again
+            self._trouble(report, "chain", exc, slow=False, level=logging.WARNING)
+            if force:
+                raise
+            return report
+        except DataError as exc:  # wrong and will stay wrong: stop settling until an operator repairs and restarts
+            self.blocked = str(exc)
+            log.error("settlement of system %d stopped until the hub restarts: %s", self.system.system_id, exc)
+            self.trouble = report.trouble = "blocked"
+            report.waiting = f"stopped until the hub restarts: {exc}"
+            self.backoff.last_error = str(exc)
+            self._save_backoff()
+            if force:
+                raise
+            return report
+        if self.backoff.failures or self._stale_block:
             log.info("settlement of system %d works again", self.system.system_id)
+            self._stale_block = False
             self.backoff.succeed()
+            self.trouble = None
             self._save_backoff()
         return report
+
+    def _trouble(self, report: RunReport, kind: str, exc: BaseException, *, slow: bool, level: int) -> None:
+        now = self.wall()
+        delay = self.backoff.fail(now, str(exc))
+        if slow:  # the slow end of the back-off at once: the same request would get the same answer
+            delay = self.backoff.maximum
+            self.backoff.not_before = now + delay
+        log.log(level, "settlement of system %d: %s; next attempt in %.0f s", self.system.system_id,
+                describe(exc) if kind == "chain" else exc, delay)
+        self.trouble = report.trouble = kind
+        report.waiting = str(exc)
+        self._save_backoff()
 
     def _save_backoff(self) -> None:
         with transaction(self.factory) as session:
             save_json_state(session, self.backoff_key, {"failures": self.backoff.failures,
                                                         "not_before": self.backoff.not_before,
-                                                        "last_error": self.backoff.last_error[:1000]})
+                                                        "last_error": self.backoff.last_error[:1000],
+                                                        "kind": self.trouble})
 
     def settle_closed(self, report: RunReport) -> RunReport:
         """Finish pending periods, adopt periods only the chain knows, then prepare and settle closed ones."""
@@ -188,28 +260,22 @@ class Settler:
             self._prepare(plan)
 
     # -- chain views ------------------------------------------------------------------------------------------
-    def chain_last(self) -> tuple[int, int]:
-        """(lastPeriodId, lastPeriodEnd) of the system on chain."""
-        info = self.client.call(self.contract.functions.systemInfo(self.system.system_id), "systemInfo")
-        return int(info[7]), int(info[8])
+    def chain_last(self, view: SolarProperty | None = None) -> tuple[int, int]:
+        """(lastPeriodId, lastPeriodEnd) of the system on chain (at `view`'s block, else the latest)."""
+        info = (view or self.chain).system_info()
+        return info.last_period_id, info.last_period_end
 
-    def chain_period(self, period_id: int) -> tuple | None:
-        try:
-            return tuple(self.client.call(self.contract.functions.periodInfo(self.system.system_id, period_id),
-                                          "periodInfo"))
-        except ContractReverted as exc:
-            if exc.name == "PeriodNotSettled":
-                return None
-            raise
+    def chain_period(self, period_id: int, view: SolarProperty | None = None) -> PeriodInfo | None:
+        return (view or self.chain).period_info(period_id)
 
     def holder_order(self) -> list[tuple[str, str]]:
         """[(account, party)] in the contract's holder order."""
-        accounts, _ = self.client.call(self.contract.functions.holderList(self.system.system_id), "holderList")
+        accounts = [h.account for h in self.chain.holder_list()]
         party_of = self.system.party_of
         missing = [a for a in accounts if a.lower() not in party_of]
-        if missing:
-            raise DataError(f"holder(s) {', '.join(missing)} of system {self.system.system_id} have no party in "
-                            "[settlement.holders]")
+        if missing:  # holders are fixed at registration: the holder map of the configuration lacks them
+            raise ConfigError(f"holder(s) {', '.join(missing)} of system {self.system.system_id} have no party in "
+                              "[settlement.holders]; their consumption could not be billed")
         return [(to_checksum_address(a), party_of[a.lower()]) for a in accounts]
 
     # -- planning ---------------------------------------------------------------------------------------------
@@ -306,9 +372,8 @@ class Settler:
     # -- submit and confirm -----------------------------------------------------------------------------------
     def _settle_fn(self, row: SettlementPeriod):  # type: ignore[no-untyped-def]
         consumption = [int(c["wh"]) for c in json.loads(row.consumption_json)]
-        return self.contract.functions.settle(
-            self.system.system_id, row.period_id, row.start_s, row.end_s, bytes.fromhex(row.readings_root[2:]),
-            row.mam_root, row.reading_count, row.generation_wh, consumption)
+        return self.chain.settle_call(row.period_id, row.start_s, row.end_s, bytes.fromhex(row.readings_root[2:]),
+                                      row.mam_root, row.reading_count, row.generation_wh, consumption)
 
     def _finish(self, row: SettlementPeriod) -> str:
         """Bring a prepared/submitted period to `settled` or `abandoned`; returns the state it is in afterwards.
@@ -323,17 +388,19 @@ class Settler:
                     self.client.wait(row.tx_hash, what, timeout_s=RUN_RECEIPT_WAIT_S)
                 except ChainUnavailable:
                     return SUBMITTED
-        on_chain = self.chain_period(row.period_id)
+        view = self.chain.snapshot()  # the period and the system's last period from the same block
+        on_chain = self.chain_period(row.period_id, view)
         if on_chain is not None:
-            root = "0x" + bytes(on_chain[0]).hex()
+            root = on_chain.readings_root_hex
             if root != row.readings_root:
                 message = (f"period {row.period_id} of system {self.system.system_id} is on chain with readings "
-                           f"root {root}, but this hub prepared {row.readings_root}")
+                           f"root {root}, but this hub prepared {row.readings_root}: another hub settles this "
+                           "system, or this database is not the one that settled it; an operator must decide")
                 self._record_error(row.id, message)
-                raise PeriodConflict(message)
-            self._mark_settled(row, due_time=int(on_chain[6]))
+                raise PeriodConflict(message, row.period_id, root, row.readings_root)
+            self._mark_settled(row, due_time=on_chain.due_time)
             return SETTLED
-        last_id, last_end = self.chain_last()
+        last_id, last_end = self.chain_last(view)
         if last_id >= row.period_id or last_end > row.start_s:
             self._abandon(row, last_id)
             return ABANDONED
@@ -424,6 +491,7 @@ class Settler:
             receipt = self.client.receipt(row.tx_hash)
             if receipt is not None and receipt["status"] == 1:
                 block = int(receipt["blockNumber"])
+                self.last_settle_gas = int(receipt["gasUsed"])
         with transaction(self.factory) as session:
             fresh = session.get(SettlementPeriod, row.id)
             assert fresh is not None
@@ -459,21 +527,22 @@ class Settler:
     # -- adoption of periods only the chain knows -------------------------------------------------------------
     def _adopt_chain_periods(self) -> list[int]:
         """Periods settled on chain but unknown to this database (restored from an older backup)."""
-        chain_id, _ = self.chain_last()
+        view = self.chain.snapshot()
+        chain_id, _ = self.chain_last(view)
         with self.factory() as session:
             db_id, _ = self._db_last(session)
         adopted: list[int] = []
         for period_id in range(db_id + 1, chain_id + 1):
-            info = self.chain_period(period_id)
+            info = self.chain_period(period_id, view)
             if info is None:
                 continue  # a gap in ids (another hub's numbering); nothing to adopt
-            self._adopt(period_id, info)
+            self._adopt(period_id, info, view)
             adopted.append(period_id)
         return adopted
 
-    def _adopt(self, period_id: int, info: tuple) -> None:
-        root, start, end, due = "0x" + bytes(info[0]).hex(), int(info[3]), int(info[4]), int(info[6])
-        event = self._settled_event(period_id)
+    def _adopt(self, period_id: int, info: PeriodInfo, view: SolarProperty) -> None:
+        root, start, end, due = info.readings_root_hex, info.start, info.end, info.due_time
+        event = self._settled_event(period_id, view)
         mam_root = event["mamRoot"] if event else ""
         with transaction(self.factory) as session:
             readings = session.scalars(select(StoredReading).where(
@@ -484,7 +553,7 @@ class Settler:
             matches = tree is not None and to_hex(tree.root) == root
             row = SettlementPeriod(
                 system_ref=self.system.ref, period_id=period_id, start_s=start, end_s=end, readings_root=root,
-                mam_root=mam_root, reading_count=int(info[2]), generation_wh=int(info[7]),
+                mam_root=mam_root, reading_count=info.reading_count, generation_wh=info.generation_wh,
                 consumption_json="[]", state=SETTLED, tx_hash=event["tx"] if event else None,
                 block_number=event["block"] if event else None, due_time=due, settled_at=utcnow(),
                 last_error=None if matches else (
@@ -500,12 +569,9 @@ class Settler:
         log.warning("period %d was settled on chain but unknown to this database: adopted (%s)", period_id,
                     "proofs rebuilt" if matches else "readings do not rebuild its root; no proofs")
 
-    def _settled_event(self, period_id: int) -> dict | None:
-        logs = self.client.get_logs(self.contract.events.PeriodSettled, 0, "latest",
-                                    {"systemId": self.system.system_id, "periodId": period_id})
-        if not logs:
+    def _settled_event(self, period_id: int, view: SolarProperty) -> dict | None:
+        events = view.period_settled_events(period_id)
+        if not events:
             return None
-        entry = logs[-1]
-        return {"mamRoot": entry["args"]["mamRoot"], "tx": "0x" + bytes(entry["transactionHash"]).hex(),
-                "block": int(entry["blockNumber"])}
-
+        entry = events[-1]
+        return {"mamRoot": entry.mam_root, "tx": entry.tx_hash, "block": entry.block_number}

@@ -1,9 +1,10 @@
 """Supply decisions: from each holder's on-chain standing to what the hub does with their portion of the energy.
 
-Every `supply_interval_s` the hub reads each holder's standing with `eth_call` (`supplyStatus`, `holderList`: no
-gas, no transaction) and scans the contract's `Repossessed` events since the last scan. Per holder:
+Every `supply_interval_s` the hub reads each holder's standing with `eth_call` (`holderList`, `holderInfo`: no
+gas, no transaction; all at one block, settlement.solar_property) and scans the contract's `Repossessed` events
+since the last scan, up to that block. The holder's status is the contract's own `HolderStatus`. Per holder:
 
-    share repossessed (event, or share 0 on chain)   -> grid    (the portion's energy is sold to the grid, for good)
+    share repossessed (status on chain)              -> grid    (the portion's energy is sold to the grid, for good)
     owns the share outright                          -> supply
     in good standing (no bill past its due time)     -> supply
     a bill unpaid past the grace period              -> grid    (until the holder pays; then supply again)
@@ -31,13 +32,12 @@ from settlement.chain import ChainClient
 from settlement.clock import ChainClock
 from settlement.job import Clock, load_json_state, save_json_state
 from settlement.models import GRID, SUPPLY, SupplyDecision
+from settlement.solar_property import OWNED, PAYING, REPOSSESSED, HolderInfo, SolarProperty  # noqa: F401 (statuses)
 from settlement.system import SystemRef
 from scb.db import transaction
 from scb.errors import ScbError, TransportError
 
 log = logging.getLogger("settlement.supply")
-
-PAYING, OWNED, REPOSSESSED = "paying", "owned", "repossessed"
 #: blocks scanned for Repossessed events on the very first check
 EVENT_LOOKBACK_BLOCKS = 50_000
 
@@ -124,11 +124,16 @@ class Standing:
 
     party: str
     account: str
-    status: str  # paying | owned | repossessed
+    status: str  # paying | owned | repossessed: the contract's HolderStatus
     prepaid: int
     debt: int
     next_due: int  # 0 without debt
     good: bool
+
+    @classmethod
+    def of(cls, party: str, info: HolderInfo) -> Standing:
+        return cls(party, info.account, info.status, info.prepaid_wei, info.debt_wei, info.next_due_time,
+                   info.in_good_standing)
 
 
 def _when(ts: int) -> str:
@@ -161,22 +166,15 @@ class SupplyWatcher:
         self.actuator = actuator
         self.clock = clock
         self.chain_clock = chain_clock
-        self.contract = client.contract(system.contract)
+        self.chain = SolarProperty(client, system.contract, system.system_id)
         self.scan_key = f"supply-scan:{system.ref}"
 
-    def standings(self) -> list[Standing]:
-        """Every holder's standing, in holder order (eth_call only)."""
-        sid = self.system.system_id
-        accounts, shares = self.client.call(self.contract.functions.holderList(sid), "holderList")
+    def standings(self, view: SolarProperty | None = None) -> list[Standing]:
+        """Every holder's standing, in holder order (eth_call only, all at `view`'s block; default: a snapshot
+        of the current head)."""
+        view = view or self.chain.snapshot()
         party_of = self.system.party_of
-        out = []
-        for account, share in zip(accounts, shares):
-            prepaid, debt, next_due, good, owned = self.client.call(
-                self.contract.functions.supplyStatus(sid, account), "supplyStatus")
-            status = OWNED if owned else (REPOSSESSED if int(share) == 0 else PAYING)
-            out.append(Standing(party_of.get(account.lower(), account), account, status, int(prepaid), int(debt),
-                                int(next_due), bool(good)))
-        return out
+        return [Standing.of(party_of.get(h.account.lower(), h.account), h) for h in view.holders()]
 
     def repossessions(self, to_block: int) -> dict[str, str]:
         """account (lowercase) -> transaction hash of the Repossessed events since the last scan."""
@@ -187,11 +185,7 @@ class SupplyWatcher:
         start = int(state.get("next_block", max(0, to_block - EVENT_LOOKBACK_BLOCKS)))
         if start > to_block:
             return {}
-        found = {}
-        for entry in self.client.get_logs(self.contract.events.Repossessed, start, to_block,
-                                          {"systemId": self.system.system_id}):
-            found[str(entry["args"]["holder"]).lower()] = "0x" + bytes(entry["transactionHash"]).hex()
-        return found
+        return {event.holder.lower(): event.tx_hash for event in self.chain.repossessed_events(start, to_block)}
 
     def latest(self, session: Session, party: str) -> SupplyDecision | None:
         return session.scalars(select(SupplyDecision).where(SupplyDecision.system_ref == self.system.ref,
@@ -203,13 +197,15 @@ class SupplyWatcher:
         now_ms = self.clock.now_ms()
         if now_ms is not None:
             self.chain_clock.before_read(now_ms // 1000)
-        block = self.client.block_number()
+        view = self.chain.snapshot()  # events and standing from one block
+        block = view.block
+        assert block is not None
         repossessed = self.repossessions(block)
         for account, tx in repossessed.items():
             log.warning("Repossessed event: holder %s of system %d (transaction %s)",
                         self.system.party_of.get(account, account), self.system.system_id, tx)
         changed: list[SupplyDecision] = []
-        for standing in self.standings():
+        for standing in self.standings(view):
             decision, reason = decide(standing, repossessed.get(standing.account.lower()))
             with self.factory() as session:
                 last = self.latest(session, standing.party)

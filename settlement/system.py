@@ -27,6 +27,7 @@ from mam_client.channels import ensure_channel
 from mam_client.settings import mam_settings
 from settlement.chain import ChainClient, ContractReverted, dev_account
 from settlement.models import SettlementSystem
+from settlement.solar_property import SolarProperty
 from settlement.settings import EthereumSettings, SettlementSettings
 from scb.config import Config
 from scb.db import transaction
@@ -170,13 +171,13 @@ def _adopt_configured(config: Config, factory: sessionmaker[Session], client: Ch
     """Check a configured system against the chain and remember it."""
     if not client.has_code(contract):
         raise ConfigError(f"ethereum.contract_address {contract} has no contract code on chain {client.chain_id}")
-    c = client.contract(contract)
+    view = SolarProperty(client, contract, system_id).snapshot()  # every check against the same block
     try:
-        accounts, _shares = client.call(c.functions.holderList(system_id), "holderList")
+        info = view.system_info()
+        accounts = [h.account for h in view.holder_list()]
     except ContractReverted as exc:
         raise ConfigError(f"settlement.system_id {system_id}: {exc}") from None
-    hub_role = client.call(c.functions.hubRole(system_id), "hubRole")
-    if not client.call(c.functions.hasRole(hub_role, client.sender), "hasRole"):
+    if not view.is_hub(client.sender):
         raise ConfigError(f"the hub account {client.sender} does not hold the hub role of system {system_id} on "
                           f"{contract}: ask the approver to grant it")
     mapped = {a.lower() for a in settings.holders.values()}
@@ -185,8 +186,7 @@ def _adopt_configured(config: Config, factory: sessionmaker[Session], client: Ch
         raise ConfigError(f"holder(s) {', '.join(unmapped)} of system {system_id} have no party in "
                           "[settlement.holders]; their consumption could not be billed")
     root = channel_first_root(config, factory, energy.channel)
-    info = client.call(c.functions.systemInfo(system_id), "systemInfo")
-    if bytes(info[4]) != keccak(text=root):
+    if info.mam_channel_root_hash != keccak(text=root):
         raise ConfigError(f"system {system_id} was registered with another MAM channel root than the first root "
                           f"of channel {energy.channel!r} ({root}); configure the channel it was registered with")
     with transaction(factory) as session:

@@ -38,7 +38,8 @@ from mam_client.mam import InvalidInput, InvalidMessage, decode_address, parse_m
 from mam_client.transport import TangleTransport
 from settlement.chain import ChainClient, ContractReverted
 from settlement.merkle import MerkleError, build_reading_tree, process_proof, reading_leaf, reading_proof, to_hex
-from scb.errors import ChainUnavailable, ConfigError, Interrupted, NodeUnavailable, TransportError
+from settlement.solar_property import PeriodInfo, PeriodSettledEvent, SolarProperty
+from scb.errors import ChainRefused, ConfigError, Interrupted, TransportError
 
 VALID, INVALID, CANNOT_CHECK = 0, 1, 2
 VERDICT_NAMES = {VALID: "VALID", INVALID: "INVALID", CANNOT_CHECK: "COULD NOT CHECK"}
@@ -108,8 +109,11 @@ def _run(report: Report, body: Callable[[], None]) -> Report:
         body()
     except VerificationEnded as stop:
         report.verdict, report.reason = stop.verdict, stop.reason
-    except (ChainUnavailable, NodeUnavailable, TransportError) as exc:
+    except TransportError as exc:  # the node or the chain unreachable
         report.steps.append(Step("network", False, str(exc)))
+        report.verdict, report.reason = CANNOT_CHECK, str(exc)
+    except ChainRefused as exc:  # a view reverted unexpectedly, or the contract is gone: nothing proven either way
+        report.steps.append(Step("chain", False, str(exc)))
         report.verdict, report.reason = CANNOT_CHECK, str(exc)
     except ConfigError as exc:
         report.steps.append(Step("setup", False, str(exc)))
@@ -122,15 +126,20 @@ def _run(report: Report, body: Callable[[], None]) -> Report:
 
 @dataclass
 class ChainView:
-    """What verification reads from the chain about one system (views and events only)."""
+    """What verification reads from the chain about one system (views and events only).
+
+    `check()` pins the block (settlement.solar_property): every view and event read afterwards comes from that
+    block, so the verdict is about one state of the chain.
+    """
 
     client: ChainClient
     contract_address: str
     system_id: int
 
     def __post_init__(self) -> None:
-        self.contract = self.client.contract(self.contract_address)
-        self._settled: dict[int, dict[str, Any]] | None = None
+        self.chain = SolarProperty(self.client, self.contract_address, self.system_id)
+        self.contract = self.chain.contract
+        self._settled: dict[int, PeriodSettledEvent] | None = None
 
     def check(self, report: Report, expected_chain: int | None = None) -> None:
         chain_id = self.client.chain_id
@@ -139,41 +148,29 @@ class ChainView:
                                        f"serves chain {chain_id}")
         if not self.client.has_code(self.contract_address):
             raise report.fail("chain", f"no contract at {self.contract_address} on chain {chain_id}")
+        self.chain = self.chain.snapshot()
         try:
-            self.client.call(self.contract.functions.systemInfo(self.system_id), "systemInfo")
+            self.chain.system_info()
         except ContractReverted as exc:
             raise report.fail("chain", f"contract {self.contract_address}: {exc}") from None
-        report.ok("chain", f"chain {chain_id}, SolarProperty at {self.contract_address}, system {self.system_id}")
+        report.ok("chain", f"chain {chain_id}, SolarProperty at {self.contract_address}, system {self.system_id} "
+                           f"(read at block {self.chain.block})")
 
-    def period(self, period_id: int) -> dict[str, Any] | None:
-        try:
-            v = self.client.call(self.contract.functions.periodInfo(self.system_id, period_id), "periodInfo")
-        except ContractReverted as exc:
-            if exc.name == "PeriodNotSettled":
-                return None
-            raise
-        return {"root": "0x" + bytes(v[0]).hex(), "mam_root_hash": bytes(v[1]), "count": int(v[2]),
-                "start": int(v[3]), "end": int(v[4]), "settled_at": int(v[5])}
+    def period(self, period_id: int) -> PeriodInfo | None:
+        return self.chain.period_info(period_id)
 
-    def settled_events(self) -> dict[int, dict[str, Any]]:
-        """period id -> the PeriodSettled event's fields (the MAM root string is only in the event)."""
+    def settled_events(self) -> dict[int, PeriodSettledEvent]:
+        """period id -> its PeriodSettled event (the MAM root string is only in the event)."""
         if self._settled is None:
-            logs = self.client.get_logs(self.contract.events.PeriodSettled, 0, "latest",
-                                        {"systemId": self.system_id})
-            self._settled = {int(e["args"]["periodId"]): {
-                "mam_root": e["args"]["mamRoot"], "root": "0x" + bytes(e["args"]["readingsRoot"]).hex(),
-                "start": int(e["args"]["start"]), "end": int(e["args"]["end"]),
-                "tx": "0x" + bytes(e["transactionHash"]).hex()} for e in logs}
+            self._settled = {e.period_id: e for e in self.chain.period_settled_events()}
         return self._settled
 
     def channel_root(self) -> str | None:
-        logs = self.client.get_logs(self.contract.events.SystemRegistered, 0, "latest",
-                                    {"systemId": self.system_id})
-        return str(logs[0]["args"]["mamChannelRoot"]) if logs else None
+        registration = self.chain.registration()
+        return registration.mam_channel_root if registration is not None else None
 
     def verify_reading(self, period_id: int, digest: bytes, proof: list[bytes]) -> bool:
-        return bool(self.client.call(
-            self.contract.functions.verifyReading(self.system_id, period_id, digest, proof), "verifyReading"))
+        return self.chain.verify_reading(period_id, digest, proof)
 
 
 def check_proof(report: Report, chain: ChainView, label: str, period_id: int, digest: bytes, proof: list[bytes],
@@ -280,10 +277,10 @@ def verify_address(address: str, ctx: AddressContext) -> Report:
     return _run(report, body)
 
 
-def _check_membership(report: Report, ctx: AddressContext, root: str, period_id: int, event: dict[str, Any],
-                      onchain: dict[str, Any]) -> None:
-    mam_root = event["mam_root"]
-    if keccak(text=mam_root) != onchain["mam_root_hash"]:
+def _check_membership(report: Report, ctx: AddressContext, root: str, period_id: int, event: PeriodSettledEvent,
+                      onchain: PeriodInfo) -> None:
+    mam_root = event.mam_root
+    if keccak(text=mam_root) != onchain.mam_root_hash:
         raise report.fail("channel", f"period {period_id}'s MAM root in its event does not match the hash on chain")
     walked = 0
     for message in fetch_chain(ctx.transport, mam_root, ctx.mode, ctx.side_key, ctx.archive):
@@ -318,20 +315,20 @@ def _check_readings(report: Report, ctx: AddressContext, root: str, decoded: Rea
         if onchain is None or period_id not in events:
             raise report.fail(f"{label} period", f"period {period_id} is not settled on chain")
         ts_s = reading.ts_ms // 1000
-        where = ("inside it" if onchain["start"] <= ts_s < onchain["end"]
+        where = ("inside it" if onchain.start <= ts_s < onchain.end
                  else "a late reading anchored after its own period" if record.late else "OUTSIDE its range")
         if where == "OUTSIDE its range":
             raise report.fail(f"{label} period", f"the reading's time {ts_s} lies outside period {period_id} "
-                                                 f"[{onchain['start']}, {onchain['end']})")
-        report.ok(f"{label} period", f"period {period_id} [{onchain['start']}, {onchain['end']}), {where}")
+                                                 f"[{onchain.start}, {onchain.end})")
+        report.ok(f"{label} period", f"period {period_id} [{onchain.start}, {onchain.end}), {where}")
         if not member_checked:
             _check_membership(report, ctx, root, period_id, events[period_id], onchain)
             member_checked = True
-        check_proof(report, ctx.chain, label, period_id, digest, record.proof, onchain["root"])
+        check_proof(report, ctx.chain, label, period_id, digest, record.proof, onchain.readings_root_hex)
 
 
 def _rebuild_proof(report: Report, ctx: AddressContext, label: str, reading: Reading, digest: bytes,
-                   events: dict[int, dict[str, Any]], cache: dict[int, Any]) -> HubRecord:
+                   events: dict[int, PeriodSettledEvent], cache: dict[int, Any]) -> HubRecord:
     """Without the hub's database: rebuild the tree of the reading's period from the tangle.
 
     Walks the channel from the period's anchored MAM root, collects every reading whose time lies in the period,
@@ -340,7 +337,7 @@ def _rebuild_proof(report: Report, ctx: AddressContext, label: str, reading: Rea
     periods; then only the hub (or a proof file) has the proof.
     """
     ts_s = reading.ts_ms // 1000
-    period_id = next((pid for pid, e in sorted(events.items()) if e["start"] <= ts_s < e["end"]), None)
+    period_id = next((pid for pid, e in sorted(events.items()) if e.start <= ts_s < e.end), None)
     if period_id is None:
         raise report.cannot(f"{label} period", "no settled period covers the reading's time (not settled yet)")
     if period_id not in cache:
@@ -348,20 +345,20 @@ def _rebuild_proof(report: Report, ctx: AddressContext, label: str, reading: Rea
         onchain = ctx.chain.period(period_id)
         digests: list[bytes] = []
         walked = 0
-        for message in fetch_chain(ctx.transport, event["mam_root"], ctx.mode, ctx.side_key, ctx.archive):
+        for message in fetch_chain(ctx.transport, event.mam_root, ctx.mode, ctx.side_key, ctx.archive):
             walked += 1
             try:
                 decoded = decode_message(trytes_to_ascii(message.message))
             except (ReadingError, ValueError):
                 continue
-            if decoded.window_start_ms >= event["end"] * 1000 and onchain and len(digests) >= onchain["count"]:
+            if decoded.window_start_ms >= event.end * 1000 and onchain and len(digests) >= onchain.reading_count:
                 break
             digests += [reading_digest(encode_json(r.as_dict())) for r in decoded.readings
-                        if event["start"] * 1000 <= r.ts_ms < event["end"] * 1000]
+                        if event.start * 1000 <= r.ts_ms < event.end * 1000]
             if walked >= MAX_WALK:
                 break
         tree = build_reading_tree(digests) if digests else None
-        cache[period_id] = tree if tree is not None and to_hex(tree.root) == event["root"] else None
+        cache[period_id] = tree if tree is not None and to_hex(tree.root) == event.readings_root_hex else None
         if cache[period_id] is not None:
             report.info(f"period {period_id} tree", f"rebuilt from {len(digests)} readings on the tangle "
                                                     f"({walked} messages): it matches the on-chain root")
@@ -434,14 +431,14 @@ def verify_proof_file(data: Any, chain_for: Callable[[str, int], ChainView], sid
         onchain = chain.period(period_id)
         if onchain is None:
             raise report.fail("period", f"period {period_id} of system {system_id} is not settled on this contract")
-        report.ok("period", f"period {period_id} [{onchain['start']}, {onchain['end']}) settled at "
-                            f"{onchain['settled_at']} with {onchain['count']} readings")
+        report.ok("period", f"period {period_id} [{onchain.start}, {onchain.end}) settled at "
+                            f"{onchain.settled_at} with {onchain.reading_count} readings")
         _check_transaction(report, chain, tx_hash, period_id, onchain)
-        if claimed_root.lower() != onchain["root"]:
+        if claimed_root.lower() != onchain.readings_root_hex:
             raise report.fail("root", f"the file's root {claimed_root} is not period {period_id}'s root on chain "
-                                      f"({onchain['root']})")
+                                      f"({onchain.readings_root_hex})")
         report.ok("root", f"the file's root is period {period_id}'s root on chain")
-        check_proof(report, chain, "merkle", period_id, digest, proof, onchain["root"])
+        check_proof(report, chain, "merkle", period_id, digest, proof, onchain.readings_root_hex)
 
     return _run(report, body)
 
@@ -473,7 +470,7 @@ def _check_file_mam(report: Report, data: dict[str, Any], reading: Reading, side
 
 
 def _check_transaction(report: Report, chain: ChainView, tx_hash: str, period_id: int,
-                       onchain: dict[str, Any]) -> None:
+                       onchain: PeriodInfo) -> None:
     receipt = chain.client.receipt(tx_hash)
     if receipt is None:
         raise report.fail("transaction", f"transaction {tx_hash} is not on this chain")

@@ -1,0 +1,359 @@
+"""SolarProperty as the hub sees it: one system on one contract, its views decoded by name into dataclasses.
+
+Why a facade (the Ethereum side's counterpart of `mam_client.transport.TangleTransport`): web3 hands back a view's
+struct as a bare tuple, and code that reads `info[7]` breaks silently when the contract gains a field. Here each
+view is decoded with the committed ABI (`contracts/build/SolarProperty.json`) by the names of its outputs, and
+the dataclasses below name every field of the contract's `SystemView`, `PeriodView` and `HolderView`; a test
+checks that the two agree, and `check_abi` refuses an artifact that does not match at start.
+
+**One block per snapshot.** `snapshot()` pins the block (`eth_call` with `block_identifier` = that block's
+number), so a set of views read from it is consistent: a period settled between `systemInfo` and `periodInfo`
+cannot make the two disagree, and the holders' standing and the block time the dashboard shows belong together.
+An unpinned facade reads each view at the node's latest block (fine for a single view).
+
+**One holder status.** A holder's standing is `holderInfo` alone: the contract's `HolderStatus` (paying, owned,
+repossessed) and `inGoodStanding`, as the contract itself derives them. (Deriving "repossessed" from a zero share
+and "owned" from `supplyStatus` elsewhere would be a second definition that can drift.)
+
+Errors are the client's (settlement.chain): a node that cannot be reached is `ChainUnavailable`, a revert is
+`ContractReverted` (a `ChainRefused`) with the custom error by name, an address without code is `NoContract`.
+The provider under the client is injectable (`ChainClient(settings, provider=...)`): the tests run this facade
+against a fake provider offline and against a real anvil.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from eth_abi import decode as abi_decode
+from eth_utils import to_checksum_address
+
+from settlement.chain import ChainClient, ContractReverted, NoContract, _canonical_type
+from settlement.contract_artifact import ArtifactError, load_artifact
+
+T = TypeVar("T")
+
+#: The contract's `HolderStatus` enum, in declaration order (NONE is never stored for a registered holder).
+HOLDER_STATUS = ("none", "paying", "owned", "repossessed")
+NONE, PAYING, OWNED, REPOSSESSED = HOLDER_STATUS
+
+
+def _address(value: Any) -> str:
+    return to_checksum_address(value)
+
+
+def _status(value: Any) -> str:
+    index = int(value)
+    if not 0 <= index < len(HOLDER_STATUS):
+        # an enum value this SCB does not know: not the contract it was built for
+        raise ArtifactError(f"the contract answered HolderStatus {index}, which this SCB does not know")
+    return HOLDER_STATUS[index]
+
+
+def _abi(name: str, convert: Callable[[Any], Any] = int) -> Any:
+    """A dataclass field filled from the ABI output (or event argument) `name`, converted by `convert`."""
+    return field(metadata={"abi": name, "convert": convert})
+
+
+def _from_abi(cls: type[T], values: dict[str, Any], **extra: Any) -> T:
+    kwargs = dict(extra)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if "abi" in f.metadata:
+            kwargs[f.name] = f.metadata["convert"](values[f.metadata["abi"]])
+    return cls(**kwargs)
+
+
+def abi_names(cls: type) -> set[str]:
+    """The ABI names a dataclass below is filled from."""
+    return {f.metadata["abi"] for f in dataclasses.fields(cls) if "abi" in f.metadata}
+
+
+# ------------------------------------------------------------------------------------------------ the views
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    """`systemInfo(systemId)`: the contract's `SystemView`."""
+
+    beneficiary: str = _abi("beneficiary", _address)
+    price_per_kwh_wei: int = _abi("pricePerKWh")
+    total_value_wei: int = _abi("totalValue")
+    grace_period_s: int = _abi("gracePeriod")
+    mam_channel_root_hash: bytes = _abi("mamChannelRootHash", bytes)
+    holder_count: int = _abi("holderCount")
+    grid_share_bps: int = _abi("gridShareBps")
+    last_period_id: int = _abi("lastPeriodId")
+    last_period_end: int = _abi("lastPeriodEnd")
+    registered_at: int = _abi("registeredAt")
+
+
+@dataclass(frozen=True)
+class PeriodInfo:
+    """`periodInfo(systemId, periodId)`: the contract's `PeriodView` of a settled period."""
+
+    readings_root: bytes = _abi("readingsRoot", bytes)
+    mam_root_hash: bytes = _abi("mamRootHash", bytes)
+    reading_count: int = _abi("readingCount")
+    start: int = _abi("start")
+    end: int = _abi("end")
+    settled_at: int = _abi("settledAt")
+    due_time: int = _abi("dueTime")
+    generation_wh: int = _abi("generationWh")
+
+    @property
+    def readings_root_hex(self) -> str:
+        return "0x" + self.readings_root.hex()
+
+
+@dataclass(frozen=True)
+class HolderInfo:
+    """`holderInfo(systemId, holder)`: the contract's `HolderView`; `status` is one of HOLDER_STATUS."""
+
+    account: str = _abi("account", _address)
+    index: int = _abi("index")
+    share_bps: int = _abi("shareBps")
+    status: str = _abi("status", _status)
+    holding_value_wei: int = _abi("holdingValue")
+    equity_paid_wei: int = _abi("equityPaid")
+    debt_wei: int = _abi("debt")
+    prepaid_wei: int = _abi("prepaid")
+    in_good_standing: bool = _abi("inGoodStanding", bool)
+    next_due_time: int = _abi("nextDueTime")  # 0 without debt
+
+
+@dataclass(frozen=True)
+class HolderShare:
+    """One entry of `holderList(systemId)`, in holder (settlement) order."""
+
+    account: str
+    share_bps: int
+
+
+# ------------------------------------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True)
+class PeriodSettledEvent:
+    period_id: int = _abi("periodId")
+    start: int = _abi("start")
+    end: int = _abi("end")
+    readings_root: bytes = _abi("readingsRoot", bytes)
+    mam_root: str = _abi("mamRoot", str)  # the trytes themselves: on chain only their hash is stored
+    reading_count: int = _abi("readingCount")
+    generation_wh: int = _abi("generationWh")
+    due_time: int = _abi("dueTime")
+    tx_hash: str = ""
+    block_number: int = 0
+
+    @property
+    def readings_root_hex(self) -> str:
+        return "0x" + self.readings_root.hex()
+
+
+@dataclass(frozen=True)
+class RepossessedEvent:
+    holder: str = _abi("holder", _address)
+    share_bps: int = _abi("shareBps")
+    equity_returned_wei: int = _abi("equityReturned")
+    debt_recovered_wei: int = _abi("debtRecovered")
+    debt_remaining_wei: int = _abi("debtRemaining")
+    tx_hash: str = ""
+    block_number: int = 0
+
+
+@dataclass(frozen=True)
+class SystemRegisteredEvent:
+    hub: str = _abi("hub", _address)
+    beneficiary: str = _abi("beneficiary", _address)
+    price_per_kwh_wei: int = _abi("pricePerKWh")
+    total_value_wei: int = _abi("totalValue")
+    grace_period_s: int = _abi("gracePeriod")
+    mam_channel_root: str = _abi("mamChannelRoot", str)
+    holders: tuple[str, ...] = _abi("holders", lambda v: tuple(_address(a) for a in v))
+    shares_bps: tuple[int, ...] = _abi("sharesBps", lambda v: tuple(int(s) for s in v))
+    tx_hash: str = ""
+    block_number: int = 0
+
+
+#: view or event -> the dataclass its named outputs fill
+VIEWS: dict[str, type] = {"systemInfo": SystemInfo, "periodInfo": PeriodInfo, "holderInfo": HolderInfo}
+EVENTS: dict[str, type] = {"PeriodSettled": PeriodSettledEvent, "Repossessed": RepossessedEvent,
+                           "SystemRegistered": SystemRegisteredEvent}
+
+
+def _abi_entry(abi: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    for entry in abi:
+        if entry.get("type") == kind and entry.get("name") == name:
+            return entry
+    raise ArtifactError(f"the SolarProperty artifact has no {kind} {name}: rebuild it (node contracts/compile.js)")
+
+
+def _output_names(entry: dict[str, Any]) -> set[str]:
+    outputs = entry["outputs"]
+    if len(outputs) == 1 and outputs[0]["type"] == "tuple":
+        return {c["name"] for c in outputs[0]["components"]}
+    return {o["name"] for o in outputs}
+
+
+def check_abi(abi: list[dict[str, Any]]) -> None:
+    """The dataclasses name exactly the fields the ABI's views and events have; ArtifactError otherwise."""
+    for name, cls in VIEWS.items():
+        have, want = _output_names(_abi_entry(abi, "function", name)), abi_names(cls)
+        if have != want:
+            raise ArtifactError(f"SolarProperty.{name} returns {sorted(have)} but settlement.solar_property reads "
+                                f"{sorted(want)}: the artifact and this SCB disagree")
+    for name, cls in EVENTS.items():
+        have = {i["name"] for i in _abi_entry(abi, "event", name)["inputs"]} - {"systemId"}
+        want = abi_names(cls)
+        if have != want:
+            raise ArtifactError(f"SolarProperty event {name} carries {sorted(have)} but settlement.solar_property "
+                                f"reads {sorted(want)}: the artifact and this SCB disagree")
+
+
+@lru_cache(maxsize=1)
+def _checked_abi() -> bool:
+    check_abi(load_artifact()["abi"])
+    return True
+
+
+def _named(param: dict[str, Any], value: Any) -> Any:
+    """An ABI-decoded value with its tuples as dicts by component name, addresses checksummed."""
+    kind = param["type"]
+    if kind.startswith("tuple"):
+        if kind.endswith("]"):
+            inner = {**param, "type": kind[:kind.rindex("[")]}
+            return [_named(inner, v) for v in value]
+        return {c["name"]: _named(c, v) for c, v in zip(param["components"], value)}
+    if kind == "address":
+        return to_checksum_address(value)
+    if kind == "address[]":
+        return [to_checksum_address(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ the facade
+
+
+class SolarProperty:
+    """System `system_id` of the SolarProperty contract at `address`, read and written through `client`.
+
+    `block`: None reads each view at the latest block; a number pins every view and event query to that block
+    (see `snapshot`).
+    """
+
+    def __init__(self, client: ChainClient, address: str, system_id: int, block: int | None = None) -> None:
+        _checked_abi()
+        self.client = client
+        self.address = to_checksum_address(address)
+        self.system_id = int(system_id)
+        self.block = block
+        self.contract = client.contract(self.address)
+        self._functions = {e["name"]: e for e in client.abi if e.get("type") == "function"}
+
+    # -- snapshots --------------------------------------------------------------------------------------------
+    def at(self, block: int) -> SolarProperty:
+        """The same system, every read pinned to `block`."""
+        return SolarProperty(self.client, self.address, self.system_id, int(block))
+
+    def snapshot(self) -> SolarProperty:
+        """Pinned to the node's current head: a consistent set of views (one `eth_blockNumber`)."""
+        return self.at(self.client.block_number())
+
+    @property
+    def block_identifier(self) -> int | str:
+        return self.block if self.block is not None else "latest"
+
+    def block_timestamp(self) -> int:
+        """The timestamp of the pinned block (or of the latest one)."""
+        return self.client.block_timestamp(self.block_identifier)
+
+    # -- views ------------------------------------------------------------------------------------------------
+    def view(self, name: str, *args: Any) -> Any:
+        """`eth_call` of view `name` at this facade's block, decoded by the ABI's output names: a dict for a
+        struct or several outputs, the bare value for one unnamed output."""
+        entry = self._functions[name]
+        data = self.contract.encode_abi(name, args=list(args))
+        block = self.block_identifier
+        raw = bytes(self.client.guard(name, lambda: self.client.w3.eth.call(
+            {"to": self.address, "data": data}, block_identifier=block)))  # type: ignore[arg-type]
+        outputs = entry["outputs"]
+        if not raw and outputs:
+            if not self.client.has_code(self.address):
+                raise NoContract(f"{name}: no contract code at {self.address} on chain {self.client.chain_id} "
+                                 "(was the chain reset?)")
+            raise ArtifactError(f"the contract at {self.address} answers {name} with nothing: not SolarProperty?")
+        try:
+            values = abi_decode([_canonical_type(o) for o in outputs], raw)
+        except Exception as exc:  # noqa: BLE001 - eth_abi's decoding errors have no common base worth naming
+            raise ArtifactError(f"the contract at {self.address} answers {name} in a form SolarProperty does not "
+                                f"({type(exc).__name__})") from None
+        if len(outputs) == 1:
+            return _named(outputs[0], values[0])
+        return {o["name"]: _named(o, v) for o, v in zip(outputs, values)}
+
+    def system_info(self) -> SystemInfo:
+        """Reverts UnknownSystem (ContractReverted) for a system that is not registered."""
+        return _from_abi(SystemInfo, self.view("systemInfo", self.system_id))
+
+    def period_info(self, period_id: int) -> PeriodInfo | None:
+        """The settled period, or None when the chain holds no period `period_id` (PeriodNotSettled)."""
+        try:
+            return _from_abi(PeriodInfo, self.view("periodInfo", self.system_id, int(period_id)))
+        except ContractReverted as exc:
+            if exc.name == "PeriodNotSettled":
+                return None
+            raise
+
+    def holder_list(self) -> list[HolderShare]:
+        listed = self.view("holderList", self.system_id)
+        return [HolderShare(a, int(s)) for a, s in zip(listed["accounts"], listed["sharesBps"])]
+
+    def holder_info(self, account: str) -> HolderInfo:
+        """Reverts NotHolder (ContractReverted) for an account that is not a holder of the system."""
+        return _from_abi(HolderInfo, self.view("holderInfo", self.system_id, to_checksum_address(account)))
+
+    def holders(self) -> list[HolderInfo]:
+        """Every holder's full standing, in holder order. Pin the facade first (`snapshot`) so that the list and
+        each holder's standing come from the same block."""
+        return [self.holder_info(h.account) for h in self.holder_list()]
+
+    def is_hub(self, account: str) -> bool:
+        """Whether `account` holds the system's hub role (may settle it)."""
+        role = self.view("hubRole", self.system_id)
+        return bool(self.view("hasRole", role, to_checksum_address(account)))
+
+    def verify_reading(self, period_id: int, digest: bytes, proof: Sequence[bytes]) -> bool:
+        return bool(self.view("verifyReading", self.system_id, int(period_id), digest, list(proof)))
+
+    # -- events -----------------------------------------------------------------------------------------------
+    def _events(self, name: str, cls: type[T], from_block: int, to_block: int | None,
+                filters: dict[str, Any]) -> list[T]:
+        end: int | str = to_block if to_block is not None else self.block_identifier
+        logs = self.client.get_logs(getattr(self.contract.events, name), from_block, end,
+                                    {"systemId": self.system_id, **filters})
+        return [_from_abi(cls, dict(e["args"]), tx_hash="0x" + bytes(e["transactionHash"]).hex(),
+                          block_number=int(e["blockNumber"])) for e in logs]
+
+    def period_settled_events(self, period_id: int | None = None, from_block: int = 0) -> list[PeriodSettledEvent]:
+        """PeriodSettled events of the system (of one period when `period_id` is given), oldest first."""
+        filters = {"periodId": int(period_id)} if period_id is not None else {}
+        return self._events("PeriodSettled", PeriodSettledEvent, from_block, None, filters)
+
+    def repossessed_events(self, from_block: int, to_block: int | None = None) -> list[RepossessedEvent]:
+        return self._events("Repossessed", RepossessedEvent, from_block, to_block, {})
+
+    def registration(self) -> SystemRegisteredEvent | None:
+        """The SystemRegistered event (the MAM channel root in clear: the contract stores only its hash)."""
+        found = self._events("SystemRegistered", SystemRegisteredEvent, 0, None, {})
+        return found[0] if found else None
+
+    # -- transactions (built here, signed and sent by the client) ---------------------------------------------
+    def settle_call(self, period_id: int, start: int, end: int, readings_root: bytes, mam_root: str,
+                    reading_count: int, generation_wh: int, consumption_wh: Sequence[int]) -> Any:
+        """The `settle` call of one period, to sign with `ChainClient.sign`."""
+        return self.contract.functions.settle(self.system_id, int(period_id), int(start), int(end), readings_root,
+                                              mam_root, int(reading_count), int(generation_wh),
+                                              [int(c) for c in consumption_wh])
