@@ -15,12 +15,12 @@
 
 Why read-only GETs only: the dashboard has no login; anything that changes the hub (settling, paying, repossessing)
 stays with the operator's commands and the holders' own wallets. Every error is a JSON object
-`{"error": "..."}` with its status (400 for a bad request), never a traceback.
+`{"error": "..."}` with its status (400 for a bad request, malformed HTTP included), never a traceback; a Host
+other than the dashboard's names and a foreign Origin get 403 (scb.http, the edge every SCB server shares).
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -35,17 +35,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from dashboard import data
 from dashboard.settings import MAX_POINTS, BUCKETS, DashboardSettings
 from mam_client.crypto.trits import is_trytes
+from scb import http
 from scb.config import Config
 from scb.errors import BadRequest, ScbError
 
-log = logging.getLogger("dashboard")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 20
 #: verification results kept for the messages list (the newest; a click always verifies again)
 VERIFY_CACHE = 256
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 SECURITY_HEADERS = {
     # no external anything: the page works offline on a Pi in the field, and nothing can be injected from afar
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -255,46 +254,25 @@ async def api_decisions(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------------------------------ middlewares
 
 
-def _host_name(host: str) -> str:
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
 @web.middleware
-async def guard(request: web.Request,
-                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Errors as JSON (never a traceback), security headers, and loopback-only when bound to loopback.
+async def page_headers(request: web.Request,
+                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Security headers on every answer, errors included, and no caching of the API's live data.
 
-    Why check the Host header: a web page elsewhere can point its own host name at 127.0.0.1 (DNS rebinding) and
-    read a loopback service as if it were its own; a dashboard that only answers to loopback names cannot be read
-    that way.
+    Runs outside the edge (`scb.http.edge_middleware`), which has already turned any failure into a JSON answer.
     """
-    d = request.app[DASHBOARD]
-    try:
-        if d.settings.host in LOOPBACK_NAMES and _host_name(request.host) not in LOOPBACK_NAMES:
-            raise web.HTTPForbidden(text="this dashboard answers on 127.0.0.1 / localhost only "
-                                         "(dashboard.host in the configuration)")
-        response = await handler(request)
-    except BadRequest as exc:
-        response = web.json_response({"error": str(exc)}, status=400)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        response = web.json_response({"error": message}, status=exc.status)
-        if exc.status == 405:
-            response.headers["Allow"] = exc.headers.get("Allow", "GET, HEAD")
-    except asyncio.CancelledError:
-        raise
-    except Exception:  # noqa: BLE001 - the last line of defence: the log gets the traceback, the user does not
-        log.exception("dashboard: %s %s failed", request.method, request.path_qs)
-        response = web.json_response({"error": "internal error (see the dashboard's log)"}, status=500)
+    response = await handler(request)
     response.headers.update(SECURITY_HEADERS)
     if request.path.startswith("/api/"):
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def edge_policy(settings: DashboardSettings) -> http.EdgePolicy:
+    """Who may read the dashboard: Host among loopback names, `dashboard.host` and `dashboard.allowed_hosts`, no
+    foreign Origin (scb.http). Why check the Host header: a web page elsewhere can point its own host name at
+    127.0.0.1 (DNS rebinding) and read the dashboard, every household's consumption, as if it were its own."""
+    return http.EdgePolicy.local("the dashboard", settings.host, settings.allowed_hosts, "dashboard.allowed_hosts")
 
 
 # ------------------------------------------------------------------------------------------------ the app
@@ -312,7 +290,7 @@ def create_app(config: Config, factory: sessionmaker[Session], settings: Dashboa
 
     energy = load_energy_settings(config)
     board = data.HolderBoard(config, factory, settings.chain_cache_s, settings.chain_timeout_s, client_for)
-    app = web.Application(middlewares=[guard])
+    app = web.Application(middlewares=[page_headers, http.edge_middleware(edge_policy(settings))])
     app[DASHBOARD] = Dashboard(config=config, factory=factory, settings=settings,
                                window_ms=energy.publish_window_ms, hub_id=energy.hub_id,
                                community=CommunityTime(energy, factory), board=board,

@@ -20,11 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from dashboard.app import create_app
     from dashboard.data import open_read_database
     from dashboard.settings import dashboard_settings
+    from scb import http
 
     config = load_config(args.config)
     settings = dashboard_settings(config)
@@ -39,7 +38,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info("dashboard on http://%s:%d/ (database %s)", shown, settings.port, config.database_url)
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+        http.run_app(app, host=settings.host, port=settings.port)
     except OSError as exc:
         raise ScbError(f"the dashboard cannot listen on {shown}:{settings.port}: {exc.strerror or exc}") from None
     return 0

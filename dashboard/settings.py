@@ -22,6 +22,7 @@ DASHBOARD_DEFAULTS: dict[str, Any] = {
     "chart_points": 48,        # points on the chart
     "chain_cache_s": 5.0,      # real seconds a reading of the chain is reused (many open pages, one eth_call set)
     "chain_timeout_s": 5.0,    # per JSON-RPC request from the dashboard (a page must not hang on a dead node)
+    "allowed_hosts": [],       # Host names it answers to besides loopback names and `host` ("*": any)
 }
 MAX_POINTS = 500
 
@@ -35,6 +36,7 @@ class DashboardSettings:
     chart_points: int
     chain_cache_s: float
     chain_timeout_s: float
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def dashboard_settings(config: Config) -> DashboardSettings:
@@ -48,4 +50,5 @@ def dashboard_settings(config: Config) -> DashboardSettings:
         chart_points=raw.integer("chart_points", 2, MAX_POINTS),
         chain_cache_s=raw.number("chain_cache_s", 0, 3600),
         chain_timeout_s=raw.number("chain_timeout_s", 0.1, 120),
+        allowed_hosts=tuple(raw.string_list("allowed_hosts", expected="a list of host names")),
     )

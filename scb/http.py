@@ -205,8 +205,8 @@ class EdgePolicy:
                              f"not {_one_line(raw_host)!r}{where}", status=403)
         if self.check_origin and "Origin" in request.headers:
             self._check_origin(request.headers["Origin"], request.scheme, name, port)
-        if request.method in SAFE_METHODS:
-            return
+        if request.method in SAFE_METHODS or request.match_info.http_exception is not None:
+            return  # a read, or no such route or method: 404 / 405 say more than a refusal would
         if self.token is not None:
             self._check_token(request.headers.get("Authorization"))
         if self.json_writes and request.content_type != "application/json":
@@ -284,7 +284,7 @@ def edge_middleware(policy: EdgePolicy = OPEN) -> Callable[[web.Request, Handler
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence: the log gets one line, the client JSON
             _log_fault(f"{policy.name}: {request.method} {request.path} failed", exc)
-            return error_response(500, f"internal error of {policy.name} (see its log)")
+            return error_response(500, f"internal error (see {policy.name}'s log)")
 
     return edge
 

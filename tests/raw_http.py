@@ -65,11 +65,17 @@ def http_request(method: str, path: str, host: str, headers: dict[str, str] | No
     return head.encode("latin-1") + body
 
 
-def malformed_requests(path: str, host: str, headers: dict[str, str] | None = None) -> dict[str, bytes]:
+#: the malformed requests whose framing is fine but whose body cannot be decoded (a server that never reads the
+#: body of that request answers it normally)
+BODY_CASES = ("gzip over a plain body", "deflate over a plain body")
+
+
+def malformed_requests(path: str, host: str, headers: dict[str, str] | None = None,
+                       method: str = "POST") -> dict[str, bytes]:
     """Requests aiohttp's parser refuses (or whose body it cannot decode), each with the `headers` the server
     would otherwise need (so a refusal is about the framing, not a missing header)."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    start = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{extra}".encode("latin-1")
+    start = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}".encode("latin-1")
     body = b'{"command": "getNodeInfo"}'
     return {
         "negative content-length": start + b"Content-Length: -5\r\n\r\n",
