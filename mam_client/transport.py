@@ -220,7 +220,7 @@ class PyotaTransport:
         if len(bundles) != 1 or not bundles[0].carries(payload):
             raise NodeUnavailable(f"IOTA node {self.node_url}: attachToTangle returned an inconsistent bundle "
                                   f"({len(attached)} transactions, {len(bundles)} complete bundles)")
-        self._call("storeTransactions", lambda: self.api.broadcast_and_store(attached))
+        self._call("broadcastAndStore", lambda: self.api.broadcast_and_store(attached))
         return bundles[0]
 
     def find_bundles(self, address: str) -> list[FoundBundle]:

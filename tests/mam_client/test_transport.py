@@ -98,7 +98,7 @@ def test_an_inconsistent_attachment_is_unavailable_and_never_stored() -> None:
     responses.add_callback(responses.POST, URL, callback=node, content_type="application/json")
     with pytest.raises(NodeUnavailable, match="inconsistent bundle"):
         transport().attach(ADDRESS, "HELLO", "SCB")
-    assert commands == ["getTransactionsToApprove", "attachToTangle"]  # no storeTransactions, no broadcast
+    assert commands == ["getTransactionsToApprove", "attachToTangle"]  # neither stored nor broadcast
 
 
 @responses.activate
