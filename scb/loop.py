@@ -192,13 +192,26 @@ def read_heartbeats(data_dir: Path) -> dict[str, dict[str, Any]]:
 # ---- the guarded loop ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """What a step returns when it met expected trouble and handled it itself (its own, e.g. persisted, back-off;
+    a state recorded where an operator sees it): the Guard shows `reason` as the loop's error in the heartbeat
+    while it lasts, without logging it again or adding a back-off of its own. `retry_s`: the wait before the next
+    call (None: the loop's interval)."""
+
+    reason: str
+    retry_s: float | None = None
+
+
 @dataclass
 class Guard:
     """Applies the policy to one loop: call `step()` repeatedly, `interval_s` apart, until `stop` is set.
 
-    `step` returns nothing, or the seconds to wait before the next call (e.g. 0 while there is a backlog).
-    Transient errors back off (`backoff`) and are shown in the heartbeat; anything else goes to `on_fatal`
-    (default: log and exit the process with EXIT_LOOP_FAILED).
+    `step` returns nothing, or the seconds to wait before the next call (e.g. 0 while there is a backlog), or a
+    `Waiting` for trouble it handled itself. Transient errors back off (`backoff`) and are shown in the
+    heartbeat; anything else goes to `on_fatal` (default: log and exit the process with EXIT_LOOP_FAILED).
+    For a loop whose timing a scheduler owns (APScheduler interval jobs), `run_once` applies the same policy to
+    one call.
     """
 
     name: str
@@ -220,12 +233,29 @@ class Guard:
         self.on_fatal(self.name, exc)
         return None
 
-    def _succeeded(self, wait: float | None) -> float:
+    def _succeeded(self, wait: float | Waiting | None) -> float:
         self.backoff.succeed()
+        if isinstance(wait, Waiting):
+            self.heartbeat.beat(self.name, error=wait.reason)
+            return self.interval_s if wait.retry_s is None else max(0.0, wait.retry_s)
         self.heartbeat.beat(self.name, ok=True)
         return self.interval_s if wait is None else max(0.0, wait)
 
-    def run(self, step: Callable[[], float | None], stop: threading.Event) -> None:
+    def run_once(self, step: Callable[[], float | Waiting | None]) -> None:
+        """One call of `step` under the policy, for a scheduler's job (the scheduler's interval replaces
+        `interval_s`, a returned delay is ignored): skipped, with a beat, while the back-off after a transient
+        error runs; transient errors back off and are shown; anything else goes to `on_fatal`."""
+        self.heartbeat.beat(self.name)
+        if not self.backoff.due(self.clock()):
+            return
+        try:
+            self._succeeded(step())
+        except BaseException as exc:  # noqa: BLE001 - the policy decides; KeyboardInterrupt/SystemExit pass
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self._failed(exc)
+
+    def run(self, step: Callable[[], float | Waiting | None], stop: threading.Event) -> None:
         while not stop.is_set():
             self.heartbeat.beat(self.name)
             try:
@@ -245,7 +275,7 @@ class Guard:
                 return
             self.heartbeat.beat(self.name)
 
-    async def run_async(self, step: Callable[[], Awaitable[float | None]], stop: asyncio.Event) -> None:
+    async def run_async(self, step: Callable[[], Awaitable[float | Waiting | None]], stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.heartbeat.beat(self.name)
             try:
