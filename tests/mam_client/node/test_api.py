@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from mam_client.node.settings import NodeSettings
 from mam_client.pow import attach_trytes
 from tests.mam_client.node.conftest import TEST_MWM
 from tests.mam_client.node.helpers import HEADERS, attached_bundle, call, ok, prepared_bundle
+from tests.raw_http import BODY_CASES, assert_no_traceback, malformed_requests, send_raw
 
 
 def refused(url: str, payload: Any = None, status: int = 400, **kwargs: Any) -> str:
@@ -268,3 +270,21 @@ def test_fuzzed_requests_never_fail_the_node(node: RunningNode, command: str, pa
     assert isinstance(body, dict)
     if status == 400:
         assert isinstance(body.get("error"), str) and "Traceback" not in body["error"]
+
+
+@pytest.mark.parametrize("name", list(malformed_requests("/", "127.0.0.1")))
+def test_malformed_http_is_a_json_400_without_traceback_and_the_node_carries_on(
+        node: RunningNode, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """What docs/tangle-node.md promises for any bad input, down to the HTTP framing (raw sockets: a client library
+    would not send these)."""
+    monkeypatch.delenv("SCB_DEBUG", raising=False)
+    caplog.set_level(logging.DEBUG)
+    host = node.url.removeprefix("http://")
+    r = send_raw(node.url, malformed_requests("/", host, HEADERS)[name])
+    assert r.status == 400, (name, r.body)
+    body = r.json()
+    assert isinstance(body["error"], str) and body["error"] and "Traceback" not in body["error"]
+    if name in BODY_CASES:  # the node's own answer, with IRI's fields
+        assert set(body) == {"error", "duration"} and "cannot be read" in body["error"]
+    assert_no_traceback(caplog.records)
+    assert ok(node.url, {"command": "getNodeInfo"})["appName"] == "SCB tangle-node"
