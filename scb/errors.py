@@ -25,10 +25,12 @@ slow schedule (a peer understood and said no), or fix the configuration and rest
     │   ├── NodeRefused             the IOTA node rejected a request (HTTP 4xx with its reason)
     │   └── ChainRefused            the chain or the contract refused
     │       ├── ContractReverted    a call or transaction reverted, with the decoded error  (settlement.chain)
+    │       ├── NoContract          no contract code at the address (a reset chain)        (settlement.chain)
     │       └── PeriodConflict      the chain holds another settlement of this period        (settlement.job)
     ├── TransportError              a peer or a local resource failed          -> retry with backoff
     │   ├── NodeUnavailable         the IOTA node could not be reached, timed out, or failed (5xx)
     │   ├── ChainUnavailable        the Ethereum JSON-RPC endpoint, likewise
+    │   │   └── StaleNonce          a signed transaction's nonce is taken: re-sign        (settlement.chain)
     │   ├── DatabaseUnavailable     the database is locked, full or failing (I/O)
     │   └── ActuatorError           a supply actuator (relay board...) did not answer    (settlement.supply)
     └── Interrupted                 work stopped on request before it finished

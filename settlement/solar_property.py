@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from eth_abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
 from eth_utils import to_checksum_address
 
 from settlement.chain import ChainClient, ContractReverted, NoContract, _canonical_type
@@ -287,7 +288,7 @@ class SolarProperty:
             raise ArtifactError(f"the contract at {self.address} answers {name} with nothing: not SolarProperty?")
         try:
             values = abi_decode([_canonical_type(o) for o in outputs], raw)
-        except Exception as exc:  # noqa: BLE001 - eth_abi's decoding errors have no common base worth naming
+        except DecodingError as exc:
             raise ArtifactError(f"the contract at {self.address} answers {name} in a form SolarProperty does not "
                                 f"({type(exc).__name__})") from None
         if len(outputs) == 1:
