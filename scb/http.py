@@ -152,7 +152,7 @@ def _is_ip(name: str) -> bool:
 def allowed_hosts(bind_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
     """The Host names a server answers to by default: loopback names, the host it was told to listen on, and the
     names in `extra` (a setting). A server on every interface (0.0.0.0) also answers to this machine's host name
-    and its `.local` (mDNS) name. `"*"` in `extra` switches the check off."""
+    and its `.local` (mDNS) name."""
     names = set(LOOPBACK_NAMES)
     names.update(host_name(e)[0] for e in extra if e.strip())
     bind = bind_host.strip().lower().strip("[]")
@@ -187,7 +187,10 @@ class EdgePolicy:
     @classmethod
     def local(cls, name: str, bind_host: str, extra_hosts: Iterable[str], setting: str, *,
               token: str | None = None, token_hint: str = "") -> EdgePolicy:
-        """The standard for the hub's own APIs: Host, Origin and JSON writes checked, a token if given."""
+        """The standard for the hub's own APIs: Host, Origin and JSON writes checked, a token if given.
+
+        `extra_hosts` is the server's setting (e.g. `mam.api_allowed_hosts`); `"*"` in it switches the Host check
+        off (behind a reverse proxy that checks names itself)."""
         extra = [e for e in extra_hosts if e.strip()]
         hosts = None if "*" in extra else allowed_hosts(bind_host, [e for e in extra if e != "*"])
         return cls(name=name, hosts=hosts, ip_hosts=bind_host.strip().strip("[]") in WILDCARD_HOSTS,
