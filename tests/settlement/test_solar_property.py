@@ -1,0 +1,203 @@
+"""The SolarProperty facade: offline against a fake JSON-RPC node (decoding by name, one block per snapshot, the
+error mapping, one holder status), and against a real anvil (the same values web3 reads, snapshots that stay put).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from dashboard.data import HolderBoard
+from scb.config import Config
+from scb.db import make_engine, make_sessionmaker, transaction, upgrade
+from scb.errors import ChainRefused, ChainUnavailable, DataError
+from scb.loop import is_transient
+from settlement.chain import ChainClient, ContractReverted, NoContract, dev_account
+from settlement.contract_artifact import ArtifactError, load_artifact
+from settlement.models import SettlementSystem
+from settlement.settings import ethereum_settings
+from settlement.solar_property import SolarProperty, check_abi
+from settlement.supply import SupplyWatcher
+from settlement.system import SystemRef
+from tests.settlement.conftest import START_MS, Hub
+from tests.settlement.fake_chain import ADDRESS, FakeNode, Revert
+
+HOUR_MS = 3600_000
+H1, H2, H3 = (dev_account(i).address for i in (1, 2, 3))
+BENEFICIARY = dev_account(9).address
+#: systemInfo of the fake: every field a different number, so a field read from the wrong position shows
+SYSTEM_VIEW = (BENEFICIARY, 11, 22, 33, b"\x44" * 32, 3, 55, 66, 77, 88)
+
+
+def fake_client(node: FakeNode) -> ChainClient:
+    settings = ethereum_settings(Config(data={"ethereum": {"rpc_url": "http://fake-node.invalid:8545"}}))
+    return ChainClient(settings, provider=node)
+
+
+def holder_view(account: str, index: int, share: int, status: int, debt: int = 0, good: bool = True) -> tuple:
+    # HolderView: account, index, shareBps, status, holdingValue, equityPaid, debt, prepaid, inGoodStanding, nextDue
+    return (account, index, share, status, 1000 + index, 2000 + index, debt, 3000 + index, good,
+            1_900_000_000 if debt else 0)
+
+
+@pytest.fixture
+def node() -> FakeNode:
+    fake = FakeNode()
+    holders = {H1: holder_view(H1, 0, 5000, 1), H2: holder_view(H2, 1, 5000, 2),
+               H3: holder_view(H3, 2, 0, 3, debt=7, good=False)}
+    fake.views.update({
+        "systemInfo": lambda sid: SYSTEM_VIEW if sid == 1 else (_ for _ in ()).throw(Revert("UnknownSystem", sid)),
+        "periodInfo": lambda sid, pid: (
+            (b"\x01" * 32, b"\x02" * 32, 10, 3600, 7200, 7300, 14500, 99) if pid == 1
+            else (_ for _ in ()).throw(Revert("PeriodNotSettled", sid, pid))),
+        "holderList": lambda sid: ([H1, H2, H3], [5000, 5000, 0]),
+        "holderInfo": lambda sid, account: holders[account],
+        "hubRole": lambda sid: b"\x07" * 32,
+        "hasRole": lambda role, account: account == BENEFICIARY,
+    })
+    return fake
+
+
+def test_views_are_decoded_by_name(node: FakeNode) -> None:
+    chain = SolarProperty(fake_client(node), ADDRESS, 1)
+    info = chain.system_info()
+    assert (info.beneficiary, info.price_per_kwh_wei, info.total_value_wei, info.grace_period_s,
+            info.mam_channel_root_hash, info.holder_count, info.grid_share_bps, info.last_period_id,
+            info.last_period_end, info.registered_at) == SYSTEM_VIEW
+    period = chain.period_info(1)
+    assert period is not None and period.readings_root_hex == "0x" + "01" * 32
+    assert (period.reading_count, period.start, period.end, period.settled_at, period.due_time,
+            period.generation_wh) == (10, 3600, 7200, 7300, 14500, 99)
+    assert chain.period_info(2) is None  # PeriodNotSettled is "no such period", not an error
+    assert [(h.account, h.share_bps) for h in chain.holder_list()] == [(H1, 5000), (H2, 5000), (H3, 0)]
+    h3 = chain.holder_info(H3)
+    assert (h3.index, h3.debt_wei, h3.prepaid_wei, h3.in_good_standing, h3.next_due_time) == \
+        (2, 7, 3002, False, 1_900_000_000)
+    assert chain.is_hub(BENEFICIARY) and not chain.is_hub(H1)
+
+
+def test_a_snapshot_reads_every_view_at_one_block(node: FakeNode) -> None:
+    node.advance_per_request = 1  # a live chain: a new block after every request
+    chain = SolarProperty(fake_client(node), ADDRESS, 1)
+    snapshot = chain.snapshot()
+    node.call_blocks.clear()
+    snapshot.system_info()
+    snapshot.holders()
+    snapshot.period_info(1)
+    assert len(node.call_blocks) == 6  # systemInfo, holderList, 3 x holderInfo, periodInfo
+    assert {block for _name, block in node.call_blocks} == {hex(snapshot.block)}  # type: ignore[arg-type]
+    assert snapshot.block_timestamp() == 1_900_000_000 + snapshot.block  # the pinned block's time, not the head's
+    node.call_blocks.clear()
+    chain.system_info()  # unpinned: the latest block
+    assert node.call_blocks == [("systemInfo", "latest")]
+
+
+def test_one_holder_status_the_contracts(node: FakeNode) -> None:
+    """The status is the contract's HolderStatus, for supply decisions and the dashboard alike."""
+    chain = SolarProperty(fake_client(node), ADDRESS, 1)
+    assert [h.status for h in chain.holders()] == ["paying", "owned", "repossessed"]
+    system = SystemRef(ref=1, chain_id=31337, contract=ADDRESS, system_id=1, hub=BENEFICIARY, channel="readings",
+                       channel_root="A" * 81, holders={"h1": H1, "h2": H2, "h3": H3}, demo=True)
+    watcher = SupplyWatcher(None, fake_client(node), system, None, None, None)  # type: ignore[arg-type]
+    standings = watcher.standings()
+    assert [(s.party, s.status, s.good, s.debt) for s in standings] == [
+        ("h1", "paying", True, 0), ("h2", "owned", True, 0), ("h3", "repossessed", False, 7)]
+    node.views["holderInfo"] = lambda sid, account: holder_view(account, 0, 100, 9)
+    with pytest.raises(ArtifactError, match="HolderStatus 9"):
+        chain.holder_info(H1)
+
+
+def test_errors_map_onto_the_tree(node: FakeNode) -> None:
+    client = fake_client(node)
+    with pytest.raises(ContractReverted) as reverted:
+        SolarProperty(client, ADDRESS, 4).system_info()
+    assert reverted.value.name == "UnknownSystem" and reverted.value.args_ == (4,)
+    assert str(reverted.value) == "systemInfo reverted: UnknownSystem(4)"
+    # a revert is the chain saying no: Refused (slow schedule), never DataError (give up on the input)
+    assert isinstance(reverted.value, ChainRefused) and not isinstance(reverted.value, DataError)
+    assert is_transient(reverted.value)
+    node.down = True
+    with pytest.raises(ChainUnavailable, match="fake-node.invalid.*unreachable"):
+        SolarProperty(client, ADDRESS, 1).system_info()
+    node.down = False
+    node.code = "0x"  # the chain was reset: nothing at the address
+    with pytest.raises(NoContract, match="no contract code"):
+        SolarProperty(client, ADDRESS, 1).system_info()
+
+
+def test_the_facade_names_every_field_of_the_artifact() -> None:
+    abi = load_artifact()["abi"]
+    check_abi(abi)
+    renamed = copy.deepcopy(abi)
+    view = next(e for e in renamed if e.get("name") == "systemInfo")
+    view["outputs"][0]["components"][7]["name"] = "latestPeriodId"  # a contract change the facade does not know
+    with pytest.raises(ArtifactError, match="systemInfo returns"):
+        check_abi(renamed)
+    added = copy.deepcopy(abi)
+    event = next(e for e in added if e.get("name") == "PeriodSettled")
+    event["inputs"].append({"name": "extra", "type": "uint256", "indexed": False})
+    with pytest.raises(ArtifactError, match="PeriodSettled"):
+        check_abi(added)
+
+
+def test_dashboard_holders_offline(node: FakeNode, tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    with transaction(factory) as session:
+        session.add(SettlementSystem(chain_id=31337, contract=ADDRESS, system_id=1, hub=BENEFICIARY,
+                                     channel="readings", channel_root="A" * 81,
+                                     holders_json=json.dumps({"h1": H1, "h2": H2, "h3": H3}), demo=True))
+    config = Config(data={"hub": {"data_dir": str(tmp_path)}})
+    board = HolderBoard(config, factory, cache_s=0, timeout_s=1, client_for=lambda: fake_client(node))
+    body = board.holders()
+    assert body["source"] == "chain" and body["error"] is None
+    by_party = {h["party"]: h for h in body["holders"]}
+    assert [by_party[p]["status"] for p in ("h1", "h2", "h3")] == ["paying", "owned", "repossessed"]
+    assert by_party["h3"]["debt_wei"] == "7" and by_party["h1"]["equity_paid_wei"] == "2000"
+    assert {block for _name, block in node.call_blocks} == {hex(body["block"])}  # one block for the whole board
+    node.code = "0x"  # a reset chain: shown as an error with the last values, not a crash
+    later = board.holders()
+    assert later["source"] == "cache" and "no contract code" in later["error"]
+
+
+# ------------------------------------------------------------------------------------------------ real anvil
+
+
+def test_the_facade_reads_what_web3_reads_and_snapshots_stay_put(hub: Hub) -> None:
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+    assert hub.settle().settled == [1]
+    c = hub.client.contract(hub.system.contract)
+    chain = SolarProperty(hub.client, hub.system.contract, hub.system.system_id)
+    before = chain.snapshot()
+    raw = c.functions.systemInfo(1).call()
+    info = before.system_info()
+    assert (info.beneficiary, info.price_per_kwh_wei, info.total_value_wei, info.grace_period_s,
+            info.mam_channel_root_hash, info.holder_count, info.grid_share_bps, info.last_period_id,
+            info.last_period_end, info.registered_at) == tuple(raw)
+    period = before.period_info(1)
+    assert period is not None and tuple(c.functions.periodInfo(1, 1).call()) == (
+        period.readings_root, period.mam_root_hash, period.reading_count, period.start, period.end,
+        period.settled_at, period.due_time, period.generation_wh)
+    for h in before.holders():
+        assert tuple(c.functions.holderInfo(1, h.account).call()) == (
+            h.account, h.index, h.share_bps, ["none", "paying", "owned", "repossessed"].index(h.status),
+            h.holding_value_wei, h.equity_paid_wei, h.debt_wei, h.prepaid_wei, h.in_good_standing, h.next_due_time)
+    (event,) = before.period_settled_events(1)
+    assert event.readings_root == period.readings_root and event.tx_hash == _row(hub, 1).tx_hash
+    hub.run_until(START_MS + 2 * HOUR_MS + 20 * 60_000)
+    assert hub.settle().settled == [2]
+    assert before.system_info().last_period_id == 1  # the snapshot still reads its own block
+    assert before.period_info(2) is None and before.period_settled_events(2) == []
+    assert chain.snapshot().system_info().last_period_id == 2
+
+
+def _row(hub: Hub, period_id: int):  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from settlement.models import SettlementPeriod
+
+    with hub.factory() as session:
+        return session.scalars(select(SettlementPeriod).where(SettlementPeriod.period_id == period_id)).one()
