@@ -3,6 +3,9 @@
 * kill -9 the publisher at random moments while it publishes 200 messages, restart it each time: every key
   index is on the node exactly once, and both our fetch-all and mam.js's mamFetchAll walk the whole chain;
 * stop the node for a while: everything queued is published, in order, with no manual step.
+
+Limits follow progress (`Progress`): a wait fails only when nothing moved for STALL_S, so a busy machine is
+slower but does not fail; a publisher that is stuck fails the same.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +28,34 @@ from mam_client.outbox import enqueue
 from mam_client.transport import PyotaTransport
 from scb.config import load_config
 from scb.db import open_database, transaction
+from scb.loop import read_heartbeats
 from tests.conftest import free_port, run_node
 
 MWM = 3
+#: A wait fails after this long without progress (not after a total time: see the module docstring).
+STALL_S = 60.0
 
 
+class Progress:
+    """Fails the test when `measure()` has not changed for STALL_S seconds."""
+
+    def __init__(self, what: str, measure: Callable[[], Hashable]) -> None:
+        self.what = what
+        self.measure = measure
+        self.last = measure()
+        self.since = time.monotonic()
+
+    def check(self) -> Hashable:
+        value = self.measure()
+        if value != self.last:
+            self.last, self.since = value, time.monotonic()
+        assert time.monotonic() - self.since < STALL_S, f"no progress for {STALL_S:.0f} s: {self.what}: {value}"
+        return value
+
+    def wait(self, condition: Callable[[], bool], poll_s: float = 0.05) -> None:
+        while not condition():
+            self.check()
+            time.sleep(poll_s)
 
 class Hub:
     def __init__(self, root: Path) -> None:
@@ -58,15 +84,24 @@ class Hub:
                                 stderr=subprocess.STDOUT)
 
     def wait_node(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        def up() -> bool:
             try:
                 requests.post(self.url, json={"command": "getNodeInfo"},
                               headers={"X-IOTA-API-Version": "1"}, timeout=2)
-                return
+                return True
             except requests.RequestException:
-                time.sleep(0.1)
-        raise AssertionError("tangle node did not start")
+                return False
+
+        Progress("the tangle node to answer", lambda: None).wait(up, poll_s=0.1)
+
+    def log_tail(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def publisher_beating(self, pid: int) -> bool:
+        """True once the mam-client `pid` runs its publisher loop (the loop's first heartbeat names the pid)."""
+        beat = read_heartbeats(self.root).get("mam-client")
+        return bool(beat and beat.get("pid") == pid and "publisher" in beat.get("loops", {}))
 
 
 @pytest.fixture()
@@ -100,13 +135,32 @@ def test_kill_9_while_publishing_200(hub: Hub) -> None:
     factory = open_database(hub.config)
     enqueue_messages(factory, 200)
     rng = random.Random(20261121)
-    kills = 0
-    deadline = time.monotonic() + 420
-    while counts(factory).get(ATTACHED, 0) < 200:
-        assert time.monotonic() < deadline, f"publishing stalled: {counts(factory)}"
+    kills = ready = 0
+
+    def attached() -> int:
+        return counts(factory).get(ATTACHED, 0)
+
+    progress = Progress("publishing 200 messages while killing the mam-client", lambda: (attached(), ready))
+    while attached() < 200:
         client = hub.spawn("mam-client")
         hub.procs.append(client)  # type: ignore[attr-defined]
-        time.sleep(rng.uniform(1.5, 4.5))
+
+        def alive() -> bool:
+            assert client.poll() is None, f"mam-client exited with {client.returncode}:\n{hub.log_tail('mam-client')}"
+            return True
+
+        # the kill moments count from the publisher loop's start, so that a slow start-up (imports, migrations
+        # on a busy machine) does not eat the window in which it publishes
+        progress.wait(lambda: alive() and hub.publisher_beating(client.pid))
+        ready += 1
+        before, end, quota = attached(), time.monotonic() + rng.uniform(0.3, 3.0), rng.randint(5, 40)
+        # a random moment while it publishes: after a random time, or a random number of attachments on a machine
+        # fast enough to publish everything in that time (so that it is killed several times); on a machine too
+        # slow to attach anything in that time, after its first attachment (limited by progress), then a little
+        progress.wait(lambda: alive() and (attached() >= min(200, before + quota)
+                                           or (time.monotonic() >= end and attached() > before)))
+        if attached() < 200 and time.monotonic() - end > 0.05:
+            time.sleep(rng.uniform(0.0, 0.5))
         if client.poll() is None:
             client.send_signal(signal.SIGKILL)
             kills += 1
@@ -139,10 +193,11 @@ def test_node_outage_then_recovery(hub: Hub) -> None:
     client = hub.spawn("mam-client")
     hub.procs.append(client)  # type: ignore[attr-defined]
     enqueue_messages(factory, 3)
-    deadline = time.monotonic() + 60
-    while counts(factory).get(ATTACHED, 0) < 3:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+
+    def attached() -> int:
+        return counts(factory).get(ATTACHED, 0)
+
+    Progress("the first 3 messages", attached).wait(lambda: attached() >= 3, poll_s=0.2)
     node.send_signal(signal.SIGTERM)
     node.wait(timeout=30)
     enqueue_messages(factory, 10, start=3)
@@ -154,10 +209,7 @@ def test_node_outage_then_recovery(hub: Hub) -> None:
         assert waiting.attempts >= 1 and waiting.last_error
     node = hub.spawn("tangle-node")
     hub.procs.append(node)  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 60
-    while counts(factory).get(ATTACHED, 0) < 13:
-        assert time.monotonic() < deadline, counts(factory)
-        time.sleep(0.2)
+    Progress("the 13 messages after the outage", lambda: counts(factory)).wait(lambda: attached() >= 13, poll_s=0.2)
     with factory() as s:
         rows = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
         first_root = s.get(Channel, "readings").first_root
@@ -173,10 +225,9 @@ def test_one_publisher_per_data_directory(hub: Hub) -> None:
     first = hub.spawn("mam-client")
     hub.procs.append(first)  # type: ignore[attr-defined]
     lock = hub.root / "mam-client.lock"
-    deadline = time.monotonic() + 30
-    while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
-        assert time.monotonic() < deadline and first.poll() is None
-        time.sleep(0.1)
+    Progress("the first mam-client to take the lock", lambda: None).wait(
+        lambda: first.poll() is None and lock.exists() and lock.read_text().strip() == str(first.pid), poll_s=0.1)
+    assert first.poll() is None, hub.log_tail("mam-client")
     second = subprocess.run([sys.executable, "-m", "hub.cli", "mam-client"], env=hub.env, capture_output=True,
                             text=True, timeout=60)
     assert second.returncode == 2 and "another mam-client is running" in second.stderr
@@ -184,7 +235,6 @@ def test_one_publisher_per_data_directory(hub: Hub) -> None:
     first.wait()
     again = hub.spawn("mam-client")  # the lock died with the killed process
     hub.procs.append(again)  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 30
-    while lock.read_text().strip() != str(again.pid):
-        assert time.monotonic() < deadline and again.poll() is None
-        time.sleep(0.1)
+    Progress("the restarted mam-client to take the lock", lambda: None).wait(
+        lambda: again.poll() is not None or lock.read_text().strip() == str(again.pid), poll_s=0.1)
+    assert again.poll() is None, hub.log_tail("mam-client")
