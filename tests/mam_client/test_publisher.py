@@ -1,4 +1,4 @@
-"""Publisher logic against an in-memory tangle (the real-node tests are in test_publisher_node.py)."""
+"""Publisher logic against an in-memory tangle (refusals: test_refusals.py; the real node: test_transport_node.py)."""
 from __future__ import annotations
 
 import json
