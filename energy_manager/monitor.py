@@ -1,17 +1,26 @@
 """The EnergyMonitor: one sample of every meter per tick, stored and handed to the publisher atomically.
 
-Each tick is one database transaction that
-1. stores a reading per meter that reported something new (sequence number = previous + 1, canonical bytes,
-   digest, energy delta and flags from `energy_manager.registers`);
-2. adds the tick's input counters (bad lines, values out of range, clock jumps, devices lost);
-3. saves device checkpoints (the simulator's state);
+A sample (`sample()`) reads the devices and numbers a reading per meter that reported something new (sequence
+number = previous + 1, canonical bytes, digest, energy delta and flags from `energy_manager.registers`); it
+touches no database. `store()` then writes everything not yet stored in one database transaction that
+1. inserts the readings;
+2. adds the input counters (bad lines, values out of range, clock jumps, devices lost);
+3. saves device checkpoints (the simulator's state) and the caller's state (the clock anchor);
 4. batches every publish window that has closed into MAM message(s) with `mam_client.outbox.enqueue` and links
    each reading to the message that carries it.
-So after a crash the database holds whole ticks only: no reading without its sequence number, no message
+So after a crash the database holds whole samples only: no reading without its sequence number, no message
 without its readings, no reading in two messages. Sequence numbers come from the committed rows, so a restart
 continues exactly where the last commit ended.
 
-Bad input never escapes a tick: it is logged with the raw line, counted, and the other meters go on.
+When the database cannot take a sample (locked beyond the busy timeout, disk full), `store()` raises and the
+sample stays in memory, numbered; the next `store()` writes it with the samples taken since, in order, so a
+reading survives a lock and is stored exactly once. The memory is bounded (`MAX_PENDING_READINGS`): beyond it new
+samples are not kept, and a `not_stored` counter says so; the meters' cumulative registers make the first
+reading after the outage carry the energy of the samples that were not kept (flagged `gap` if the outage was
+long), so energy is never lost, only time resolution. Pending samples die with the process (kill -9, power cut);
+a restart numbers on from the committed rows, so nothing is numbered twice.
+
+Bad input never escapes a sample: it is logged with the raw line, counted, and the other meters go on.
 """
 from __future__ import annotations
 
@@ -37,8 +46,9 @@ from energy_manager.registers import GAP, RESET, SPIKE, ClockBackwards, Register
 from energy_manager.settings import EnergySettings, MeterSettings
 from mam_client.crypto.trits import ascii_to_trytes
 from mam_client.outbox import enqueue
-from scb.db import load_json_value, save_json_value
-from scb.db import transaction
+from scb.db import load_json_value, save_json_value, transaction
+from scb.errors import DatabaseUnavailable
+from scb.loop import as_database_error, is_transient
 
 log = logging.getLogger("energy_manager.monitor")
 
@@ -47,6 +57,15 @@ MISSING_VALUE = "missing_value"
 CLOCK_BACKWARDS = "clock_backwards"
 CLOCK_JUMP = "clock_jump"
 DRIVER_ERROR = "driver_error"
+#: a sample the database could not take while the memory for pending samples was full (source "database")
+NOT_STORED = "not_stored"
+#: Readings kept in memory while the database cannot take them. Why this many: a held reading costs about 1-2 KB,
+#: so the bound is 10-20 MB, affordable on a Pi; it is about a day of the demo community (7 meters) at one sample
+#: a minute, longer than any lock, and a database that is gone longer needs an operator anyway. Beyond it the
+#: registers carry the energy (see the module docstring).
+MAX_PENDING_READINGS = 10_000
+#: Input events kept while the database cannot take them. Why: their counts are diagnostics, not data.
+MAX_PENDING_EVENTS = 1_000
 #: counters that only inform (the reading is stored, flagged)
 FLAG_EVENTS = {GAP: "gap", RESET: "reset", SPIKE: "spike"}
 
@@ -66,6 +85,8 @@ class MeterCursor:
 
 @dataclass
 class TickReport:
+    """What one `store()` (or `tick()`) wrote: every reading stored, oldest first, and the messages enqueued."""
+
     ts_ms: int
     readings: list[Reading] = field(default_factory=list)
     messages: list[int] = field(default_factory=list)
@@ -73,8 +94,19 @@ class TickReport:
     committed: bool = False
 
 
+@dataclass
+class _Staged:
+    """A numbered reading waiting for its transaction."""
+
+    meter: MeterSettings
+    reading: Reading
+    delta_wh: int
+    interval_ms: int | None
+    flags: str
+
+
 class EnergyMonitor:
-    """Samples the devices and stores readings; `tick()` is one sample, `run()` lives in `service`."""
+    """Samples the devices and stores readings; `sample()` + `store()` is one tick, the loop lives in `service`."""
 
     def __init__(
         self,
@@ -83,18 +115,27 @@ class EnergyMonitor:
         devices: dict[str, Device],
         *,
         salt: Callable[[], str] = new_salt,
+        max_pending_readings: int = MAX_PENDING_READINGS,
     ) -> None:
         self.settings = settings
         self.factory = factory
         self.devices = devices
         self.salt = salt
+        self.max_pending_readings = max_pending_readings
+        #: per meter, the newest reading numbered (stored, or pending in memory): what the next is measured against
         self.cursors: dict[str, MeterCursor] = {}
-        self._carry: list[tuple[str, InputEvent]] = []  # events of a tick whose commit failed
+        self._pending: list[_Staged] = []
+        self._pending_events: list[tuple[str, InputEvent]] = []
+        self._pending_state: dict[str, dict] = {}
+        self._pending_samples = 0
+        self._pending_now: int | None = None
+        self._not_kept = 0  # samples not kept since the last store (the memory was full)
+        self._newest: tuple[int, dict[str, MeterCursor], int] | None = None
         self.load_cursors()
 
     # -- state ------------------------------------------------------------------------------------------------
     def load_cursors(self) -> None:
-        """Read each meter's last committed reading (after a start, or after a failed commit)."""
+        """Read each meter's last committed reading (at start)."""
         hub = self.settings.hub_id
         cursors: dict[str, MeterCursor] = {}
         with self.factory() as session:
@@ -114,16 +155,30 @@ class EnergyMonitor:
         stamps = [c.last.ts_ms for c in self.cursors.values() if c.last is not None]
         return max(stamps) if stamps else None
 
+    @property
+    def pending_samples(self) -> int:
+        """Samples taken and waiting for the database (0 while it takes every sample)."""
+        return self._pending_samples
+
     # -- one tick ---------------------------------------------------------------------------------------------
     def tick(self, now_ms: int, extra_events: Iterable[tuple[str, InputEvent]] = (),
              extra_state: dict[str, dict] | None = None) -> TickReport:
-        """Sample every device at community time `now_ms`, store, batch closed windows. Never raises for bad
-        input or an unavailable device; a failed commit is logged and the tick's readings are dropped (their
-        sequence numbers are reused by the next tick, so nothing is skipped). `extra_state` is saved to
-        `energy_state` in the same transaction (the clock anchor)."""
-        report = TickReport(ts_ms=now_ms)
-        events: list[tuple[str, InputEvent]] = [*self._carry, *extra_events]
-        self._carry = []
+        """`sample()` then `store()`. A database that cannot take the sample (a transient error: locked, full)
+        is logged and the sample stays pending (`committed` is False); the next tick stores it first."""
+        self.sample(now_ms, extra_events, extra_state)
+        try:
+            return self.store()
+        except DatabaseUnavailable as exc:
+            log.error("could not store the sample at %s (%s); %d sample(s) waiting for the next try", _iso(now_ms),
+                      exc, self._pending_samples)
+            return TickReport(ts_ms=now_ms)
+
+    def sample(self, now_ms: int, extra_events: Iterable[tuple[str, InputEvent]] = (),
+               extra_state: dict[str, dict] | None = None) -> int:
+        """Read every device at community time `now_ms` and number a reading per meter that reported something
+        new; nothing is written (`store()` does). Never raises for bad input or an unavailable device.
+        `extra_state` is saved to `energy_state` with the sample (the clock anchor). Returns the readings kept."""
+        events: list[tuple[str, InputEvent]] = list(extra_events)
         samples: dict[str, DeviceSample] = {}
         for name, device in self.devices.items():
             try:
@@ -137,7 +192,9 @@ class EnergyMonitor:
                 samples[name] = sample
             events.extend((name, e) for e in device.take_events())
 
-        staged: list[tuple[MeterSettings, Reading, int, int | None, str]] = []
+        # what the newest sample changes, so that it can be given up if the database fails and memory is full
+        self._newest = (len(self._pending), dict(self.cursors), now_ms)
+        staged: list[_Staged] = []
         for meter in self.settings.meters.values():
             sample = samples.get(meter.device)
             if sample is None:
@@ -145,41 +202,71 @@ class EnergyMonitor:
             made = self._reading(meter, sample, events)
             if made is not None:
                 staged.append(made)
+                self.cursors[meter.id] = MeterCursor(made.reading.seq,
+                                                     RegisterState(made.reading.ts_ms, made.reading.register_wh))
+        self._pending.extend(staged)
+        self._pending_events = [*self._pending_events, *events][-MAX_PENDING_EVENTS:]
+        self._pending_state.update(extra_state or {})
+        self._pending_samples += 1
+        self._pending_now = now_ms if self._pending_now is None else max(self._pending_now, now_ms)
+        return len(staged)
 
+    def store(self) -> TickReport:
+        """Write every pending sample in one transaction (nothing to do when none is pending).
+
+        A database error propagates (the caller's loop backs off and retries) and leaves the samples pending;
+        they are written, in order and once, by the next `store()` that succeeds."""
+        report = TickReport(ts_ms=self._pending_now if self._pending_now is not None else 0)
+        if self._pending_now is None:
+            return report
+        staged, events = self._pending, self._pending_events
         try:
             with transaction(self.factory) as session:
-                for meter, reading, delta_wh, interval_ms, flags in staged:
-                    self._store(session, reading, delta_wh, interval_ms, flags)
+                for item in staged:
+                    self._store(session, item.reading, item.delta_wh, item.interval_ms, item.flags)
                 self._count(session, events)
                 self._checkpoint(session)
-                for key, value in (extra_state or {}).items():
+                for key, value in self._pending_state.items():
                     save_state(session, key, value)
-                report.messages = self.batch_closed_windows(session, now_ms)
-        except SQLAlchemyError as exc:
-            log.error("could not store the sample at %s (%s); it is dropped and the next sample continues",
-                      _iso(now_ms), _short(exc))
-            self._carry = events[-1000:]
-            self.load_cursors_safely()
-            return report
-        for meter, reading, _delta, _interval, _flags in staged:
-            self.cursors[meter.id] = MeterCursor(reading.seq, RegisterState(reading.ts_ms, reading.register_wh))
-        report.readings = [r for _m, r, _d, _i, _f in staged]
+                report.messages = self.batch_closed_windows(session, self._pending_now)
+        except Exception as exc:  # noqa: BLE001 - only the transient ones are the database being unavailable
+            if not is_transient(exc):
+                raise
+            self._give_up_newest_if_full()
+            raise as_database_error(exc) from exc
+        if self._pending_samples > 1:
+            log.info("the database took %d samples kept in memory (%d readings)", self._pending_samples, len(staged))
+        self._pending, self._pending_events, self._pending_state = [], [], {}
+        self._pending_samples, self._pending_now, self._not_kept, self._newest = 0, None, 0, None
+        report.readings = [item.reading for item in staged]
         report.events = len(events)
         report.committed = True
         if log.isEnabledFor(logging.DEBUG):
             log.debug("committed %s", json.dumps({
-                "ts_ms": now_ms, "seq": {r.meter: r.seq for r in report.readings}, "messages": report.messages,
+                "ts_ms": report.ts_ms, "seq": {r.meter: r.seq for r in report.readings},
+                "messages": report.messages,
             }, sort_keys=True))
         return report
 
-    def load_cursors_safely(self) -> None:
-        try:
-            self.load_cursors()
-        except SQLAlchemyError as exc:
-            log.error("could not re-read the meters' last readings (%s); will retry", _short(exc))
+    def _give_up_newest_if_full(self) -> None:
+        """Past `max_pending_readings`, drop the newest sample's readings and give their numbers back: the
+        registers carry their energy into the next reading that is stored (module docstring)."""
+        if len(self._pending) <= self.max_pending_readings or self._newest is None:
+            return
+        start, cursors, now_ms = self._newest
+        self._newest = None
+        if not self._not_kept:
+            log.error("the database has not taken a sample for a while and %d readings are waiting in memory: new "
+                      "samples are not kept until it is back (the next stored reading carries their energy)", start)
+        self._not_kept += 1
+        self._pending_samples -= 1
+        del self._pending[start:]
+        self.cursors = cursors
+        self._pending_events.append(("database", InputEvent(
+            NOT_STORED, f"sample at {_iso(now_ms)} not kept: {start} readings were already waiting")))
 
     def _reading(self, meter: MeterSettings, sample: DeviceSample,
-                 events: list[tuple[str, InputEvent]]) -> tuple[MeterSettings, Reading, int, int | None, str] | None:
+                 events: list[tuple[str, InputEvent]]) -> _Staged | None:
         raw = sample.raw
 
         def bad(kind: str, detail: str) -> None:
@@ -223,7 +310,7 @@ class EnergyMonitor:
                           f"{register} Wh over {delta.interval_ms} ms, counted {delta.delta_wh} Wh")
                 (log.warning if flag != GAP else log.info)("meter %s: %s", meter.id, detail)
                 events.append((meter.id, InputEvent(FLAG_EVENTS[flag], detail, raw)))
-        return meter, reading, delta.delta_wh, delta.interval_ms, delta.flags_text
+        return _Staged(meter, reading, delta.delta_wh, delta.interval_ms, delta.flags_text)
 
     def _store(self, session: Session, reading: Reading, delta_wh: int, interval_ms: int | None, flags: str) -> None:
         canonical = reading.canonical()
@@ -304,8 +391,3 @@ def save_state(session: Session, key: str, value: dict) -> None:
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]

@@ -3,12 +3,13 @@ windows handed to the MAM outbox in the same transaction."""
 from __future__ import annotations
 
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 import energy_manager.monitor as monitor_module
 from energy_manager.drivers.base import Device, DeviceSample
@@ -51,6 +52,26 @@ def db(tmp_path: Path):
     engine = make_engine(f"sqlite:///{tmp_path / 'scb.sqlite3'}")
     upgrade(engine)
     yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+#: The busy timeout of the locked-database tests. Why short: the hub waits 30 s for a lock, which is what a lock
+#: must outlast before a sample is kept in memory; a test lock outlasts 50 ms without waiting half a minute.
+TEST_BUSY_TIMEOUT_MS = 50
+
+
+@pytest.fixture()
+def short_busy_db(tmp_path: Path):
+    """The hub's engine (WAL, BEGIN IMMEDIATE) with a busy timeout shortened for the test, and the file's path."""
+    path = tmp_path / "scb.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _short_busy_timeout(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_conn.execute(f"PRAGMA busy_timeout={TEST_BUSY_TIMEOUT_MS}")  # after make_engine's pragmas
+
+    upgrade(engine)
+    yield make_sessionmaker(engine), path
     engine.dispose()
 
 
@@ -181,7 +202,7 @@ def test_a_large_window_is_split_into_parts_under_the_size_limit(db) -> None:
     assert len(set(carried)) == len(carried)
 
 
-def test_a_failed_commit_loses_nothing_and_skips_no_sequence_number(db, monkeypatch) -> None:
+def test_a_failed_commit_keeps_the_sample_and_stores_it_with_the_next(db, monkeypatch) -> None:
     mon = sim_monitor(db, sample_interval_s=60, publish_window_s=120)
     real_enqueue = monitor_module.enqueue
     calls = {"n": 0}
@@ -195,12 +216,85 @@ def test_a_failed_commit_loses_nothing_and_skips_no_sequence_number(db, monkeypa
     monkeypatch.setattr(monitor_module, "enqueue", flaky)
     assert mon.tick(T0).committed and mon.tick(T0 + MIN).committed
     failed = mon.tick(T0 + 2 * MIN)  # closes the first window; the enqueue fails: the whole tick rolls back
-    assert not failed.committed
+    assert not failed.committed and mon.pending_samples == 1
     assert {r.seq for r in rows(db)} == {1, 2}
-    assert mon.tick(T0 + 3 * MIN).committed
+    stored = mon.tick(T0 + 3 * MIN)
+    assert stored.committed and mon.pending_samples == 0
+    assert [(r.meter, r.ts_ms) for r in stored.readings] == [(m, T0 + k * MIN) for k in (2, 3) for m in mon.settings.meters]
     for meter in mon.settings.meters:
-        assert [r.seq for r in rows(db, meter)] == [1, 2, 3]
-    assert all(r.message_id is not None for r in rows(db) if r.ts_ms < T0 + 2 * MIN)
+        assert [(r.seq, r.ts_ms) for r in rows(db, meter)] == [(1, T0), (2, T0 + MIN), (3, T0 + 2 * MIN),
+                                                                (4, T0 + 3 * MIN)]
+    assert all((r.message_id is not None) == (r.ts_ms < T0 + 2 * MIN) for r in rows(db))
+
+
+def test_an_unexpected_database_error_is_not_kept_for_later(db, monkeypatch) -> None:
+    """Only transient errors (locked, full, I/O) keep the sample for a retry; anything else is for the loop's
+    failure policy (exit 70, restart from the database)."""
+    mon = sim_monitor(db)
+
+    def broken(session, channel, message):  # type: ignore[no-untyped-def]
+        raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+
+    monkeypatch.setattr(monitor_module, "enqueue", broken)
+    mon.tick(T0)
+    with pytest.raises(IntegrityError):
+        mon.tick(T0 + 5 * MIN)  # closes the first window
+
+
+def lock_database(path: Path) -> sqlite3.Connection:
+    """Another process's write lock: an open EXCLUSIVE transaction (readers go on in WAL mode, writers wait)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN EXCLUSIVE")
+    return conn
+
+
+def test_samples_taken_while_the_database_is_locked_are_stored_once_when_it_is_back(short_busy_db) -> None:
+    factory, path = short_busy_db
+    mon = sim_monitor(factory, sample_interval_s=60, publish_window_s=300)
+    assert mon.tick(T0).committed
+    lock = lock_database(path)
+    try:
+        for k in (1, 2, 3):
+            report = mon.tick(T0 + k * MIN)  # waits out the (shortened) busy timeout, then keeps the sample
+            assert not report.committed and mon.pending_samples == k
+    finally:
+        lock.rollback()
+        lock.close()
+    report = mon.tick(T0 + 4 * MIN)
+    assert report.committed and mon.pending_samples == 0
+    assert sorted({r.ts_ms for r in report.readings}) == [T0 + k * MIN for k in (1, 2, 3, 4)]
+    for meter in mon.settings.meters:
+        stored = rows(factory, meter)
+        assert [(r.seq, r.ts_ms) for r in stored] == [(k + 1, T0 + k * MIN) for k in range(5)]
+        assert [r.flags for r in stored] == ["first", "", "", "", ""]
+    assert counters(factory) == {}
+
+
+def test_memory_for_pending_samples_is_bounded_and_the_registers_carry_the_energy(short_busy_db) -> None:
+    factory, path = short_busy_db
+    config = Config(data={"hub": {"id": "demo"}, "energy": {"clock_speed": 1}})
+    settings = load_energy_settings(config)
+    meters = len(settings.meters)
+    mon = EnergyMonitor(settings, factory, {"sim": SimulatedDevice("sim", settings.community, T0)},
+                        max_pending_readings=2 * meters)
+    assert mon.tick(T0).committed
+    lock = lock_database(path)
+    try:
+        for k in range(1, 6):
+            assert not mon.tick(T0 + k * MIN).committed
+    finally:
+        lock.rollback()
+        lock.close()
+    assert mon.pending_samples == 2
+    assert mon.tick(T0 + 6 * MIN).committed
+    # samples at +3, +4 and +5 minutes were not kept; the 4-minute interval after them is a gap
+    assert counters(factory) == {("database", "not_stored"): 3, **{(m, "gap"): 1 for m in settings.meters}}
+    for meter in settings.meters:
+        stored = rows(factory, meter)
+        assert [(r.seq, r.ts_ms) for r in stored] == [(1, T0), (2, T0 + MIN), (3, T0 + 2 * MIN), (4, T0 + 6 * MIN)]
+        # nothing is lost: the reading after the outage carries the energy of the samples that were not kept
+        assert stored[3].delta_wh == stored[3].register_wh - stored[2].register_wh
+        assert stored[3].interval_ms == 4 * MIN and "gap" in stored[3].flags
 
 
 def test_readings_messages_refuse_tampering() -> None:

@@ -28,6 +28,7 @@ from mam_client.crypto.trits import trytes_to_ascii
 from mam_client.models import OutboxMessage
 from scb.config import load_config
 from scb.db import make_engine, make_sessionmaker
+from scb.loop import read_heartbeats
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 METERS = ("pv", "h1", "h2", "h3", "h4", "grid-import", "grid-export")
@@ -178,6 +179,8 @@ def test_signal_finishes_the_sample_and_exits_cleanly(tmp_path: Path, signum: in
         engine.dispose()
     # the clock anchor settlement reads is kept current by every sample
     assert anchor["community_ms"] >= max(r.ts_ms for r in readings) and anchor["speed"] == 3600
+    beat = read_heartbeats(tmp_path)["energy-manager"]  # what `scb status` and the supervisor look at
+    assert beat["loops"]["sampling"]["error"] is None and beat["loops"]["sampling"]["detail"]["pending_samples"] == 0
 
 
 def test_one_energy_manager_per_data_directory(tmp_path: Path) -> None:
@@ -204,5 +207,5 @@ def test_samples_option_and_bad_configuration_give_one_line_errors(tmp_path: Pat
                           env={**env, "SCB_DATA_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "scb: energy.sample_interval_s must be a number, not 'often'"
+        'scb: energy.sample_interval_s must be a number from 0.01 to 86400, not "often"'
     ]
