@@ -6,6 +6,11 @@ Differences from mam.js 1.0.0-beta.10, on purpose:
 * every valid message at an address is returned (a tree with count > 1 puts several on one address);
 * when the node no longer has a message (nodes prune) or cannot be reached, the hub's own archive is read and
   the result says so.
+
+A node that refuses the query (`NodeRefused`, e.g. findTransactions switched off) is, for a reader, a node it
+cannot read from: the archive is read, and without it `NodeUnavailable` is raised with the node's reason. Why not
+the refusal itself: a reader has no slow schedule to wait on; its callers (`scb mam fetch`, `scb verify`, the
+dashboard) answer "cannot check now" either way.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 
 from mam_client.mam import InvalidMessage, decode_address, parse_message
 from mam_client.transport import TangleTransport
-from scb.errors import NodeUnavailable, TransportError
+from scb.errors import NodeUnavailable, Refused, TransportError
 
 #: Longest chain `--all` walks. Why: a reader must terminate even on a channel that (by accident or malice)
 #: loops back to an earlier root.
@@ -52,12 +57,12 @@ def fetch_at(transport: TangleTransport | None, root: str, mode: str, side_key: 
     found: list[FetchedMessage] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()
-    node_error: TransportError | None = None
+    node_error: TransportError | Refused | None = None
     bundles = []
     if transport is not None:
         try:
             bundles = transport.find_bundles(address)
-        except TransportError as exc:
+        except (TransportError, Refused) as exc:
             node_error = exc
     for bundle in bundles:
         try:

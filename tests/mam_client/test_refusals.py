@@ -175,3 +175,26 @@ def test_the_heartbeat_says_whether_the_node_answered(hub: Hub) -> None:
     hub.clocks.t = 400
     assert hub.publisher.step() == 0.0  # progress: go on at once
     assert reachable() is True
+
+
+def test_a_reader_treats_a_refusing_node_as_one_it_cannot_read_from(hub: Hub) -> None:
+    from mam_client.fetch import fetch_chain
+    from scb.errors import NodeRefused, NodeUnavailable
+
+    hub.enqueue("public", 1)
+    hub.publisher.run_once()
+    row = rows(hub, "public")[0]
+
+    class Refusing:
+        def attach(self, address: str, payload: str, tag: str) -> object:
+            raise AssertionError("a reader does not attach")
+
+        def find_bundles(self, address: str) -> list:
+            raise NodeRefused("IOTA node fake: findTransactions refused (HTTP 401): COMMAND findTransactions is "
+                              "not available on this node")
+
+    archive = lambda address: [row.payload] if address == row.address else []  # noqa: E731
+    read = list(fetch_chain(Refusing(), row.root, "public", None, archive=archive))
+    assert [(m.message, m.source) for m in read] == [(row.message, "archive")]
+    with pytest.raises(NodeUnavailable, match="refused .HTTP 401.*the local archive has no message"):
+        list(fetch_chain(Refusing(), row.root, "public", None, archive=lambda a: []))
