@@ -198,3 +198,20 @@ def test_a_reader_treats_a_refusing_node_as_one_it_cannot_read_from(hub: Hub) ->
     assert [(m.message, m.source) for m in read] == [(row.message, "archive")]
     with pytest.raises(NodeUnavailable, match="refused .HTTP 401.*the local archive has no message"):
         list(fetch_chain(Refusing(), row.root, "public", None, archive=lambda a: []))
+
+
+def test_an_outbox_from_before_migration_0003_upgrades_unrefused(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from scb.db import make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO mam_messages (channel, message, state, created_at, attempts) "
+                          "VALUES ('readings', 'OLD', 'prepared', '2026-01-01 00:00:00', 2)"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT refusal, refused_at, refusals, retry_at, attempts FROM mam_messages")).one()
+    engine.dispose()
+    assert tuple(row) == (None, None, 0, None, 2)
