@@ -4,6 +4,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from dashboard.settings import dashboard_settings
 from energy_manager.settings import load_energy_settings
 from mam_client.node.settings import NodeSettings
 from mam_client.settings import iota_settings, mam_settings
@@ -26,3 +27,4 @@ def test_example_loads_in_every_component(tmp_path: Path) -> None:
     assert eth.rpc_url.startswith("https://")
     settle = settlement_settings(config)
     assert settle.system_id == 4
+    assert dashboard_settings(config).port == 8720  # no [dashboard] in the example: the defaults
