@@ -387,6 +387,21 @@ class ChainClient:
             return exc
         return ContractReverted(what, "TransactionFailed", ("out of gas or reverted without data",))
 
+    def next_nonce(self) -> int:
+        """The hub account's next nonce (counting its pending transactions)."""
+        sender = self.sender
+        return int(self.guard("eth_getTransactionCount", lambda: self.w3.eth.get_transaction_count(sender, "pending")))
+
+    def burn_nonce(self, why: str) -> None:
+        """Use up the account's next nonce with a 0-wei transfer to itself (so that its next contract gets a new
+        address: see settlement.system); waits for the receipt."""
+        sender = self.sender
+        tx = {"from": sender, "to": sender, "value": 0, "nonce": self.next_nonce(), "chainId": self.chain_id,
+              "gas": 21_000, **self._fees()}
+        signed = self.account.sign_transaction(tx)  # type: ignore[union-attr]
+        tx_hash = self.send("0x" + bytes(signed.raw_transaction).hex()) or "0x" + bytes(signed.hash).hex()
+        self.wait(tx_hash, why)
+
     def transact(self, fn: Any, what: str, value: int = 0) -> dict[str, Any]:
         """Sign, send, wait: for one-off operator actions (deploy, register). The settlement job uses the steps."""
         signed = self.sign(fn, what, value)
@@ -411,6 +426,14 @@ def _rpc_message(exc: BaseException) -> str:
     if isinstance(response, dict) and isinstance(response.get("error"), dict):
         return str(response["error"].get("message", exc))
     return str(exc)
+
+
+def create_address(sender: str, nonce: int) -> str:
+    """The address of the contract `sender` creates with its transaction `nonce` (CREATE: keccak(rlp(sender,
+    nonce)))."""
+    import rlp  # a dependency of eth-account
+
+    return to_checksum_address(keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:])
 
 
 # ---------------------------------------------------------------------------------------------------- accounts

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from energy_manager.settings import EnergySettings
 from mam_client.channels import ensure_channel
 from mam_client.settings import mam_settings
-from settlement.chain import ChainClient, ContractReverted, dev_account
+from settlement.chain import ChainClient, ContractReverted, create_address, dev_account
 from settlement.models import SettlementSystem
 from settlement.solar_property import SolarProperty
 from settlement.settings import EthereumSettings, SettlementSettings
@@ -152,10 +152,22 @@ def resolve_system(config: Config, factory: sessionmaker[Session], client: Chain
         if stored is not None:
             log.warning("contract %s recorded in the database has no code on chain %d (the local chain was reset); "
                         "deploying a new one", stored.contract, chain_id)
+        _skip_known_addresses(factory, client)
         contract = deploy_contract(client)
     elif not client.has_code(contract):
         raise ConfigError(f"ethereum.contract_address {contract} has no contract code on chain {chain_id}")
     return register_demo(config, factory, client, contract, energy, settings)
+
+
+def _skip_known_addresses(factory: sessionmaker[Session], client: ChainClient) -> None:
+    """A reset development chain starts the hub account's nonces at 0 again, so a new deployment would land at the
+    address of a contract the database remembers from before the reset (and its periods, decisions and proofs
+    would seem to belong to the new one). Use up nonces until the next deployment's address is new."""
+    with factory() as session:
+        known = set(session.scalars(select(SettlementSystem.contract)
+                                    .where(SettlementSystem.chain_id == client.chain_id)))
+    while create_address(client.sender, client.next_nonce()) in known:
+        client.burn_nonce("skip an address the database knows from before the chain was reset")
 
 
 def _update_holders(factory: sessionmaker[Session], stored: SystemRef, holders: dict[str, str]) -> SystemRef:
