@@ -26,6 +26,7 @@ from energy_manager.models import StoredReading
 from mam_client.models import OutboxMessage
 from scb.config import Config
 from scb.errors import ChainRefused, ConfigError, TransportError
+from scb.loop import Guard, Heartbeat, Waiting, default_on_fatal
 from settlement.models import SETTLED, SettlementPeriod, SettlementSystem, SupplyDecision
 from settlement.solar_property import SolarProperty
 from settlement.system import SystemRef
@@ -33,6 +34,8 @@ from settlement.system import SystemRef
 log = logging.getLogger("dashboard")
 
 HOUR_MS = 3_600_000
+#: the collector's loop name in the dashboard's heartbeat (process "dashboard")
+COLLECTOR = "holders"
 
 
 def _iso_ms(ms: int | None) -> str | None:
@@ -263,8 +266,16 @@ class ChainReading:
 
 class HolderBoard:
     """Holders' standing, equity and debt: from the chain with `eth_call` (`holderList`, `holderInfo`: no gas, no
-    transaction), reused for `cache_s`; when the chain cannot be read, the last values read from it in this
-    process and the last standing stored with each supply decision, labelled as such.
+    transaction, one block: settlement.solar_property), reused for `cache_s`; when the chain cannot be read, the
+    last values read from it in this process and the last standing stored with each supply decision, labelled as
+    such.
+
+    Two ways to keep it current: on demand (a page's request reads the chain when the last reading is older than
+    `cache_s`), or, after `start()`, a collector thread that reads it every `cache_s` under scb.loop's failure
+    policy (loop "holders" of the dashboard's heartbeat), so that a page never waits for a slow node. Either way
+    the chain unreachable or refusing is shown and asked again after `cache_s`; a ConfigError is shown and never
+    retried; a database error backs off (collector) or fails the request; anything else is a bug (the collector
+    exits the process with code 70, a request gets the app's 500).
 
     `client_for()` builds the chain client (default: the configured node, with the dashboard's shorter timeout).
     """
@@ -285,6 +296,46 @@ class HolderBoard:
         #: a configuration the chain cannot be read with ([ethereum], the contract artifact): never retried (fix
         #: it and restart the dashboard); the page shows it with the stored standing
         self._config_error: str | None = None
+        self._collector: threading.Thread | None = None
+
+    # -- the collector ----------------------------------------------------------------------------------------
+    def start(self, heartbeat: Heartbeat, stop: threading.Event,
+              on_fatal: Callable[[str, BaseException], None] = default_on_fatal) -> threading.Thread:
+        """Read the chain every `cache_s` in a thread of its own, under the failure policy, until `stop`."""
+        guard = Guard(COLLECTOR, heartbeat, self.cache_s, on_fatal)
+        self._collector = threading.Thread(target=guard.run, args=(self.refresh, stop), name="dashboard-holders",
+                                           daemon=True)
+        self._collector.start()
+        return self._collector
+
+    def refresh(self) -> Waiting | None:
+        """One reading of the chain (the collector's step); trouble with the chain is shown, not raised."""
+        with self.factory() as session:
+            row = latest_system(session)
+            system = SystemRef.of(row) if row is not None else None
+        if system is None:
+            return None  # nothing to read yet (the settlement has not registered or found a system)
+        with self._lock:
+            error = self._config_error or self._read_locked(system, self._clock())
+        return Waiting(error) if error else None
+
+    def _read_locked(self, system: SystemRef, now: float) -> str | None:
+        """Read the chain (the caller holds the lock); the error to show, None when it worked."""
+        try:
+            self._last = self._read_chain(system)
+            self._failed = None
+            return None
+        except (TransportError, ChainRefused) as exc:
+            # unreachable, reverted or no contract code (a reset chain: the settlement deploys again): shown with
+            # the last values, asked again after cache_s
+            self._failed = (now, str(exc))
+            log.warning("dashboard: holders' standing not read from the chain: %s", exc)
+            return str(exc)
+        except ConfigError as exc:
+            self._config_error = str(exc)
+            log.error("dashboard: holders' standing cannot be read from the chain until the configuration is fixed "
+                      "and the dashboard restarted: %s", exc)
+            return self._config_error
 
     def _default_client(self) -> Any:
         from settlement.chain import ChainClient
@@ -335,23 +386,13 @@ class HolderBoard:
             fresh = reading is not None and now - reading.read_at < self.cache_s
             if self._config_error is not None:
                 error = self._config_error
+            elif self._collector is not None:  # the collector reads the chain: a page never waits for it
+                error = self._failed[1] if self._failed is not None else None
             elif not fresh and self._failed is not None and now - self._failed[0] < self.cache_s:
                 error = self._failed[1]
             elif not fresh:
-                try:
-                    reading = self._last = self._read_chain(system)
-                    self._failed = None
-                except (TransportError, ChainRefused) as exc:
-                    # unreachable, reverted or no contract code (a reset chain: the settlement deploys again):
-                    # shown on the page with the last values, asked again after cache_s. Anything else is a bug
-                    # and reaches the app's error handler.
-                    error = str(exc)
-                    self._failed = (now, error)
-                    log.warning("dashboard: holders' standing not read from the chain: %s", error)
-                except ConfigError as exc:
-                    error = self._config_error = str(exc)
-                    log.error("dashboard: holders' standing cannot be read from the chain until the configuration "
-                              "is fixed and the dashboard restarted: %s", error)
+                error = self._read_locked(system, now)
+                reading = self._last
         out = []
         for party, account in system.holders.items():
             onchain = reading.holders.get(account.lower()) if reading is not None else None

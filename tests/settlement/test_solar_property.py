@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from dashboard.data import HolderBoard
+from dashboard.data import COLLECTOR, HolderBoard
 from scb.config import Config
 from scb.db import make_engine, make_sessionmaker, transaction, upgrade
 from scb.errors import ChainRefused, ChainUnavailable, DataError
-from scb.loop import is_transient
+from scb.loop import Heartbeat, is_transient
 from settlement.chain import ChainClient, ContractReverted, NoContract, dev_account
 from settlement.contract_artifact import ArtifactError, load_artifact
 from settlement.models import SettlementSystem
@@ -143,13 +146,7 @@ def test_the_facade_names_every_field_of_the_artifact() -> None:
 
 
 def test_dashboard_holders_offline(node: FakeNode, tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-    upgrade(engine)
-    factory = make_sessionmaker(engine)
-    with transaction(factory) as session:
-        session.add(SettlementSystem(chain_id=31337, contract=ADDRESS, system_id=1, hub=BENEFICIARY,
-                                     channel="readings", channel_root="A" * 81,
-                                     holders_json=json.dumps({"h1": H1, "h2": H2, "h3": H3}), demo=True))
+    factory = _hub_database(tmp_path)
     config = Config(data={"hub": {"data_dir": str(tmp_path)}})
     board = HolderBoard(config, factory, cache_s=0, timeout_s=1, client_for=lambda: fake_client(node))
     body = board.holders()
@@ -161,6 +158,73 @@ def test_dashboard_holders_offline(node: FakeNode, tmp_path: Path) -> None:
     node.code = "0x"  # a reset chain: shown as an error with the last values, not a crash
     later = board.holders()
     assert later["source"] == "cache" and "no contract code" in later["error"]
+
+
+def test_dashboard_collector_under_the_failure_policy(node: FakeNode, tmp_path: Path) -> None:
+    factory = _hub_database(tmp_path)
+    config = Config(data={"hub": {"data_dir": str(tmp_path)}})
+    fatal: list[tuple[str, BaseException]] = []
+    make = {"client": lambda: fake_client(node)}
+    board = HolderBoard(config, factory, cache_s=0.05, timeout_s=1, client_for=lambda: make["client"]())
+    hb = Heartbeat(tmp_path, "dashboard", min_interval_s=0)
+    stop = threading.Event()
+    thread = board.start(hb, stop, on_fatal=lambda name, exc: fatal.append((name, exc)))
+    try:
+        wait_for(lambda: COLLECTOR in hb.loops and hb.loops[COLLECTOR].ok_at is not None)
+        assert board.holders()["source"] == "chain"
+        node.down = True  # unreachable: shown in the heartbeat and on the page, the collector goes on
+        wait_for(lambda: "unreachable" in (hb.loops[COLLECTOR].error or ""))
+        assert board.holders()["source"] == "cache" and "unreachable" in board.holders()["error"]
+        node.down = False
+        wait_for(lambda: hb.loops[COLLECTOR].error is None)
+        assert fatal == []
+
+        def broken() -> ChainClient:
+            raise KeyError("a bug")
+
+        make["client"] = broken  # anything unexpected ends the process (here: recorded)
+        wait_for(lambda: bool(fatal))
+        assert [(name, type(exc)) for name, exc in fatal] == [(COLLECTOR, KeyError)]
+        thread.join(timeout=30)
+        assert not thread.is_alive()  # the loop ended: on_fatal is where the process exits
+    finally:
+        stop.set()
+
+
+def test_a_page_does_not_wait_for_the_chain_while_the_collector_runs(node: FakeNode, tmp_path: Path) -> None:
+    factory = _hub_database(tmp_path)
+    config = Config(data={"hub": {"data_dir": str(tmp_path)}})
+    board = HolderBoard(config, factory, cache_s=3600, timeout_s=1, client_for=lambda: fake_client(node))
+    hb = Heartbeat(None, "dashboard")
+    stop = threading.Event()
+    board.start(hb, stop)
+    try:
+        wait_for(lambda: COLLECTOR in hb.loops and hb.loops[COLLECTOR].ok_at is not None)
+        asked = len(node.requests)
+        for _ in range(3):
+            assert board.holders()["source"] == "chain"
+        assert len(node.requests) == asked  # the pages were served from the collector's reading
+    finally:
+        stop.set()
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll until `condition` holds; the limit only stops a test that would otherwise hang."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def _hub_database(tmp_path: Path):  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    with transaction(factory) as session:
+        session.add(SettlementSystem(chain_id=31337, contract=ADDRESS, system_id=1, hub=BENEFICIARY,
+                                     channel="readings", channel_root="A" * 81,
+                                     holders_json=json.dumps({"h1": H1, "h2": H2, "h3": H3}), demo=True))
+    return factory
 
 
 # ------------------------------------------------------------------------------------------------ real anvil
