@@ -66,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from hub.settings import known_sections
+        from scb.config import load_config
+
+        load_config(args.config).check_sections(known_sections())  # a misspelt [section] is an error, not ignored
         return int(handler(args) or 0)
     except ScbError as exc:
         print(f"scb: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from scb.config import Config
 from scb.errors import ConfigError
@@ -127,16 +128,19 @@ def plan(config: Config, config_path: str | None) -> list[Child]:
     scb = SCB_COMMAND + (["--config", config_path] if config_path else [])
     commands = available_commands()
     children: list[Child] = []
-    eth = config.data.get("ethereum", {})
-    if "settlement" in commands and not eth.get("rpc_url"):
+    from mam_client.settings import iota_settings
+    from settlement.settings import ethereum_settings
+
+    eth = ethereum_settings(config)
+    if "settlement" in commands and eth.embedded:
         anvil = REPO / "node_modules" / ".bin" / "anvil"
         if not anvil.exists() and shutil.which("anvil") is None:
             raise ConfigError("anvil is not installed: run ./start_scb.sh setup, or set [ethereum] rpc_url")
-        port = str(eth.get("local_port", 8545))
+        port = str(urlsplit(eth.rpc_url).port)
         children.append(Child("anvil", [str(anvil) if anvil.exists() else "anvil", "--host", "127.0.0.1", "--port",
                                         port, "--state", str(config.data_dir / "anvil-state.json"), "--silent"],
                               logs / "anvil.log", beats=False))
-    if "tangle-node" in commands and not config.data.get("iota", {}).get("node_url"):
+    if "tangle-node" in commands and iota_settings(config).embedded_node:
         children.append(Child("tangle-node", scb + ["tangle-node"], logs / "tangle-node.log"))
     for name in ("energy-manager", "mam-client", "settlement", "dashboard"):
         if name in commands:

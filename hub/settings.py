@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scb.config import Config
-from scb.errors import ConfigError
+from scb.settings import read_section
 
 SECTIONS = ("run", "alerts")
 
@@ -54,29 +54,29 @@ class AlertSettings:
     loop_error_s: float
 
 
-def _number(section: str, key: str, value: Any, low: float, high: float, integer: bool = False) -> Any:
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or not low <= value <= high:
-        kind = "a whole number" if integer else "a number"
-        raise ConfigError(f"{section}.{key} must be {kind} from {low:g} to {high:g}, not {value!r}")
-    return value
-
-
 def run_settings(config: Config) -> RunSettings:
-    raw = config.section("run", RUN_DEFAULTS)
-    return RunSettings(
-        heartbeat_timeout_s=float(_number("run", "heartbeat_timeout_s", raw["heartbeat_timeout_s"], 5, 86_400)),
-        crash_loop_exits=_number("run", "crash_loop_exits", raw["crash_loop_exits"], 2, 1000, integer=True),
-        crash_loop_window_s=float(_number("run", "crash_loop_window_s", raw["crash_loop_window_s"], 1, 86_400)),
-        failing_retry_s=float(_number("run", "failing_retry_s", raw["failing_retry_s"], 1, 86_400)))
+    raw = read_section(config, "run", RUN_DEFAULTS)
+    return RunSettings(heartbeat_timeout_s=raw.number("heartbeat_timeout_s", 5, 86_400),
+                       crash_loop_exits=raw.integer("crash_loop_exits", 2, 1000),
+                       crash_loop_window_s=raw.number("crash_loop_window_s", 1, 86_400),
+                       failing_retry_s=raw.number("failing_retry_s", 1, 86_400))
 
 
 def alert_settings(config: Config) -> AlertSettings:
-    raw = config.section("alerts", ALERT_DEFAULTS)
-    return AlertSettings(
-        outbox_max_age_s=float(_number("alerts", "outbox_max_age_s", raw["outbox_max_age_s"], 1, 365 * 86_400)),
-        settle_max_delay_s=float(_number("alerts", "settle_max_delay_s", raw["settle_max_delay_s"], 1,
-                                         365 * 86_400)),
-        min_settlements_funded=_number("alerts", "min_settlements_funded", raw["min_settlements_funded"], 0,
-                                       1_000_000, integer=True),
-        loop_error_s=float(_number("alerts", "loop_error_s", raw["loop_error_s"], 0, 86_400)))
+    raw = read_section(config, "alerts", ALERT_DEFAULTS)
+    return AlertSettings(outbox_max_age_s=raw.number("outbox_max_age_s", 1, 365 * 86_400),
+                         settle_max_delay_s=raw.number("settle_max_delay_s", 1, 365 * 86_400),
+                         min_settlements_funded=raw.integer("min_settlements_funded", 0, 1_000_000),
+                         loop_error_s=raw.number("loop_error_s", 0, 86_400))
+
+
+#: Every module that owns configuration sections (its SECTIONS); `scb` refuses any other section.
+SETTINGS_MODULES = ("scb.config", "mam_client.settings", "mam_client.node.settings", "energy_manager.settings",
+                    "settlement.settings", "dashboard.settings", "hub.settings")
+
+
+def known_sections() -> list[str]:
+    """The sections some module reads: everything else in a configuration is a mistake."""
+    import importlib
+
+    return [name for module in SETTINGS_MODULES for name in importlib.import_module(module).SECTIONS]

@@ -190,7 +190,7 @@ def endpoints(config: Config, names: set[str]) -> list[tuple[str, str]]:
     if "tangle-node" in names:
         out.append(("tangle node", NodeSettings.from_config(config).url))
     if "anvil" in names:
-        out.append(("local chain", f"http://127.0.0.1:{ethereum_settings(config).local_port}"))
+        out.append(("local chain", ethereum_settings(config).rpc_url))
     return out
 
 

@@ -17,9 +17,7 @@ from scb.config import Config, load_config
 from scb.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-#: Every module that reads configuration sections.
-SETTINGS_MODULES = ("scb.config", "mam_client.settings", "mam_client.node.settings", "energy_manager.settings",
-                    "settlement.settings", "dashboard.settings", "hub.settings")
+from hub.settings import SETTINGS_MODULES  # the list `scb` checks with
 
 
 def all_sections() -> list[str]:
