@@ -105,13 +105,13 @@ def test_bad_setting_is_one_line(tmp_path: Path) -> None:
     env = node_env(tmp_path, mwm=99)
     proc = subprocess.run([sys.executable, "-m", "hub.cli", "tangle-node"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "tangle_node.mwm must be an integer 0..27" in proc.stderr
+    assert proc.returncode == 2 and "tangle_node.mwm must be an integer from 0 to 27, not 99" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_unusable_database_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
-    env = node_env(tmp_path, port=0, db=str(tmp_path / "file" / "tangle.sqlite3"))
+    env = node_env(tmp_path, port=free_port(), db=str(tmp_path / "file" / "tangle.sqlite3"))
     proc = subprocess.run([sys.executable, "-m", "hub.cli", "tangle-node"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
