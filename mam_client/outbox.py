@@ -7,13 +7,13 @@ what `scb status` and the dashboard show of the queue (read-only, in the caller'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mam_client.crypto.trits import is_trytes
-from mam_client.models import ATTACHED, PREPARED, QUEUED, OutboxMessage
+from mam_client.models import ATTACHED, PREPARED, QUEUED, OutboxMessage, as_utc
 from mam_client.mam.errors import InvalidInput
 
 #: Largest message accepted, in trytes. Why: a MAM message is attached as one bundle of 2187-tryte
@@ -44,11 +44,6 @@ def enqueue(session: Session, channel: str, message: str) -> OutboxMessage:
     session.add(row)
     session.flush()
     return row
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they were stored in UTC
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 @dataclass(frozen=True)
@@ -84,8 +79,8 @@ def blocked_channels(session: Session) -> list[BlockedChannel]:
         assert row.refusal is not None
         since = row.refused_at or row.prepared_at or row.created_at
         blocked[row.channel] = BlockedChannel(
-            channel=row.channel, message_id=row.id, reason=row.refusal, since=_utc(since),
-            retry_at=_utc(row.retry_at) if row.retry_at else None, refusals=row.refusals)
+            channel=row.channel, message_id=row.id, reason=row.refusal, since=as_utc(since),
+            retry_at=as_utc(row.retry_at) if row.retry_at else None, refusals=row.refusals)
     return [blocked[name] for name in sorted(blocked)]
 
 
@@ -96,4 +91,4 @@ def oldest_queued(session: Session) -> dict[str, datetime]:
         select(OutboxMessage.channel, func.min(OutboxMessage.created_at))
         .where(OutboxMessage.state != ATTACHED).group_by(OutboxMessage.channel)
     ).all()
-    return {channel: _utc(created) for channel, created in rows if created is not None}
+    return {channel: as_utc(created) for channel, created in rows if created is not None}

@@ -29,14 +29,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mam_client.channels import channel_state, ensure_channel, load_secrets
 from mam_client.mam import create_message
-from mam_client.models import ATTACHED, PREPARED, QUEUED, Channel, OutboxMessage, utcnow
+from mam_client.models import ATTACHED, PREPARED, QUEUED, Channel, OutboxMessage, as_utc, utcnow
 from mam_client.settings import MamSettings
 from mam_client.transport import FoundBundle, TangleTransport
 from scb.db import transaction
@@ -61,11 +61,6 @@ REFUSED_RETRY_INITIAL_S = 60.0
 REFUSED_RETRY_MAX_S = 3600.0
 #: Longest reason or error kept on a row (the node's message can echo a request).
 MAX_ERROR_CHARS = 2000
-
-
-def as_utc(moment: datetime) -> datetime:
-    """`moment` with its zone: SQLite hands timestamps back without one, and they were stored in UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 class Publisher:
