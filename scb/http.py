@@ -35,13 +35,16 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from yarl import URL
 
 from scb.errors import BadRequest
+
+if TYPE_CHECKING:
+    from scb.loop import Heartbeat
 
 log = logging.getLogger("scb.http")
 
@@ -453,3 +456,32 @@ def serve_in_thread(app: web.Application, sock: socket.socket, *, name: str = "h
     shown = f"[{host}]" if ":" in host else host
     return BackgroundServer(url=f"http://{shown}:{port}", port=port, _loop=started["loop"], _thread=thread,
                             _stop=started["stop"])
+
+
+def beat_while_serving(app: web.Application, heartbeat: "Heartbeat", probe: Callable[[], Awaitable[None]],
+                       name: str = "serving") -> None:
+    """Beat `heartbeat` from the server's own event loop while it serves (scb.loop's policy).
+
+    `probe` is a cheap check of what the server needs (e.g. one query of its database in the thread that owns
+    it), so that a stuck event loop or a dead database thread stops the beat and the supervisor restarts the
+    server. The probe's transient failures show in the heartbeat; anything else ends the process (exit 70).
+    """
+    from scb.loop import IDLE_BEAT_S, Guard
+
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def step() -> None:
+        await probe()
+
+    async def start(_app: web.Application) -> None:
+        guard = Guard(name, heartbeat, interval_s=IDLE_BEAT_S)
+        tasks.append(asyncio.get_running_loop().create_task(guard.run_async(step, stop)))
+
+    async def finish(_app: web.Application) -> None:
+        stop.set()
+        for task in tasks:
+            await task
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, finish)

@@ -28,10 +28,11 @@ def run_command(args: argparse.Namespace) -> int:
     from mam_client.node.server import run
     from mam_client.node.settings import NodeSettings
 
-    settings = NodeSettings.from_config(load_config(args.config))
+    config = load_config(args.config)
+    settings = NodeSettings.from_config(config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("mwm", args.mwm), ("db", args.db))
                  if v is not None}
     if overrides:
         settings = replace(settings, **overrides)
-    run(settings)
+    run(settings, data_dir=config.data_dir)
     return 0

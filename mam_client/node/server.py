@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -485,11 +486,21 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(settings: NodeSettings) -> None:
-    """Serve until SIGINT/SIGTERM (the `scb tangle-node` command)."""
+def run(settings: NodeSettings, data_dir: Path | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (the `scb tangle-node` command); with `data_dir`, beat the process's
+    heartbeat (scb.loop) from the event loop, probing the store in its database thread."""
     sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     app = create_app(settings)
+    if data_dir is not None:
+        from scb.loop import Heartbeat
+
+        node = app[NODE_KEY]
+
+        async def probe() -> None:
+            await node._in_db(lambda: node._require_store().db.execute("SELECT 1").fetchone())
+
+        http.beat_while_serving(app, Heartbeat(data_dir, "tangle-node"), probe)
 
     async def announce(_app: web.Application) -> None:  # after the store opened: the node is really up
         log.info("tangle node listening on http://%s:%d", settings.host, port)

@@ -117,3 +117,23 @@ def test_unusable_database_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "tangle database" in proc.stderr and "cannot be opened" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_node_beats_its_heartbeat_while_serving(tmp_path: Path) -> None:
+    """`scb run` restarts a process whose heartbeat goes stale; the node beats from its event loop."""
+    from scb.loop import read_heartbeats
+
+    env = node_env(tmp_path, port=free_port())
+    proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "tangle-node"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        beat = None
+        while time.monotonic() < deadline and beat is None:
+            beat = read_heartbeats(tmp_path).get("tangle-node")
+            time.sleep(0.2)
+        assert beat is not None, "no heartbeat within 60 s"
+        assert beat["pid"] == proc.pid and beat["loops"]["serving"]["error"] is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
