@@ -16,6 +16,7 @@ Tests of the layers above inject their own `TangleTransport`.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ def assemble_bundles(transactions: list[object]) -> list[FoundBundle]:
     return found
 
 
+@functools.cache
 def _status_adapter_class() -> type:
     """PyOTA's HttpAdapter, plus the HTTP status on every `BadApiResponse` it raises.
 
