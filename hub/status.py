@@ -87,7 +87,8 @@ def snapshot(config: Config, factory: sessionmaker[Session] | None, processes: l
     from energy_manager.models import StoredReading
     from energy_manager.settings import load_energy_settings
     from mam_client.models import ATTACHED, OutboxMessage
-    from settlement.settings import settlement_settings
+    from mam_client.outbox import blocked_channels, oldest_queued
+    from settlement.health import hub_account_state, oldest_unsettled_for
 
     now = time.time() if now is None else now
     energy = load_energy_settings(config)
@@ -103,34 +104,23 @@ def snapshot(config: Config, factory: sessionmaker[Session] | None, processes: l
         return snap
     with factory() as session:
         snap.last_reading_at = _wall(session.scalar(select(func.max(StoredReading.created_at))))
-        oldest, count = session.execute(select(func.min(OutboxMessage.created_at), func.count(OutboxMessage.id))
-                                        .where(OutboxMessage.state != ATTACHED)).one()
-        snap.oldest_unpublished_at, snap.unpublished = _wall(oldest), count or 0
-        _unsettled(session, snap, settlement_settings(config), energy.clock_speed)
+        waiting = oldest_queued(session)
+        snap.oldest_unpublished_at = _wall(min(waiting.values())) if waiting else None
+        snap.unpublished = session.scalar(select(func.count(OutboxMessage.id))
+                                          .where(OutboxMessage.state != ATTACHED)) or 0
+        snap.blocked = [{"channel": b.channel, "message_id": b.message_id, "reason": b.reason,
+                         "since": _wall(b.since), "retry_at": _wall(b.retry_at)} for b in blocked_channels(session)]
+        unsettled = oldest_unsettled_for(config, session, now)
+        if unsettled is not None:
+            snap.oldest_unsettled_close_at = unsettled.closed_at
+            which = f"period {unsettled.period_id}" if unsettled.period_id is not None else "the period"
+            snap.unsettled_period = (f"{which} [{utc_iso(unsettled.start_s)} .. {utc_iso(unsettled.end_s)}) "
+                                     f"({unsettled.state}, community clock)")
+        account = hub_account_state(session)
+        if account is not None:
+            snap.balance_wei = account["balance_wei"]
+            snap.settle_cost_wei = account["settle_gas"] * account["gas_price_wei"]
     return snap
-
-
-def _unsettled(session: Session, snap: Snapshot, st: Any, speed: float) -> None:
-    """The oldest reading not in a settled period: when (wall clock) its period's lateness window ended.
-
-    Periods are community-clock ranges aligned on `period_s`; a reading stored at `created_at` for community
-    time `ts_ms` belongs to the period ending at the next multiple of `period_s`, which closes `lateness_s`
-    later; on the community clock's `speed`, that is (end + lateness - ts) / speed wall seconds after storing.
-    """
-    from energy_manager.models import StoredReading
-    from settlement.models import SETTLED, SettlementPeriod
-
-    settled = select(SettlementPeriod.period_id).where(SettlementPeriod.state == SETTLED)
-    row = session.execute(select(StoredReading.ts_ms, StoredReading.created_at)
-                          .where((StoredReading.period.is_(None)) | (StoredReading.period.not_in(settled)))
-                          .order_by(StoredReading.ts_ms).limit(1)).first()
-    if row is None or row.created_at is None:
-        return
-    end_s = (row.ts_ms // 1000 // st.period_s + 1) * st.period_s
-    stored = _wall(row.created_at)
-    assert stored is not None
-    snap.oldest_unsettled_close_at = stored + max(0.0, (end_s + st.lateness_s - row.ts_ms / 1000) / speed)
-    snap.unsettled_period = f"the period ending {utc_iso(end_s)} (community clock)"
 
 
 def hub_status(config: Config, factory: sessionmaker[Session] | None, now: float | None = None) -> dict[str, Any]:

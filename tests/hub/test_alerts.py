@@ -78,41 +78,74 @@ def test_processes_and_loops() -> None:
                                                          "loop-failing"]
 
 
+def scb_status(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"SCB_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+           "SCB_ENERGY__CLOCK_SPEED": "1"}  # community time is wall time: periods close by the wall clock
+    return subprocess.run([sys.executable, "-m", "hub.cli", "status", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
 def test_scb_status_reports_alerts_from_a_real_database(tmp_path: Path) -> None:
-    """A hub whose last reading is an hour old and whose outbox has held a message for an hour."""
+    """A hub whose outbox has held a message for an hour, whose other channel the node refused, whose readings
+    of two hours ago are not settled and whose account holds gas for 3 settlements."""
     from energy_manager.models import StoredReading
+    from mam_client.models import PREPARED, OutboxMessage
+    from scb.config import Config
+    from scb.db import open_database, save_json_value, transaction
+    from settlement.models import SettlementState
+
+    config = Config(data={"hub": {"data_dir": str(tmp_path)}})
+    factory = open_database(config)
+    now = datetime.now(timezone.utc)
+    hour_ago, two_hours_ago = now - timedelta(hours=1), now - timedelta(hours=2)
+    ts_ms = int(two_hours_ago.timestamp() * 1000)
+    with transaction(factory) as session:
+        session.add(OutboxMessage(channel="readings", message="ABC", created_at=hour_ago))
+        session.add(OutboxMessage(channel="other", message="ABD", created_at=hour_ago, state=PREPARED,
+                                  payload="X", address="A" * 81, refusal="invalid transaction",
+                                  refused_at=hour_ago))
+        session.add(StoredReading(hub="scb-demo-hub", meter="m", seq=1, party="p1", circuit="load", ts_ms=ts_ms,
+                                  register_wh=0, power_w=0, salt="0" * 32, canonical=b"{}", digest="0" * 64,
+                                  delta_wh=0, window_start_ms=0, created_at=two_hours_ago))
+        save_json_value(session, SettlementState, "hub-account", {
+            "account": "0x" + "11" * 20, "balance_wei": str(3 * 200_000 * 10**9), "settle_gas": 200_000,
+            "settle_gas_source": "receipt", "gas_price_wei": str(10**9), "checked_at": now.timestamp()})
+    proc = scb_status(tmp_path, "--json")
+    assert proc.returncode == 1, proc.stderr
+    status = json.loads(proc.stdout)
+    got = {a["code"]: a for a in status["alerts"]}
+    # no `scb run` here, so no process and no reading is expected
+    assert set(got) == {"channel-blocked", "period-unsettled", "low-balance"}, status["alerts"]
+    assert "other" in got["channel-blocked"]["message"] and "invalid transaction" in got["channel-blocked"]["message"]
+    assert "gas for 3 more settlement(s)" in got["low-balance"]["message"]
+    # the reading's hour-long period (aligned on 3600 s) closed 300 s (lateness) after its end
+    end_s = (ts_ms // 1000 // 3600 + 1) * 3600
+    assert got["period-unsettled"]["since"] == datetime.fromtimestamp(end_s + 300, timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    assert status["outbox"]["by_state"] == {"queued": 1, "prepared": 1}
+    text = scb_status(tmp_path)
+    assert text.returncode == 1 and "ALERT channel-blocked" in text.stdout
+
+
+def test_a_stale_outbox_with_the_node_answering(tmp_path: Path) -> None:
     from mam_client.models import OutboxMessage
     from scb.config import Config
     from scb.db import open_database, transaction
 
-    config = Config(data={"hub": {"data_dir": str(tmp_path)}})
-    factory = open_database(config)
-    hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    factory = open_database(Config(data={"hub": {"data_dir": str(tmp_path)}}))
     with transaction(factory) as session:
-        msg = OutboxMessage(channel="readings", message="ABC", created_at=hour_ago)
-        session.add(msg)
-        session.add(StoredReading(hub="h", meter="m", seq=1, party="p1", circuit="load", ts_ms=1, register_wh=0,
-                                  power_w=0, salt="0" * 32, canonical=b"{}", digest="0" * 64, delta_wh=0,
-                                  window_start_ms=0, created_at=hour_ago))
-    # an energy manager that `scb run` started an hour ago
-    run = tmp_path / "run"
-    run.mkdir(exist_ok=True)
-    (run / "processes.json").write_text(json.dumps({"supervisor": None, "processes": [
-        {"name": "energy-manager", "pid": None, "state": "running", "started_at": hour_ago.timestamp()}]}))
-    proc = subprocess.run([sys.executable, "-m", "hub.cli", "status", "--json"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env={"SCB_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin",
-                                                       "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 1, proc.stderr
-    status = json.loads(proc.stdout)
-    got = {a["code"]: a for a in status["alerts"]}
-    # the supervisor is not running, so the process is shown stopped: no reading is expected then
-    assert set(got) == {"outbox-stale", "period-unsettled"}, status["alerts"]
-    # the reading (community time 1 ms) belongs to the period ending at 3600 s, closed 300 s (lateness) later;
-    # at the default 60x clock that is (3600 + 300) / 60 = 65 wall seconds after it was stored
-    closed = datetime.fromisoformat(got["period-unsettled"]["since"].replace("Z", "+00:00"))
-    assert abs((closed - hour_ago).total_seconds() - 65) <= 1
-    assert status["outbox"]["by_state"] == {"queued": 1}
-    text = subprocess.run([sys.executable, "-m", "hub.cli", "status"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120, env={"SCB_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin",
-                                            "PYTHONPATH": str(REPO)})
-    assert text.returncode == 1 and "ALERT outbox-stale" in text.stdout
+        session.add(OutboxMessage(channel="readings", message="ABC",
+                                  created_at=datetime.now(timezone.utc) - timedelta(hours=1)))
+    proc = scb_status(tmp_path, "--json")
+    assert proc.returncode == 1
+    assert [a["code"] for a in json.loads(proc.stdout)["alerts"]] == ["outbox-stale"]
+
+
+def test_no_alert_exits_0(tmp_path: Path) -> None:
+    from scb.config import Config
+    from scb.db import open_database
+
+    open_database(Config(data={"hub": {"data_dir": str(tmp_path)}}))
+    proc = scb_status(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "alerts: none" in proc.stdout
