@@ -47,6 +47,12 @@ DATABASE_DEFAULTS: dict[str, Any] = {
     "url": "",
     # SQLite durability: FULL makes a committed reading survive a power cut (WAL mode is always used).
     "synchronous": "FULL",
+    # SQLite: how long a writer waits for another process's lock before the attempt fails (and is retried
+    # with backoff by the failure policy, scb.loop)
+    "busy_timeout_s": 30.0,
+    # SQLite: the largest the database file may grow, in MiB (0: no limit but the disk). Past it, writes fail as
+    # on a full disk and are retried; for an SD card partition shared with other data.
+    "max_size_mb": 0,
 }
 
 
@@ -154,6 +160,15 @@ class Config:
         url = check.read_section(self, "database", DATABASE_DEFAULTS).string(
             "url", expected='an SQLAlchemy database URL (or "" for <data_dir>/scb.sqlite3)')
         return url or f"sqlite:///{self.data_dir / 'scb.sqlite3'}"
+
+    @property
+    def sqlite_busy_timeout_ms(self) -> int:
+        raw = check.read_section(self, "database", DATABASE_DEFAULTS)
+        return round(raw.number("busy_timeout_s", 0.001, 3600) * 1000)
+
+    @property
+    def sqlite_max_size_mb(self) -> int:
+        return check.read_section(self, "database", DATABASE_DEFAULTS).integer("max_size_mb", 0, 1_000_000)
 
     @property
     def sqlite_synchronous(self) -> str:

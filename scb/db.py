@@ -37,8 +37,17 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def make_engine(url: str, synchronous: str = "FULL") -> Engine:
-    """Create an engine; for SQLite, create the file's directory and set the durability pragmas."""
+#: Why 30 s: longer than any one transaction of the hub takes on an SD card, short enough that a lock held by a
+#: stuck process is reported (as a failing loop) while it lasts.
+BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(url: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                max_size_mb: int = 0) -> Engine:
+    """Create an engine; for SQLite, create the file's directory and set the durability pragmas.
+
+    `busy_timeout_ms`: how long a connection waits for another's lock; `max_size_mb` (0: none) caps the file, as
+    a full disk would (both per connection: SQLite keeps neither in the file)."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, future=True)
@@ -52,7 +61,10 @@ def make_engine(url: str, synchronous: str = "FULL") -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            if max_size_mb:
+                page = cur.execute("PRAGMA page_size").fetchone()[0]
+                cur.execute(f"PRAGMA max_page_count={max(1, max_size_mb * 1024 * 1024 // page)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -110,7 +122,8 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
 
 def init_db(config: "Config") -> Engine:
     """The configured database's engine, migrated to the newest schema: what every process calls at start."""
-    engine = make_engine(config.database_url, config.sqlite_synchronous)
+    engine = make_engine(config.database_url, config.sqlite_synchronous, config.sqlite_busy_timeout_ms,
+                         config.sqlite_max_size_mb)
     upgrade(engine)
     return engine
 
