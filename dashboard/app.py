@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import data
@@ -38,6 +39,7 @@ from mam_client.crypto.trits import is_trytes
 from scb import http
 from scb.config import Config
 from scb.errors import BadRequest, ScbError
+from scb.loop import Heartbeat
 
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -279,11 +281,13 @@ def edge_policy(settings: DashboardSettings) -> http.EdgePolicy:
 
 
 def create_app(config: Config, factory: sessionmaker[Session], settings: DashboardSettings, *,
-               transport: Any = None, client_for: Callable[[], Any] | None = None) -> web.Application:
+               transport: Any = None, client_for: Callable[[], Any] | None = None,
+               heartbeat: Heartbeat | None = None) -> web.Application:
     """The dashboard application over `factory` (a read-only session factory, see data.open_read_database).
 
     `transport` (tangle node client for verification) and `client_for` (chain client for holders) default to the
-    configured ones; tests pass their own.
+    configured ones; tests pass their own. With `heartbeat` (the `scb dashboard` process), the holders' chain
+    reading runs as a collector thread under the failure policy, and the server beats from its event loop.
     """
     from energy_manager.settings import load_energy_settings
     from settlement.clock import CommunityTime
@@ -304,4 +308,28 @@ def create_app(config: Config, factory: sessionmaker[Session], settings: Dashboa
     app.router.add_get("/api/holders", api_holders)
     app.router.add_get("/api/decisions", api_decisions)
     app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
+    if heartbeat is not None:
+        _run_collectors(app, board, factory, heartbeat)
     return app
+
+
+def _run_collectors(app: web.Application, board: data.HolderBoard, factory: sessionmaker[Session],
+                    heartbeat: Heartbeat) -> None:
+    stop = threading.Event()
+
+    async def start(_app: web.Application) -> None:
+        board.start(heartbeat, stop)
+
+    async def finish(_app: web.Application) -> None:
+        stop.set()
+
+    def probe_database() -> None:
+        with factory() as session:
+            session.execute(text("SELECT 1"))
+
+    async def probe() -> None:
+        await _blocking(probe_database)
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(finish)
+    http.beat_while_serving(app, heartbeat, probe)

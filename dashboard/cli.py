@@ -34,7 +34,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             raise ScbError(f"--port must be from 1 to 65535, not {args.port}")
         settings = replace(settings, port=args.port)
     factory = open_read_database(config)
-    app = create_app(config, factory, settings)
+    from scb.loop import Heartbeat
+
+    app = create_app(config, factory, settings, heartbeat=Heartbeat(config.data_dir, "dashboard"))
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info("dashboard on http://%s:%d/ (database %s)", shown, settings.port, config.database_url)
     try:
