@@ -22,23 +22,12 @@ from mam_client.models import OutboxMessage
 from scb.config import load_config
 from scb.db import open_database
 from settlement.models import SETTLED, SettlementPeriod
+from hub.processes import alive
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCB = str(Path(sys.executable).with_name("scb"))
 
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
