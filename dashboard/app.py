@@ -40,6 +40,7 @@ from scb import http
 from scb.config import Config
 from scb.errors import BadRequest, ScbError
 from scb.loop import Heartbeat
+from scb.timefmt import utc_iso, utc_iso_ms
 
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -88,7 +89,7 @@ class Verifier:
         except ScbError as exc:  # no system or contract yet, unreadable side key, ...: could not check
             result = {"subject": f"address {address}", "verdict": "COULD NOT CHECK", "exit_code": 2,
                       "reason": str(exc), "steps": [{"step": "setup", "ok": False, "detail": str(exc)}]}
-        result["verified_at"] = data._iso_ms(int(time.time() * 1000))
+        result["verified_at"] = utc_iso(time.time())
         with self._lock:
             self._results[address] = Verification(result, time.time())
             self._results.move_to_end(address)
@@ -181,7 +182,9 @@ async def api_status(request: web.Request) -> web.Response:
         from hub.status import hub_status
 
         status = hub_status(d.config, d.factory)  # exactly what `scb status --json` prints
-        return {"hub": d.hub_id, "community_now": data._iso_ms(d.community.now_ms()), "status": status,
+        now_ms = d.community.now_ms()
+        return {"hub": d.hub_id, "community_now": utc_iso_ms(now_ms) if now_ms is not None else None,
+                "status": status,
                 "dashboard": {"refresh_s": d.settings.refresh_s, "chart_bucket": d.settings.chart_bucket,
                               "chart_points": d.settings.chart_points, "window_s": d.window_ms / 1000}}
 

@@ -1,12 +1,13 @@
 """What the dashboard shows, read from the hub's database and (for holders' standing) the chain.
 
-Everything here only reads. The hub's own session factory opens SQLite transactions with `BEGIN IMMEDIATE` (the
-write lock, so two writers never deadlock); a dashboard reading with it would hold the writers up for the length
-of every query. So the dashboard reads through its own engine: deferred transactions (WAL readers never block the
-writer) and `PRAGMA query_only`, so that a bug here cannot change the hub's records.
+Everything here only reads. The hub's writers open SQLite transactions with `BEGIN IMMEDIATE` (the write lock, so
+two writers never deadlock); a dashboard reading that way would hold the writers up for the length of every query.
+So the dashboard's session factory is `scb.db.make_engine(..., read_only=True)`: deferred transactions (WAL
+readers never block the writer) and `PRAGMA query_only`, so that a bug here cannot change the hub's records.
 
-The overview is `settlement.cli.collect_status` (what `scb status` prints); the lists below it (chart series,
-messages, periods, decisions) are what `scb status` does not show.
+The overview is `hub.status.hub_status` (what `scb status` prints); the lists below it (chart series, messages,
+periods, decisions) are what `scb status` does not show. Times are `scb.timefmt`'s; a time that is missing is
+null in the JSON (the page shows a dash).
 """
 from __future__ import annotations
 
@@ -16,18 +17,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.models import StoredReading
+from hub.database import latest_system as hub_system
 from mam_client.models import OutboxMessage
 from scb.config import Config
+from scb.db import init_db, make_engine, make_sessionmaker
 from scb.errors import ChainRefused, ConfigError, TransportError
 from scb.loop import Guard, Heartbeat, Waiting, default_on_fatal
-from settlement.models import SETTLED, SettlementPeriod, SettlementSystem, SupplyDecision
+from scb.timefmt import utc_iso, utc_iso_dt, utc_iso_ms
+from settlement.models import SETTLED, SettlementPeriod, SettlementSystem, SupplyDecision, latest_system
 from settlement.solar_property import SolarProperty
 from settlement.system import SystemRef
 
@@ -38,55 +41,15 @@ HOUR_MS = 3_600_000
 COLLECTOR = "holders"
 
 
-def _iso_ms(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _iso_dt(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands timestamps back without their zone; they were stored in UTC
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # ------------------------------------------------------------------------------------------------ the database
-
-
-def read_engine(url: str) -> Engine:
-    """An engine for reading only: deferred transactions and, on SQLite, `query_only` (see the module docstring)."""
-    engine = create_engine(url, future=True)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA query_only=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN")  # deferred: a snapshot for the queries of one answer, no write lock
-
-    return engine
 
 
 def open_read_database(config: Config) -> sessionmaker[Session]:
     """Migrate the schema like every process does at start (the dashboard may be the first to run), then a
-    read-only session factory."""
-    from scb.db import init_db
-
+    read-only session factory (`scb.db.make_engine(read_only=True)`, with the configured busy timeout)."""
     init_db(config).dispose()
-    return sessionmaker(bind=read_engine(config.database_url), expire_on_commit=False, future=True)
-
-
-def latest_system(session: Session) -> SettlementSystem | None:
-    """The system this hub settles (the newest one, as `scb status` shows)."""
-    return session.scalars(select(SettlementSystem).order_by(SettlementSystem.id.desc()).limit(1)).first()
+    return make_sessionmaker(make_engine(config.database_url, config.sqlite_synchronous,
+                                         config.sqlite_busy_timeout_ms, read_only=True))
 
 
 # ------------------------------------------------------------------------------------------------ the chart
@@ -132,10 +95,10 @@ def energy_series(factory: sessionmaker[Session], bucket: str, points: int, wind
             point[f"{circuit}_wh"] += wh
     series = [by_start[k] for k in sorted(by_start)]
     for point in series:
-        point["start"] = _iso_ms(point["start_ms"])
+        point["start"] = utc_iso_ms(point["start_ms"])
         point["open"] = point["end_ms"] > newest  # still filling: the newest reading is inside it
     return {"bucket": bucket, "bucket_ms": size, "parties": sorted(parties), "points": series,
-            "newest_ms": newest, "newest": _iso_ms(newest)}
+            "newest_ms": newest, "newest": utc_iso_ms(newest)}
 
 
 # ------------------------------------------------------------------------------------------------ messages
@@ -177,8 +140,9 @@ def recent_messages(factory: sessionmaker[Session], limit: int, before_id: int |
         out.append({
             "id": m.id, "channel": m.channel, "state": m.state, "address": m.address, "root": m.root,
             "bundle": m.bundle_hash, "attempts": m.attempts, "last_error": m.last_error,
-            "created_at": _iso_dt(m.created_at), "attached_at": _iso_dt(m.attached_at),
-            "readings": n, "first_reading": _iso_ms(lo), "last_reading": _iso_ms(hi),
+            "created_at": utc_iso_dt(m.created_at), "attached_at": utc_iso_dt(m.attached_at),
+            "readings": n, "first_reading": utc_iso_ms(lo) if lo is not None else None,
+            "last_reading": utc_iso_ms(hi) if hi is not None else None,
             "periods": sorted(p for p in ps if p is not None),
             "settled": bool(ps) and None not in ps and ps <= settled,  # type: ignore[operator]
         })
@@ -212,11 +176,11 @@ def settlements(factory: sessionmaker[Session], limit: int, before: int | None =
         except ValueError:
             consumption = []
         periods.append({
-            "period_id": p.period_id, "state": p.state, "start": _iso_ms(p.start_s * 1000),
-            "end": _iso_ms(p.end_s * 1000), "start_s": p.start_s, "end_s": p.end_s, "readings": p.reading_count,
+            "period_id": p.period_id, "state": p.state, "start": utc_iso(p.start_s),
+            "end": utc_iso(p.end_s), "start_s": p.start_s, "end_s": p.end_s, "readings": p.reading_count,
             "late": p.late_count, "generation_wh": p.generation_wh, "consumption": consumption,
             "readings_root": p.readings_root, "mam_root": p.mam_root, "tx": p.tx_hash, "block": p.block_number,
-            "attempts": p.attempts, "error": p.last_error, "settled_at": _iso_dt(p.settled_at),
+            "attempts": p.attempts, "error": p.last_error, "settled_at": utc_iso_dt(p.settled_at),
         })
     return {"system": _system_json(system), "periods": periods}
 
@@ -244,9 +208,9 @@ def supply_decisions(factory: sessionmaker[Session], limit: int, before_id: int 
 def _decision_json(d: SupplyDecision) -> dict[str, Any]:
     return {"id": d.id, "party": d.party, "account": d.account, "decision": d.decision, "reason": d.reason,
             "status": d.status, "prepaid_wei": d.prepaid_wei, "debt_wei": d.debt_wei,
-            "next_due": _iso_ms(d.next_due * 1000) if d.next_due else None, "block": d.block_number,
-            "community_time": _iso_ms(d.community_ms) if d.community_ms else None,
-            "decided_at": _iso_dt(d.decided_at), "actuator": d.actuator, "applied": d.applied,
+            "next_due": utc_iso(d.next_due) if d.next_due else None, "block": d.block_number,
+            "community_time": utc_iso_ms(d.community_ms) if d.community_ms else None,
+            "decided_at": utc_iso_dt(d.decided_at), "actuator": d.actuator, "applied": d.applied,
             "apply_error": d.apply_error}
 
 
@@ -310,9 +274,7 @@ class HolderBoard:
 
     def refresh(self) -> Waiting | None:
         """One reading of the chain (the collector's step); trouble with the chain is shown, not raised."""
-        with self.factory() as session:
-            row = latest_system(session)
-            system = SystemRef.of(row) if row is not None else None
+        system = hub_system(self.factory)
         if system is None:
             return None  # nothing to read yet (the settlement has not registered or found a system)
         with self._lock:
@@ -356,7 +318,7 @@ class HolderBoard:
                 "holding_value_wei": str(h.holding_value_wei), "equity_paid_wei": str(h.equity_paid_wei),
                 "debt_wei": str(h.debt_wei), "prepaid_wei": str(h.prepaid_wei),
                 "in_good_standing": h.in_good_standing,
-                "next_due": _iso_ms(h.next_due_time * 1000) if h.next_due_time else None,
+                "next_due": utc_iso(h.next_due_time) if h.next_due_time else None,
             }
         return ChainReading((system.contract, system.system_id), view.block, view.block_timestamp(), self._clock(),
                             holders)
@@ -402,7 +364,7 @@ class HolderBoard:
                 item.update(onchain)
             elif stored is not None:  # the standing the last supply decision was based on
                 item.update({"status": stored.status, "debt_wei": stored.debt_wei, "prepaid_wei": stored.prepaid_wei,
-                             "next_due": _iso_ms(stored.next_due * 1000) if stored.next_due else None,
+                             "next_due": utc_iso(stored.next_due) if stored.next_due else None,
                              "in_good_standing": None, "share_bps": None, "holding_value_wei": None,
                              "equity_paid_wei": None})
             item["decision"] = _decision_json(stored) if stored is not None else None
@@ -415,6 +377,6 @@ class HolderBoard:
             "chain_id": system.chain_id, "contract": system.contract, "system_id": system.system_id},
             "holders": out}
         if reading is not None:
-            result.update({"block": reading.block, "block_time": _iso_ms(reading.block_time * 1000),
-                           "read_at": _iso_ms(int(reading.read_at * 1000))})
+            result.update({"block": reading.block, "block_time": utc_iso(reading.block_time),
+                           "read_at": utc_iso(reading.read_at)})
         return result

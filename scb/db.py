@@ -43,11 +43,17 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(url: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-                max_size_mb: int = 0) -> Engine:
+                max_size_mb: int = 0, read_only: bool = False) -> Engine:
     """Create an engine; for SQLite, create the file's directory and set the durability pragmas.
 
     `busy_timeout_ms`: how long a connection waits for another's lock; `max_size_mb` (0: none) caps the file, as
-    a full disk would (both per connection: SQLite keeps neither in the file)."""
+    a full disk would (both per connection: SQLite keeps neither in the file).
+
+    `read_only` (SQLite; for readers such as the dashboard): transactions begin deferred instead of `BEGIN
+    IMMEDIATE`, and `PRAGMA query_only` refuses any write. Why: IMMEDIATE takes the write lock, so a reader that
+    used it would hold every writer up for the length of its queries (and wait behind them); a deferred
+    transaction in WAL mode reads one snapshot and never blocks the writer. query_only makes a bug in a reader
+    an error instead of a change to the hub's records. (Another database: give the reader a read-only role.)"""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, future=True)
@@ -65,12 +71,15 @@ def make_engine(url: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY
             if max_size_mb:
                 page = cur.execute("PRAGMA page_size").fetchone()[0]
                 cur.execute(f"PRAGMA max_page_count={max(1, max_size_mb * 1024 * 1024 // page)}")
+            if read_only:
+                cur.execute("PRAGMA query_only=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
-            # IMMEDIATE: take the write lock at the start, so two processes never deadlock on lock upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # IMMEDIATE: take the write lock at the start, so two processes never deadlock on lock upgrade;
+            # a reader's deferred BEGIN takes no lock until it reads, and then only a snapshot.
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -14,11 +14,12 @@ import requests
 from sqlalchemy import func, select, text
 
 from dashboard.app import create_app
-from dashboard.data import HolderBoard, open_read_database, read_engine
+from dashboard.data import HolderBoard, open_read_database, settlements
 from dashboard.settings import dashboard_settings
 from energy_manager.models import StoredReading
 from mam_client.models import OutboxMessage
 from scb.config import Config
+from scb.db import make_engine, make_sessionmaker
 from scb.errors import ConfigError
 from settlement.chain import ChainClient, dev_account
 from settlement.models import SettlementPeriod
@@ -302,12 +303,26 @@ def test_nothing_changes_the_database(filled: Filled) -> None:
         assert session.scalar(select(func.count(SettlementPeriod.id))) == count
 
 
+def test_the_dashboard_reads_while_a_writer_holds_the_lock(filled: Filled) -> None:
+    """A hub process in the middle of a transaction (BEGIN IMMEDIATE, uncommitted) does not hold the dashboard up:
+    its reads are deferred WAL transactions that see the last committed state. (A reader taking the write lock
+    would fail here with 'database is locked' once the short busy timeout below runs out.)"""
+    config = Config(data={**filled.hub.config.data, "database": {"busy_timeout_s": 0.05}})
+    factory = open_read_database(config)  # migrates first: before the writer takes the lock
+    with filled.hub.factory() as writer:
+        writer.execute(text("UPDATE settlement_periods SET attempts = attempts + 1000"))
+        try:
+            periods = settlements(factory, 10)["periods"]
+        finally:
+            writer.rollback()
+    assert periods and all(p["attempts"] < 1000 for p in periods)
+
+
 def test_internal_error_is_json_without_traceback(filled: Filled) -> None:
     """A failing query (here: the database file's tables are gone) is a 500 JSON answer; the log has the rest."""
-    engine = read_engine("sqlite://")  # an empty in-memory database: no tables
-    from sqlalchemy.orm import sessionmaker
+    engine = make_engine("sqlite://", read_only=True)  # an empty in-memory database: no tables
 
-    app = create_app(filled.hub.config, sessionmaker(bind=engine), settings_for(filled))
+    app = create_app(filled.hub.config, make_sessionmaker(engine), settings_for(filled))
     server = Server(app).start()
     try:
         r = get(server, "/api/messages")
