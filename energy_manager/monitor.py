@@ -48,6 +48,7 @@ from mam_client.outbox import enqueue
 from scb.db import load_json_value, save_json_value, transaction
 from scb.errors import DatabaseUnavailable
 from scb.loop import as_database_error, is_transient
+from scb.timefmt import utc_iso_ms
 
 log = logging.getLogger("energy_manager.monitor")
 
@@ -168,8 +169,8 @@ class EnergyMonitor:
         try:
             return self.store()
         except DatabaseUnavailable as exc:
-            log.error("could not store the sample at %s (%s); %d sample(s) waiting for the next try", _iso(now_ms),
-                      exc, self._pending_samples)
+            log.error("could not store the sample at %s (%s); %d sample(s) waiting for the next try",
+                      utc_iso_ms(now_ms), exc, self._pending_samples)
             return TickReport(ts_ms=now_ms)
 
     def sample(self, now_ms: int, extra_events: Iterable[tuple[str, InputEvent]] = (),
@@ -262,7 +263,7 @@ class EnergyMonitor:
         del self._pending[start:]
         self.cursors = cursors
         self._pending_events.append(("database", InputEvent(
-            NOT_STORED, f"sample at {_iso(now_ms)} not kept: {start} readings were already waiting")))
+            NOT_STORED, f"sample at {utc_iso_ms(now_ms)} not kept: {start} readings were already waiting")))
 
     def _reading(self, meter: MeterSettings, sample: DeviceSample,
                  events: list[tuple[str, InputEvent]]) -> _Staged | None:
@@ -374,7 +375,7 @@ class EnergyMonitor:
                 for r in carried:
                     row_of[(r.meter, r.seq)].message_id = message.id
                 window_ids.append(message.id)
-            log.info("window %s: %d readings queued for publication in message %s", _iso(start), len(readings),
+            log.info("window %s: %d readings queued for publication in message %s", utc_iso_ms(start), len(readings),
                      ", ".join(str(i) for i in window_ids))
             ids.extend(window_ids)
         return ids
@@ -386,7 +387,3 @@ def load_state(session: Session, key: str) -> dict | None:
 
 def save_state(session: Session, key: str, value: dict) -> None:
     save_json_value(session, EnergyState, key, value)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

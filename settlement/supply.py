@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Protocol
 
 from sqlalchemy import select
@@ -36,6 +35,7 @@ from settlement.solar_property import OWNED, PAYING, REPOSSESSED, HolderInfo, So
 from settlement.system import SystemRef
 from scb.db import transaction
 from scb.errors import ScbError, TransportError
+from scb.timefmt import utc_iso
 
 log = logging.getLogger("settlement.supply")
 #: blocks scanned for Repossessed events on the very first check
@@ -136,10 +136,6 @@ class Standing:
                    info.in_good_standing)
 
 
-def _when(ts: int) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def decide(standing: Standing, repossessed_tx: str | None = None) -> tuple[str, str]:
     """(decision, reason) for one holder: pure, so the rules are tested without a chain."""
     if standing.status == REPOSSESSED:
@@ -150,8 +146,8 @@ def decide(standing: Standing, repossessed_tx: str | None = None) -> tuple[str, 
     if standing.good:
         if standing.debt == 0:
             return SUPPLY, f"in good standing: no unpaid bill (deposit {standing.prepaid} wei)"
-        return SUPPLY, f"in good standing: {standing.debt} wei due by {_when(standing.next_due)}"
-    return GRID, (f"out of good standing: {standing.debt} wei unpaid past its due time {_when(standing.next_due)}; "
+        return SUPPLY, f"in good standing: {standing.debt} wei due by {utc_iso(standing.next_due)}"
+    return GRID, (f"out of good standing: {standing.debt} wei unpaid past its due time {utc_iso(standing.next_due)}; "
                   "the portion is sold to the grid until the holder pays")
 
 
