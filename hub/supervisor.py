@@ -222,23 +222,25 @@ def supervise(children: list[Child], stop_after: float | None = None, config: Co
     if settings is None:
         settings = run_settings(config) if config is not None else run_settings(Config())
     supervisor = Supervisor(children, settings, config.data_dir if config is not None else None)
-    supervisor.start_all()
-    started = time.monotonic()
-    announced = config is None
-    next_announce_check = 0.0
-    engines: dict[str, Engine] = {}
-    while not stopping:
-        if not announced and time.monotonic() >= next_announce_check:
-            announced = announce(config, children, engines)  # type: ignore[arg-type]
-            next_announce_check = time.monotonic() + 2.0
-            if announced:
-                for engine in engines.values():
-                    engine.dispose()
-        if stop_after is not None and time.monotonic() - started > stop_after:
-            break
-        supervisor.tick()
-        time.sleep(0.5)
-    supervisor.stop_all()
+    try:
+        supervisor.start_all()
+        started = time.monotonic()
+        announced = config is None
+        next_announce_check = 0.0
+        engines: dict[str, Engine] = {}
+        while not stopping:
+            if not announced and time.monotonic() >= next_announce_check:
+                announced = announce(config, children, engines)  # type: ignore[arg-type]
+                next_announce_check = time.monotonic() + 2.0
+                if announced:
+                    for engine in engines.values():
+                        engine.dispose()
+            if stop_after is not None and time.monotonic() - started > stop_after:
+                break
+            supervisor.tick()
+            time.sleep(0.5)
+    finally:  # whatever ends the supervisor, its processes must not outlive it unsupervised
+        supervisor.stop_all()
     return 0
 
 
