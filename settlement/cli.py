@@ -105,9 +105,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_chain_info(args: argparse.Namespace) -> int:
-    from settlement.chain import connect
+    """The system as the contract holds it, every view read at one block (settlement.solar_property)."""
+    from settlement.chain import ContractReverted, connect
     from settlement.settings import ethereum_settings, settlement_settings
-    from settlement.supply import SupplyWatcher, decide
+    from settlement.solar_property import SolarProperty
+    from settlement.supply import Standing, decide
 
     config = load_config(args.config)
     eth = ethereum_settings(config)
@@ -116,19 +118,30 @@ def cmd_chain_info(args: argparse.Namespace) -> int:
     contract = eth.contract_address or (system.contract if system else None)
     if contract is None:
         raise UsageError("no contract: set ethereum.contract_address, or run `scb settlement` once")
-    client = connect(eth, with_account=False)
-    c = client.contract(contract)
     system_id = st.system_id or (system.system_id if system else 1)
-    info = client.call(c.functions.systemInfo(system_id), "systemInfo")
-    print(f"chain {client.chain_id}, SolarProperty {contract}, system {system_id}")
-    print(f"  price {info[1]} wei/kWh, total value {info[2]} wei, grace {info[3]} s, grid share {info[6]} bps")
-    print(f"  last period {info[7]} (ended {utc_iso(info[8]) if info[8] else '-'})")
-    if system is not None:
-        watcher = SupplyWatcher(None, client, system, None, None, None)  # type: ignore[arg-type]
-        for standing in watcher.standings():
-            decision, reason = decide(standing)
-            print(f"  {standing.party:<8} {standing.account} {standing.status:<11} debt {standing.debt} wei, "
-                  f"deposit {standing.prepaid} wei -> {decision} ({reason})")
+    client = connect(eth, with_account=False)
+    view = SolarProperty(client, contract, system_id).snapshot()
+    try:
+        info = view.system_info()
+    except ContractReverted as exc:
+        if exc.name == "UnknownSystem":
+            raise UsageError(f"system {system_id} is not registered on SolarProperty {view.address} "
+                             f"(chain {client.chain_id})") from None
+        raise
+    print(f"chain {client.chain_id}, SolarProperty {view.address}, system {system_id} "
+          f"(block {view.block}, {utc_iso(view.block_timestamp())})")
+    print(f"  beneficiary {info.beneficiary}, {info.holder_count} holders, registered {utc_iso(info.registered_at)}")
+    print(f"  price {info.price_per_kwh_wei} wei/kWh, total value {info.total_value_wei} wei, "
+          f"grace {info.grace_period_s} s, grid share {info.grid_share_bps} bps")
+    print(f"  last period {info.last_period_id} "
+          f"(ended {utc_iso(info.last_period_end) if info.last_period_end else '-'})")
+    # party names are the hub's (the chain knows accounts only): only for the system the hub settles
+    ours = system is not None and system.contract.lower() == view.address.lower() and system.system_id == system_id
+    party_of = system.party_of if ours else {}
+    for holder in view.holders():
+        standing = Standing.of(party_of.get(holder.account.lower(), "-"), holder)
+        decision, reason = decide(standing)
+        print(f"  {standing.party:<8} {holder.account} {holder.status:<11} share {holder.share_bps} bps, "
+              f"equity paid {holder.equity_paid_wei} of {holder.holding_value_wei} wei, debt {holder.debt_wei} wei, "
+              f"deposit {holder.prepaid_wei} wei -> {decision} ({reason})")
     return 0
-
-
