@@ -2,8 +2,10 @@
 
     POST /messages                {"channel": NAME, "message": <any JSON>}  or  {"channel": NAME, "trytes": "..."}
                                   -> 202 {"id": N, "state": "queued"}
-    GET  /messages/{id}           -> state, channel, address, root, nextRoot, bundle, attempts, lastError
-    GET  /channels                -> [{name, mode, security, firstRoot, queued, prepared, attached, lastAddress}]
+    GET  /messages/{id}           -> state, channel, address, root, nextRoot, bundle, attempts, lastError,
+                                     refusal (the node's reason while it refuses the message), retryAt
+    GET  /channels                -> [{name, mode, security, firstRoot, queued, prepared, attached, lastAddress,
+                                      blockedBy (null, or the refused message that blocks the channel)}]
     GET  /channels/{name}/messages?after=ID&limit=N  -> messages in channel order
 
 Who may call it (scb.http.EdgePolicy; docs/mam.md "The API"): the Host must be a loopback name, `mam.api_host` or
@@ -32,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mam_client.crypto.trits import ascii_to_trytes
 from mam_client.models import Channel, OutboxMessage
-from mam_client.outbox import MAX_MESSAGE_TRYTES, enqueue
+from mam_client.outbox import MAX_MESSAGE_TRYTES, blocked_channels, enqueue
 from mam_client.mam.errors import InvalidInput
 from mam_client.settings import MamSettings
 from scb import http, safejson
@@ -71,6 +73,7 @@ def message_json(row: OutboxMessage) -> dict[str, Any]:
     return {
         "id": row.id, "channel": row.channel, "state": row.state, "address": row.address, "root": row.root,
         "nextRoot": row.next_root, "bundle": row.bundle_hash, "attempts": row.attempts, "lastError": row.last_error,
+        "refusal": row.refusal, "retryAt": row.retry_at.isoformat() if row.retry_at else None,
         "createdAt": row.created_at.isoformat() if row.created_at else None,
         "attachedAt": row.attached_at.isoformat() if row.attached_at else None,
     }
@@ -129,6 +132,7 @@ async def get_channels(request: web.Request) -> web.Response:
                 select(OutboxMessage.channel, OutboxMessage.state, func.count()).group_by(
                     OutboxMessage.channel, OutboxMessage.state))
         }
+        blocked = {b.channel: b.to_json() for b in blocked_channels(session)}
         for ch in session.scalars(select(Channel).order_by(Channel.name)):
             last = session.scalars(select(OutboxMessage.address).where(
                 OutboxMessage.channel == ch.name, OutboxMessage.state == "attached")
@@ -136,7 +140,8 @@ async def get_channels(request: web.Request) -> web.Response:
             out.append({"name": ch.name, "mode": ch.mode, "security": ch.security, "firstRoot": ch.first_root,
                         "queued": counts.get((ch.name, "queued"), 0),
                         "prepared": counts.get((ch.name, "prepared"), 0),
-                        "attached": counts.get((ch.name, "attached"), 0), "lastAddress": last})
+                        "attached": counts.get((ch.name, "attached"), 0), "lastAddress": last,
+                        "blockedBy": blocked.get(ch.name)})
     return web.json_response(out)
 
 

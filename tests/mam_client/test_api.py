@@ -259,3 +259,38 @@ def test_token_file_setting(tmp_path: Path) -> None:
     assert mam_settings(hub_config(tmp_path)).api_token_file == tmp_path / "secrets" / "mam-api.token"
     own = mam_settings(hub_config(tmp_path, api_token_file=str(tmp_path / "t")))
     assert own.api_token_file == tmp_path / "t"
+
+
+def test_a_channel_blocked_by_a_refusal_says_so(tmp_path: Path) -> None:
+    from tests.mam_client.fakes import RefusingTangle
+
+    config = hub_config(tmp_path)
+    engine = make_engine(config.database_url)
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    node = RefusingTangle()
+    node.refuse = "invalid transaction"
+    publisher = Publisher(factory, mam_settings(config), node)
+    publisher.ensure_channels()
+
+    async def post_and_read(client: TestClient) -> Any:
+        posted = await (await client.post("/messages", json={"channel": "readings", "trytes": "HELLO"})).json()
+        publisher.run_once()
+        one = await (await client.get(f"/messages/{posted['id']}")).json()
+        return posted, one, await (await client.get("/channels")).json()
+
+    posted, one, channels = run(factory, post_and_read)
+    assert one["state"] == "prepared" and "invalid transaction" in one["refusal"] and one["retryAt"]
+    blocked = channels[0]["blockedBy"]
+    assert blocked["message_id"] == posted["id"] and "invalid transaction" in blocked["reason"]
+    node.refuse = None
+    with factory() as session:  # the slow schedule: make the retry due now instead of waiting a minute
+        session.get(OutboxMessage, posted["id"]).retry_at = None
+        session.commit()
+    publisher.run_once()
+    channels = run(factory, lambda client: _json(client, "/channels"))
+    assert channels[0]["blockedBy"] is None and channels[0]["attached"] == 1
+
+
+async def _json(client: TestClient, path: str) -> Any:
+    return await (await client.get(path)).json()
