@@ -17,7 +17,8 @@ A hub runs unattended, so a loop may neither die while its process looks alive n
 
 Each loop also beats a `Heartbeat`: a small JSON file per process under `<data_dir>/run/heartbeat/`, written
 from the loop's own thread, so a hung loop or a dead worker thread stops the beat even though the process still
-answers signals. The supervisor restarts a process whose beat is older than its timeout.
+answers signals. The supervisor (`scb run`) restarts a process whose beat is older than its timeout; under
+systemd, the same beats feed its watchdog (`WatchdogSec=`).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import errno
 import json
 import logging
 import os
+import socket
 import sqlite3
 import sys
 import threading
@@ -171,6 +173,26 @@ class Heartbeat:
             self._written = now
         except OSError as exc:  # a full disk must not stop the loop that reports it; the next beat tries again
             log.warning("heartbeat %s not written: %s", self.path, exc)
+        self._notify_systemd(now)
+
+    def _notify_systemd(self, now: float) -> None:
+        """Under systemd (`WatchdogSec=`, `NotifyAccess=main`), tell its watchdog the process is alive - but only
+        while every loop beats within the watchdog's limit, so that a dead worker thread gets the process
+        restarted by systemd as `scb run` would restart it."""
+        address = os.environ.get("NOTIFY_SOCKET")
+        if not address:
+            return
+        limit_us = os.environ.get("WATCHDOG_USEC", "")
+        limit = int(limit_us) / 1e6 if limit_us.isdigit() else None
+        if limit is not None and any(now - s.beat > limit for s in self.loops.values()):
+            return
+        if address.startswith("@"):  # an abstract socket
+            address = "\0" + address[1:]
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(b"WATCHDOG=1", address)
+        except OSError as exc:
+            log.debug("systemd notification failed: %s", exc)
 
 
 def read_heartbeats(data_dir: Path) -> dict[str, dict[str, Any]]:

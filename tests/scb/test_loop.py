@@ -110,3 +110,27 @@ def test_heartbeat_writes_are_throttled(tmp_path: Path) -> None:
     now[0] += 11
     hb.beat("a", ok=True)
     assert read_heartbeats(tmp_path)["proc"]["beat"] == 1014.0
+
+
+def test_systemd_watchdog_is_fed_only_while_every_loop_beats(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    address = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    monkeypatch.setenv("WATCHDOG_USEC", "10000000")  # 10 s
+    now = [1000.0]
+    hb = Heartbeat(tmp_path, "proc", min_interval_s=0, clock=lambda: now[0])
+    hb.beat("a")
+    hb.beat("b")
+    assert server.recv(64) == b"WATCHDOG=1"
+    assert server.recv(64) == b"WATCHDOG=1"
+    now[0] += 11  # loop "b" falls silent for longer than the watchdog's limit; "a" keeps beating
+    hb.beat("a")
+    server.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        server.recv(64)
+    server.close()
