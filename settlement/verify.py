@@ -15,8 +15,9 @@ Two entry points, one list of steps and one verdict each:
      Merkle proof checked locally against the on-chain root, and with the contract's `verifyReading`.
 
 `verify_proof_file(proof.json)` (``scb verify --proof``): the same from a self-contained proof file, with nothing
-but an RPC endpoint: file format, reading bytes against the digest, the MAM message (when the side key is given),
-the chain id, the period on chain, the settlement transaction, the root, the proof locally and on chain.
+but an RPC endpoint: file format, reading bytes against the digest, the file's Merkle leaf against the digest, the
+MAM message (when the side key is given), the chain id, the period on chain, the settlement transaction, the root,
+the proof locally and on chain.
 
 Verdicts: VALID (exit 0), INVALID (exit 1: something does not match; the failing step says what), CANNOT_CHECK
 (exit 2: a node or the chain unreachable, an unknown address, a reading not settled yet).
@@ -402,6 +403,8 @@ def verify_proof_file(data: Any, chain_for: Callable[[str, int], ChainView], sid
         canonical = _field(report, data, "reading.canonical", str).encode("ascii", "replace")
         digest_text = _field(report, data, "reading.digest", str)
         proof_hex = _field(report, data, "merkle.proof", list)
+        leaf_text = _field(report, data, "merkle.leaf", str)
+        leaf_encoding = _field(report, data, "merkle.leaf_encoding", list)
         claimed_root = _field(report, data, "merkle.root", str)
         chain_id = _field(report, data, "chain.chain_id", int)
         contract = _field(report, data, "chain.contract", str)
@@ -411,6 +414,7 @@ def verify_proof_file(data: Any, chain_for: Callable[[str, int], ChainView], sid
         try:
             proof = [parse_digest(p) for p in proof_hex]
             digest = parse_digest(digest_text)
+            leaf = parse_digest(leaf_text)
             contract = to_checksum_address(contract)
         except (ReadingError, ValueError, TypeError) as exc:
             raise report.cannot("proof file", f"malformed field: {exc}") from None
@@ -425,6 +429,7 @@ def verify_proof_file(data: Any, chain_for: Callable[[str, int], ChainView], sid
             raise report.fail("reading", f"the reading's bytes hash to 0x{actual.hex()}, not to the digest "
                                          f"0x{digest.hex()} the proof is for (the reading was altered)")
         report.ok("reading", f"{reading.meter}#{reading.seq} at {reading.ts_ms}: canonical, digest 0x{digest.hex()}")
+        _check_leaf(report, digest, leaf, leaf_encoding)
         _check_file_mam(report, data, reading, side_key)
         chain = chain_for(contract, system_id)
         chain.check(report, expected_chain=chain_id)
@@ -441,6 +446,20 @@ def verify_proof_file(data: Any, chain_for: Callable[[str, int], ChainView], sid
         check_proof(report, chain, "merkle", period_id, digest, proof, onchain.readings_root_hex)
 
     return _run(report, body)
+
+
+def _check_leaf(report: Report, digest: bytes, leaf: bytes, encoding: list[Any]) -> None:
+    """The file's `merkle.leaf` is the leaf of its digest. Why check a field the proof is not computed from: the
+    leaf is what other tools (OpenZeppelin's StandardMerkleTree, tests/js/golden_proof.js) check the path with, so
+    a file whose leaf disagrees with its digest proves different things to different verifiers; it is refused."""
+    if encoding != ["bytes32"]:
+        raise report.cannot("leaf", f"leaf encoding {encoding!r} is not supported (SCB's leaves are one bytes32 "
+                                    "digest)")
+    expected = reading_leaf(digest)
+    if leaf != expected:
+        raise report.fail("leaf", f"the file's leaf {to_hex(leaf)} is not the leaf of its digest ({to_hex(expected)}):"
+                                  " the file was altered")
+    report.ok("leaf", f"{to_hex(expected)}: the StandardMerkleTree leaf of the digest")
 
 
 def _check_file_mam(report: Report, data: dict[str, Any], reading: Reading, side_key: str | None) -> None:

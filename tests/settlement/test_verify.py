@@ -15,29 +15,16 @@ import pytest
 from sqlalchemy import select
 
 from energy_manager.models import StoredReading
+from hub.verification import chain_view_factory, export_proof, verify_hub_address
 from mam_client.channels import load_secrets
 from mam_client.models import OutboxMessage
 from mam_client.settings import mam_settings
 from mam_client.transport import FoundBundle
-from settlement.chain import ChainClient
-from hub.verification import export_proof
-from settlement.models import ReadingProof, SettlementPeriod
-from settlement.settings import ethereum_settings
-from settlement.verify import (
-    CANNOT_CHECK,
-    INVALID,
-    VALID,
-    AddressContext,
-    ChainView,
-    HubRecord,
-    Report,
-    verify_address,
-    verify_proof_file,
-)
+from settlement.verify import CANNOT_CHECK, INVALID, VALID, Report, verify_proof_file
 from scb.config import Config
 from tests.conftest import REPO, run_node
 from tests.settlement import golden
-from tests.settlement.conftest import START_MS, Anvil, Hub, start_anvil
+from tests.settlement.conftest import START_MS, Anvil, Hub, start_anvil, write_toml
 
 HOUR_MS = 3600_000
 
@@ -64,8 +51,8 @@ def load(name: str) -> dict[str, Any]:
 
 
 def chain_for(url: str):  # type: ignore[no-untyped-def]
-    eth = ethereum_settings(Config(data={"ethereum": {"rpc_url": url}}))
-    return lambda contract, system_id: ChainView(ChainClient(eth), contract, system_id)
+    """What `scb verify --proof FILE --rpc URL` opens on a machine with no configuration: the production wiring."""
+    return chain_view_factory(Config(data={}), url)
 
 
 GOLDEN_CASES = [
@@ -90,8 +77,29 @@ def test_golden_proof_files(golden_chain, name: str, verdict: int, step: str | N
     assert message in report.reason
     if verdict == VALID:
         names = [s.name for s in report.steps]
-        assert names == ["proof file", "reading", "MAM message", "chain", "period", "transaction", "root",
+        assert names == ["proof file", "reading", "leaf", "MAM message", "chain", "period", "transaction", "root",
                          "merkle proof", "merkle verifyReading"]
+
+
+def with_edited_leaf(data: dict[str, Any]) -> dict[str, Any]:
+    """The file with the last hex digit of its merkle.leaf changed (digest, proof and root untouched)."""
+    edited = json.loads(json.dumps(data))
+    leaf = edited["merkle"]["leaf"]
+    edited["merkle"]["leaf"] = leaf[:-1] + ("0" if leaf[-1] != "0" else "1")
+    return edited
+
+
+def test_the_leaf_field_must_be_the_digests_leaf(golden_chain) -> None:
+    """merkle.leaf is redundant with the digest, and the JS references check the path with it
+    (test_golden_js.py): a file whose leaf disagrees with its digest is INVALID here too, at its own step."""
+    node, _ = golden_chain
+    report = verify_proof_file(with_edited_leaf(load("valid.json")), chain_for(node.url), golden.SIDE_KEY)
+    assert report.verdict == INVALID and failed_step(report) == "leaf", report.text()
+    assert "is not the leaf of its digest" in report.reason
+    other = load("valid.json")
+    other["merkle"]["leaf_encoding"] = ["bytes32", "uint256"]
+    report = verify_proof_file(other, chain_for(node.url), golden.SIDE_KEY)
+    assert report.verdict == CANNOT_CHECK and failed_step(report) == "leaf", report.text()
 
 
 def test_golden_files_are_what_the_replayed_chain_gives(golden_chain) -> None:
@@ -111,7 +119,8 @@ def test_proof_file_checks_the_mam_message_when_given_the_side_key(golden_chain)
     node, _ = golden_chain
     data = load("valid.json")
     without = verify_proof_file(data, chain_for(node.url), None)
-    assert without.verdict == VALID and "signature not checked" in without.steps[2].detail
+    assert without.verdict == VALID
+    assert "signature not checked" in next(s.detail for s in without.steps if s.name == "MAM message")
     forged = json.loads(json.dumps(data))
     payload = forged["mam"]["payload"]
     forged["mam"]["payload"] = payload[:500] + ("A" if payload[500] != "A" else "B") + payload[501:]
@@ -147,6 +156,10 @@ def test_cli_verify_proof_exit_codes(golden_chain, tmp_path: Path) -> None:
     bad = scb("verify", "--proof", str(golden.DATA / "tampered-reading.json"), "--rpc", node.url, env=env,
               cwd=tmp_path)
     assert bad.returncode == 1 and "[FAIL] reading" in bad.stdout and "verdict: INVALID" in bad.stdout
+    edited = tmp_path / "edited-leaf.json"
+    edited.write_text(json.dumps(with_edited_leaf(load("valid.json"))), encoding="utf-8")
+    leaf = scb("verify", "--proof", str(edited), "--rpc", node.url, env=env, cwd=tmp_path)
+    assert leaf.returncode == 1 and "[FAIL] leaf" in leaf.stdout and "verdict: INVALID" in leaf.stdout
     down = scb("verify", "--proof", str(golden.DATA / "valid.json"), "--rpc", "http://127.0.0.1:9", env=env,
                cwd=tmp_path)
     assert down.returncode == 2 and "COULD NOT CHECK" in down.stdout
@@ -157,32 +170,14 @@ def test_cli_verify_proof_exit_codes(golden_chain, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ by address
 
 
-def context(hub: Hub, *, db: bool = True, root: str | None = None, archive: bool = True,
-            proofs: bool = True) -> AddressContext:
-    _seed, side_key = load_secrets(mam_settings(hub.config).channels["readings"])
-    eth = ethereum_settings(hub.config)
-
-    def root_lookup(address: str) -> str | None:
-        with hub.factory() as session:
-            return session.scalars(select(OutboxMessage.root).where(OutboxMessage.address == address)).first()
-
-    def reading_lookup(digest: str) -> HubRecord | None:
-        with hub.factory() as session:
-            reading = session.scalars(select(StoredReading).where(StoredReading.digest == digest)).first()
-            proof = session.get(ReadingProof, reading.id) if reading else None
-            if reading is None or proof is None:
-                return None if reading is None else HubRecord(reading.id, None, None, False)
-            period = session.get(SettlementPeriod, proof.period_ref)
-            return HubRecord(reading.id, period.period_id, proof.siblings(), proof.late)
-
-    def archive_reader(address: str) -> list[str]:
-        with hub.factory() as session:
-            return [p for p in session.scalars(select(OutboxMessage.payload).where(OutboxMessage.address == address))]
-
-    return AddressContext(transport=hub.tangle, archive=archive_reader if archive else None, mode="restricted",
-                          side_key=side_key, chain=ChainView(ChainClient(eth), hub.system.contract, 1), root=root,
-                          root_lookup=root_lookup if db else None,
-                          reading_lookup=reading_lookup if proofs else None)
+def verify(hub: Hub, address: str, *, on_hub: bool = True, root: str | None = None) -> Report:
+    """`scb verify ADDRESS` as the CLI and the dashboard run it (hub.verification.verify_hub_address) over the test
+    hub's in-memory tangle. `on_hub`: with the hub's database (its roots, proofs and archive); without it, as on an
+    auditor's machine that knows the contract (`--contract`) and has the side key, and nothing else."""
+    if on_hub:
+        return verify_hub_address(hub.config, address, factory=hub.factory, transport=hub.tangle, root=root)
+    return verify_hub_address(hub.config, address, factory=None, transport=hub.tangle, root=root,
+                              contract=hub.system.contract)
 
 
 def messages(hub: Hub) -> list[OutboxMessage]:
@@ -201,10 +196,11 @@ def test_verify_random_addresses(settled: Hub) -> None:
     rng = random.Random(7)
     settled_messages = [m for m in messages(settled) if m.id <= 12]  # windows of periods 1-3
     for message in rng.sample(settled_messages, 4):
-        report = verify_address(message.address, context(settled))
+        report = verify(settled, message.address)
         assert report.verdict == VALID, report.text()
         steps = {s.name for s in report.steps}
         assert {"root", "fetch", "signature", "message", "chain", "channel"} <= steps
+        assert "from the hub's database" in report.steps[0].detail
         with settled.factory() as session:
             carried = len(session.scalars(select(StoredReading.id).where(StoredReading.message_id == message.id))
                           .all())
@@ -212,67 +208,88 @@ def test_verify_random_addresses(settled: Hub) -> None:
         assert sum(1 for s in report.steps if s.name.endswith("verifyReading") and s.ok) == carried
 
 
-def test_verify_without_the_database_walks_the_channel(settled: Hub) -> None:
-    message = messages(settled)[5]
-    report = verify_address(message.address, context(settled, db=False))
-    assert report.verdict == VALID
-    assert "walking the system's channel" in report.steps[0].detail
-
-
-def test_verify_away_from_the_hub_rebuilds_the_period_from_the_tangle(settled: Hub) -> None:
-    """Nothing from the hub's database: root found by walking, proofs from the period rebuilt off the tangle."""
-    message = messages(settled)[6]
-    report = verify_address(message.address, context(settled, db=False, archive=False, proofs=False))
-    assert report.verdict == VALID, report.text()
-    assert any(s.name.endswith("tree") and "matches the on-chain root" in s.detail for s in report.steps)
+def test_verify_away_from_the_hub_walks_the_channel_and_rebuilds_the_period(settled: Hub) -> None:
+    """Nothing from the hub's database: the root is found by walking the channel from the root registered on chain,
+    and the proofs come from the period rebuilt off the tangle."""
+    for message in messages(settled)[5:7]:
+        report = verify(settled, message.address, on_hub=False)
+        assert report.verdict == VALID, report.text()
+        assert "walking the system's channel" in report.steps[0].detail
+        assert any(s.name.endswith("tree") and "matches the on-chain root" in s.detail for s in report.steps)
 
 
 def test_pruned_message_is_read_from_the_archive_and_said_so(settled: Hub) -> None:
     message = messages(settled)[2]
     settled.tangle.pruned.add(message.address)
-    report = verify_address(message.address, context(settled))
-    assert report.verdict == VALID
+    report = verify(settled, message.address)
+    assert report.verdict == VALID, report.text()
     assert "archive" in [s for s in report.steps if s.name == "fetch"][0].detail
-    no_archive = verify_address(message.address, context(settled, archive=False))
-    assert no_archive.verdict == CANNOT_CHECK and failed_step(no_archive) == "fetch"
+    no_archive = verify(settled, message.address, on_hub=False, root=message.root)
+    assert no_archive.verdict == CANNOT_CHECK and failed_step(no_archive) == "fetch", no_archive.text()
 
 
 def test_forged_bundle_fails_the_signature(settled: Hub) -> None:
+    """A forged bundle at the address: away from the hub the message cannot be proven (INVALID at the signature);
+    on the hub, the forgery is skipped and listed, and the message is read from the archive."""
     message = messages(settled)[1]
     real = settled.tangle.by_address[message.address][0]
     payload = real.fragments.rstrip("9")
     forged = payload[:300] + ("Z" if payload[300] != "Z" else "Y") + payload[301:]
     settled.tangle.by_address[message.address] = [FoundBundle("F" * 81, ("F" * 81,), ("9" * 2673,),
                                                               forged + "9" * (-len(forged) % 2187))]
-    report = verify_address(message.address, context(settled, archive=False))
+    report = verify(settled, message.address, on_hub=False, root=message.root)
     assert report.verdict == INVALID and failed_step(report) == "signature", report.text()
+    on_hub = verify(settled, message.address)
+    assert on_hub.verdict == VALID, on_hub.text()
+    assert any(s.name == "fetch" and "skipped bundle " + "F" * 81 in s.detail for s in on_hub.steps)
 
 
 def test_wrong_root_for_the_address(settled: Hub) -> None:
     a, b = messages(settled)[0], messages(settled)[1]
-    report = verify_address(a.address, context(settled, root=b.root))
+    report = verify(settled, a.address, root=b.root)
     assert report.verdict == INVALID and failed_step(report) == "root"
 
 
 def test_unknown_address_and_unsettled_reading_cannot_be_checked(settled: Hub) -> None:
-    report = verify_address("A" * 81, context(settled, db=False))
+    report = verify(settled, "A" * 81, on_hub=False)
     assert report.verdict == CANNOT_CHECK and "unknown address" in report.reason
     last = messages(settled)[-1]  # the window after period 3: published, not settled yet
-    report = verify_address(last.address, context(settled))
+    report = verify(settled, last.address)
     assert report.verdict == CANNOT_CHECK and "not settled yet" in report.reason
     settled.tangle.up = False
-    down = verify_address(messages(settled)[0].address, context(settled, archive=False))
+    down = verify(settled, messages(settled)[0].address, on_hub=False)
     assert down.verdict == CANNOT_CHECK
+
+
+def test_cli_verify_address_on_the_hub(settled: Hub, tmp_path: Path) -> None:
+    """`scb verify ADDRESS` as a user runs it on the hub: the configured database (roots, proofs, archive), the
+    channel's side key file, the chain. The node is down here, so every message comes from the archive."""
+    config = write_toml(settled.config, tmp_path / "scb.toml")
+    message = messages(settled)[3]
+    ok = scb("--config", str(config), "verify", message.address, "--node", "http://127.0.0.1:9", "--json")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    result = json.loads(ok.stdout)
+    assert result["verdict"] == "VALID"
+    steps = {s["step"]: s["detail"] for s in result["steps"]}
+    assert "from the hub's database" in steps["root"] and "archive" in steps["fetch"]
+    unsettled = scb("--config", str(config), "verify", messages(settled)[-1].address, "--node",
+                    "http://127.0.0.1:9")
+    assert unsettled.returncode == 2 and "not settled yet" in unsettled.stdout, unsettled.stdout + unsettled.stderr
+    assert "Traceback" not in ok.stderr + unsettled.stderr
 
 
 def test_exported_proof_verifies_and_a_copy_with_another_reading_does_not(settled: Hub) -> None:
     with settled.factory() as session:
         ids = list(session.scalars(select(StoredReading.id).where(StoredReading.period == 2)))
+    chain = chain_view_factory(settled.config, None)  # the configured chain, as on the hub
     data = export_proof(settled.factory, ids[0], "restricted")
     _seed, side_key = load_secrets(mam_settings(settled.config).channels["readings"])
-    report = verify_proof_file(data, chain_for(ethereum_settings(settled.config).rpc_url), side_key)
+    report = verify_proof_file(data, chain, side_key)
     assert report.verdict == VALID, report.text()
     other = export_proof(settled.factory, ids[1], "restricted")
     data["reading"] = other["reading"]  # a real, settled reading with someone else's proof
-    report = verify_proof_file(data, chain_for(ethereum_settings(settled.config).rpc_url), side_key)
-    assert report.verdict == INVALID and failed_step(report) == "merkle proof"
+    report = verify_proof_file(data, chain, side_key)
+    assert report.verdict == INVALID and failed_step(report) == "leaf", report.text()
+    data["merkle"]["leaf"] = other["merkle"]["leaf"]  # the leaf made to agree: the path still leads elsewhere
+    report = verify_proof_file(data, chain, side_key)
+    assert report.verdict == INVALID and failed_step(report) == "merkle proof", report.text()
