@@ -16,7 +16,7 @@ from hub.alerts import Alert, Snapshot, compute
 from hub.processes import process_status
 from hub.settings import alert_settings
 from scb.config import Config
-from scb.timefmt import utc_iso, utc_iso_ms
+from scb.timefmt import utc_iso, utc_iso_dt, utc_iso_ms
 
 
 def _wall(value: Any) -> float | None:
@@ -50,7 +50,7 @@ def collect_status(factory: sessionmaker[Session]) -> dict[str, Any]:
         out["outbox"] = {"by_state": {s: n for s, n in depth},
                          "last_attached": None if attached is None else {
                              "id": attached.id, "address": attached.address,
-                             "at": attached.attached_at.isoformat() if attached.attached_at else None}}
+                             "at": utc_iso_dt(attached.attached_at)}}
         system = latest_system(session)
         if system is None:
             out["settlement"] = None
@@ -68,7 +68,7 @@ def collect_status(factory: sessionmaker[Session]) -> dict[str, Any]:
                                 "reason": d.reason if d else "no decision yet",
                                 "status": d.status if d else None, "debt_wei": d.debt_wei if d else None,
                                 "applied": d.applied if d else None,
-                                "since": d.decided_at.isoformat() if d and d.decided_at else None}
+                                "since": utc_iso_dt(d.decided_at) if d else None}
         out["settlement"] = {
             "chain_id": system.chain_id, "contract": system.contract, "system_id": system.system_id,
             "last_period": None if period is None else {

@@ -164,8 +164,8 @@ def first_attached_address(config: Config, engines: dict[str, Engine]) -> str | 
     if not database_exists(config):
         return None
     url = config.database_url
-    if url not in engines:
-        engines[url] = make_engine(url)
+    if url not in engines:  # a reader: never waits for, nor takes, the writers' lock
+        engines[url] = make_engine(url, busy_timeout_ms=config.sqlite_busy_timeout_ms, read_only=True)
     try:
         with engines[url].connect() as conn:
             return conn.scalars(select(OutboxMessage.address).where(OutboxMessage.state == ATTACHED)

@@ -38,6 +38,7 @@ from mam_client.outbox import MAX_MESSAGE_TRYTES, blocked_channels, enqueue
 from mam_client.mam.errors import InvalidInput
 from mam_client.settings import MamSettings
 from scb import http, safejson
+from scb.timefmt import utc_iso_dt
 from scb.db import transaction
 from scb.errors import SecretFileError
 from scb.files import read_secret_file, write_secret_file
@@ -73,9 +74,9 @@ def message_json(row: OutboxMessage) -> dict[str, Any]:
     return {
         "id": row.id, "channel": row.channel, "state": row.state, "address": row.address, "root": row.root,
         "nextRoot": row.next_root, "bundle": row.bundle_hash, "attempts": row.attempts, "lastError": row.last_error,
-        "refusal": row.refusal, "retryAt": row.retry_at.isoformat() if row.retry_at else None,
-        "createdAt": row.created_at.isoformat() if row.created_at else None,
-        "attachedAt": row.attached_at.isoformat() if row.attached_at else None,
+        "refusal": row.refusal, "retryAt": utc_iso_dt(row.retry_at),
+        "createdAt": utc_iso_dt(row.created_at),
+        "attachedAt": utc_iso_dt(row.attached_at),
     }
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from mam_client.crypto.trits import is_trytes
 from mam_client.models import ATTACHED, PREPARED, QUEUED, OutboxMessage, as_utc
 from mam_client.mam.errors import InvalidInput
+from scb.timefmt import utc_iso_dt
 
 #: Largest message accepted, in trytes. Why: a MAM message is attached as one bundle of 2187-tryte
 #: fragments; 32 KiB of JSON (2 trytes per byte) keeps a bundle under ~35 transactions, which a legacy node
@@ -62,7 +63,7 @@ class BlockedChannel:
 
     def to_json(self) -> dict[str, object]:
         return {"channel": self.channel, "message_id": self.message_id, "reason": self.reason,
-                "since": self.since.isoformat(), "retry_at": self.retry_at.isoformat() if self.retry_at else None,
+                "since": utc_iso_dt(self.since), "retry_at": utc_iso_dt(self.retry_at),
                 "refusals": self.refusals}
 
 

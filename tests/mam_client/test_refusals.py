@@ -52,7 +52,7 @@ def test_a_refused_message_blocks_its_channel_and_is_recorded(hub: Hub) -> None:
     readings = blocked[0]
     assert REASON in readings.reason and readings.since == EPOCH
     assert readings.retry_at == EPOCH + timedelta(seconds=60)
-    assert readings.to_json()["since"] == "2026-11-22T12:00:00+00:00"
+    assert readings.to_json()["since"] == "2026-11-22T12:00:00Z"
 
 
 def test_the_slow_schedule_doubles_to_an_hour_and_never_spins(hub: Hub) -> None:
