@@ -3,8 +3,9 @@
 The hub runs as a user runs it (`python -m hub.cli --config FILE run`: anvil, the tangle node, the energy manager
 on an accelerated community clock, the MAM publisher, settlement and the dashboard), in a temporary data
 directory with free ports. Meanwhile, at moments drawn from `random.Random(seed)` (the seed is printed; set
-SCB_CHAOS_SEED to replay one: the same faults at the same moments, and the same choices of victim as far as the
-processes' timing allows, since a process is only killed while the crash-loop budget below allows it):
+SCB_CHAOS_SEED to replay one: the same database faults and kill attempts at the same moments after the start,
+and the same victims as far as the processes' timing allows, since a process is only killed while it runs and the
+crash-loop budget below allows it):
 
 * SCB's own processes (energy-manager, mam-client, settlement, dashboard, tangle-node; pids from the supervisor's
   process table) are killed with SIGKILL. anvil is not: it writes its `--state` file only on a clean exit, so a
@@ -268,16 +269,25 @@ class Chaos:
     def __init__(self, hub: Hub, rng: random.Random) -> None:
         self.hub = hub
         self.rng = rng
+        # separate streams, so that the moments of the kill attempts replay exactly even when timing changes which
+        # process an attempt may hit (or whether it hits one)
+        self.gaps = random.Random(rng.random())
+        self.victims = random.Random(rng.random())
         self.kills: Counter[str] = Counter()
         self.exits: dict[str, list[float]] = {}  # monotonic times the test saw each process's restarts grow
         self.restarts: dict[str, int] = {}
         self.frozen: set[str] = set()  # not killed at random (the full-database phase kills them itself)
-        self.next_kill = time.monotonic() + rng.uniform(*KILL_GAP_S)
+        self.next_kill = float("inf")  # until begin()
         #: every child pid the supervisor had: each leads a session of its own (start_new_session), so a process
         #: left in one of these sessions at the end is one of the hub's, or a child of one of them
         self.sessions: set[int] = {hub.proc.pid} if hub.proc else set()
         self.fill_due: float | None = None  # monotonic time of the full-database phase, until it is done
         self.started = time.monotonic()
+
+    def begin(self) -> None:
+        """The chaos starts now: times in notes and the first kill attempt count from here."""
+        self.started = time.monotonic()
+        self.next_kill = self.started + self.gaps.uniform(*KILL_GAP_S)
 
     def note(self, what: str) -> None:
         print(f"{time.monotonic() - self.started:7.1f} s  {what}", flush=True)
@@ -324,12 +334,12 @@ class Chaos:
         table = self.observe()
         if time.monotonic() < self.next_kill:
             return
-        self.next_kill = time.monotonic() + self.rng.uniform(*KILL_GAP_S)
+        self.next_kill += self.gaps.uniform(*KILL_GAP_S)  # moments fixed by the seed, not by when pump() runs
         candidates = [n for n in KILLABLE if n not in self.frozen and n in table
                       and table[n].get("state") != "failing" and self.recent_exits(n) <= MAX_RECENT_EXITS
                       and (n not in WRITERS or self.spares_fill(n))]
         if candidates:
-            self.kill(self.rng.choice(candidates), table)
+            self.kill(self.victims.choice(candidates), table)
 
     def wait(self, progress: Progress, done: Callable[[], bool], poll_s: float = 0.2) -> None:
         while not done():
@@ -466,7 +476,7 @@ def _run(hub: Hub, chaos: Chaos, seed: int, began: float) -> int:
     while not started():
         progress.check()
         time.sleep(0.5)
-    chaos.started = time.monotonic()
+    chaos.begin()
     chaos.note(f"hub up after {chaos.started - began:.0f} s; chaos for {CHAOS_S:.0f} s (seed {seed})")
 
     # -- the chaos -----------------------------------------------------------------------------------------------
