@@ -99,7 +99,10 @@ def test_start_scb_runs_settles_verifies_and_stops_cleanly(tmp_path: Path) -> No
         def contract_line() -> str | None:
             out = subprocess.run([SCB, "chain", "info"], env=env, cwd=REPO, capture_output=True, text=True,
                                  timeout=60)
-            return out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else None
+            if out.returncode != 0 or not out.stdout:
+                return None
+            # "chain 31337, SolarProperty 0x..., system 1 (block N, time)": the chain and contract, not the block
+            return out.stdout.splitlines()[0].split(" (block")[0]
 
         contract = wait_for("the contract", contract_line, 60, hub, log)
         assert "SolarProperty 0x" in contract
