@@ -79,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+        from scb.loop import as_database_error, is_transient
+
+        if is_transient(exc) and not isinstance(exc, OSError):  # the database locked, full or failing at start
+            error = as_database_error(exc)
+            print(f"scb: {error}", file=sys.stderr)
+            return error.exit_code
         if os.environ.get("SCB_DEBUG"):
             traceback.print_exc()
         else:
