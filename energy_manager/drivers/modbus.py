@@ -1,0 +1,346 @@
+"""The `modbus` driver: meters read with pymodbus's async client over RTU (RS-485) or TCP.
+
+Why a *bus* object: RS-485 is one shared pair of wires, and a TCP gateway in front of such a bus answers one
+request at a time too. All devices configured on the same serial port (or the same host:port) share one `Bus`:
+one pymodbus client, one thread with its own asyncio loop, and one lock, and it polls its units in turn, so two
+requests are never on the wire at once. Each device keeps its newest complete frame; the sampling loop takes it
+from `read()` without waiting for the bus (a slow meter never delays the others' samples).
+
+Bad input is counted as events and never leaves the poll: a timeout (no answer, which is also what a CRC error
+or a wrong unit looks like to the client: pymodbus drops such frames), a Modbus exception response, an answer
+from another unit, NaN or infinite floats. A frame with any bad value is not kept, so a meter's register never
+mixes two polls. A register that goes down (a reset or a replaced meter) is the sampling loop's business
+(`energy_manager.registers`: recorded as a reset, never negative energy). A gateway or adapter that disappears
+is reconnected with backoff (`scb.retry.Backoff`), reported once per outage as `unavailable` and `reconnected`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from energy_manager.drivers.base import Device, DeviceSample, InputEvent
+from energy_manager.drivers.serial_line import RECONNECTED, UNAVAILABLE
+from energy_manager.modbus.decode import Block, decode_block, show_registers
+from energy_manager.modbus.profiles import Profile
+from scb.retry import Backoff
+
+log = logging.getLogger("energy_manager.modbus")
+
+TIMEOUT = "timeout"
+MODBUS_EXCEPTION = "modbus_exception"
+WRONG_UNIT = "wrong_unit"
+BAD_VALUE = "bad_value"
+#: Modbus exception codes by number (Modbus application protocol specification, section 7).
+EXCEPTION_CODES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+                   4: "server device failure", 5: "acknowledge", 6: "server device busy",
+                   10: "gateway path unavailable", 11: "gateway target device failed to respond"}
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Link:
+    """How to reach a bus. Devices with equal links share one Bus (one connection, polled in turn)."""
+
+    transport: str  # "rtu" or "tcp"
+    serial_port: str = ""
+    baud: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+    host: str = ""
+    port: int = 502
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("rtu", self.serial_port) if self.transport == "rtu" else ("tcp", self.host, str(self.port))
+
+    def describe(self) -> str:
+        if self.transport == "rtu":
+            return f"{self.serial_port} ({self.baud} {self.bytesize}{self.parity}{self.stopbits})"
+        return f"{self.host}:{self.port}"
+
+    def client(self, timeout_s: float) -> ModbusBaseClient:
+        """A pymodbus client without its own retries or reconnects: the bus does both, with events."""
+        if self.transport == "rtu":
+            return AsyncModbusSerialClient(self.serial_port, baudrate=self.baud, parity=self.parity,
+                                           stopbits=self.stopbits, bytesize=self.bytesize, timeout=timeout_s,
+                                           retries=0, reconnect_delay=0)
+        return AsyncModbusTcpClient(self.host, port=self.port, timeout=timeout_s, retries=0, reconnect_delay=0)
+
+
+class PollError(Exception):
+    """One poll of one unit failed with bad input (`kind` is the event); the bus goes on with the next unit."""
+
+    def __init__(self, kind: str, detail: str, raw: bytes | None = None) -> None:
+        super().__init__(detail)
+        self.kind, self.detail, self.raw = kind, detail, raw
+
+
+class Lost(Exception):
+    """The connection itself is gone (gateway unreachable, adapter unplugged): reconnect."""
+
+
+async def read_block(client: ModbusBaseClient, unit: int, block: Block) -> list[int]:
+    """The registers of one block from one unit; PollError for bad input, Lost for a lost connection."""
+    call = client.read_input_registers if block.function == "input" else client.read_holding_registers
+    where = f"{block.function} registers {block.address}..{block.address + block.count - 1} of unit {unit}"
+    try:
+        response = await call(block.address, count=block.count, device_id=unit)
+    except ConnectionException as exc:
+        raise Lost(str(exc)) from exc
+    except ModbusIOException as exc:
+        if not client.connected:
+            raise Lost(str(exc)) from exc
+        raise PollError(TIMEOUT, f"no answer for {where}") from exc
+    except ModbusException as exc:
+        raise PollError(TIMEOUT, f"{where}: {exc}") from exc
+    except OSError as exc:
+        raise Lost(str(exc)) from exc
+    if response.isError():
+        code = getattr(response, "exception_code", 0)
+        raise PollError(MODBUS_EXCEPTION,
+                        f"exception {code} ({EXCEPTION_CODES.get(code, 'unknown')}) for {where}")
+    if response.dev_id not in (unit, 0) and unit != 0:
+        raise PollError(WRONG_UNIT, f"unit {response.dev_id} answered a request to unit {unit}")
+    registers = list(response.registers)
+    if len(registers) < block.count:
+        raise PollError(BAD_VALUE, f"{len(registers)} registers in the answer for {where}",
+                        show_registers(registers, block.address))
+    return registers[: block.count]
+
+
+async def read_profile(client: ModbusBaseClient, unit: int, profile: Profile) -> tuple[dict[str, float], bytes]:
+    """Every value of a register-map profile, and the raw registers; PollError when any value is bad."""
+    values: dict[str, float] = {}
+    raw: list[bytes] = []
+    for block in profile.blocks:
+        registers = await read_block(client, unit, block)
+        shown = show_registers(registers, block.address)
+        raw.append(shown)
+        got, errors = decode_block(block, registers)
+        if errors:
+            raise PollError(BAD_VALUE, "; ".join(e.message for e in errors), shown)
+        values.update(got)
+    return values, b" ".join(raw)
+
+
+#: An async reader of one unit: (client, unit) -> (values, raw registers).
+Reader = Callable[[ModbusBaseClient, int], "asyncio.Future[tuple[dict[str, float], bytes]]"]
+
+
+@dataclass(frozen=True)
+class _Frame:
+    number: int
+    ts_ms: int
+    values: dict[str, float]
+    raw: bytes
+
+
+class ModbusDevice(Device):
+    """One Modbus unit (a meter or an inverter) on a bus."""
+
+    driver = "modbus"
+
+    def __init__(self, name: str, link: Link, unit: int, profile: Profile | None, *, timeout_s: float = 1.0,
+                 poll_interval_s: float = 1.0, retry_min_s: float = 0.5, retry_max_s: float = 30.0,
+                 clock_ms: Callable[[], int] = _wall_ms, reader: Any = None) -> None:
+        super().__init__(name)
+        self.link, self.unit, self.profile = link, unit, profile
+        self.timeout_s, self.poll_interval_s = timeout_s, poll_interval_s
+        self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
+        self.clock_ms = clock_ms
+        #: async (client, unit) -> (values, raw); default: the profile's register map
+        self.reader = reader or (lambda client, unit: read_profile(client, unit, self.profile))
+        self._lock = threading.Lock()
+        self._latest: _Frame | None = None
+        self._returned = 0
+        self._frames = 0
+        self._bus: Bus | None = None
+        #: polls that gave a complete frame (for status and tests)
+        self.polls = 0
+
+    def open(self) -> None:
+        if self._bus is None:
+            self._bus = Bus.attach(self)
+
+    def read(self, now_ms: int) -> DeviceSample | None:
+        with self._lock:
+            frame = self._latest
+            if frame is None or frame.number == self._returned:
+                return None
+            self._returned = frame.number
+        return DeviceSample(ts_ms=frame.ts_ms, values=dict(frame.values), raw=frame.raw)
+
+    def close(self) -> None:
+        if self._bus is not None:
+            self._bus.detach(self)
+            self._bus = None
+
+    # -- called on the bus's thread ---------------------------------------------------------------------
+    async def poll(self, client: ModbusBaseClient) -> None:
+        try:
+            values, raw = await self.reader(client, self.unit)
+        except PollError as exc:
+            log.warning("meter device %s: %s%s", self.name, exc.detail,
+                        f": {exc.raw.decode('ascii', 'replace')[:300]}" if exc.raw else "")
+            self.events.add(InputEvent(exc.kind, exc.detail, exc.raw))
+            return
+        now = self.clock_ms()
+        with self._lock:
+            self._frames += 1
+            self._latest = _Frame(self._frames, now, values, raw)
+        self.polls += 1
+
+    def event(self, kind: str, detail: str) -> None:
+        self.events.add(InputEvent(kind, detail))
+
+
+class Bus:
+    """One serial port or TCP gateway: one client, one thread and loop, its units polled in turn."""
+
+    _registry: dict[tuple[str, ...], "Bus"] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.devices: list[ModbusDevice] = []
+        self._devices_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"modbus-{link.describe()}", daemon=True)
+        #: True while the client is connected (for status and tests)
+        self.connected = threading.Event()
+        self.connects = 0
+
+    # -- registry ---------------------------------------------------------------------------------------
+    @classmethod
+    def attach(cls, device: ModbusDevice) -> "Bus":
+        with cls._registry_lock:
+            bus = cls._registry.get(device.link.key)
+            if bus is None:
+                bus = cls._registry[device.link.key] = Bus(device.link)
+                with bus._devices_lock:
+                    bus.devices.append(device)
+                bus._thread.start()
+            else:
+                with bus._devices_lock:
+                    bus.devices.append(device)
+            return bus
+
+    def detach(self, device: ModbusDevice) -> None:
+        with self._registry_lock:
+            with self._devices_lock:
+                if device in self.devices:
+                    self.devices.remove(device)
+                empty = not self.devices
+            if empty and self._registry.get(self.link.key) is self:
+                del self._registry[self.link.key]
+        if empty:
+            self._stop.set()
+            self._thread.join(timeout=10)
+
+    def _units(self) -> list[ModbusDevice]:
+        with self._devices_lock:
+            return list(self.devices)
+
+    def _settings(self) -> tuple[float, float, float, float]:
+        """Timeout, poll interval and retry bounds for the whole bus: the longest timeout any unit needs, the
+        shortest poll interval and retry bounds any unit asks for (one client serves them all)."""
+        units = self._units()
+        if not units:
+            return 1.0, 1.0, 0.5, 30.0
+        return (max(d.timeout_s for d in units), min(d.poll_interval_s for d in units),
+                min(d.retry_min_s for d in units), min(d.retry_max_s for d in units))
+
+    # -- the bus thread ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < end:
+            await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
+
+    async def _main(self) -> None:
+        timeout_s, poll_s, retry_min, retry_max = self._settings()
+        backoff = Backoff(retry_min, retry_max)
+        down_since: float | None = None
+        lock = asyncio.Lock()  # the bus lock: one request at a time (scan and polls alike)
+        where = self.link.describe()
+        while not self._stop.is_set():
+            client = self.link.client(timeout_s)
+            try:
+                ok = await client.connect()
+            except (OSError, ModbusException) as exc:
+                ok, reason = False, str(exc) or type(exc).__name__
+            else:
+                reason = "no connection"
+            if not ok:
+                client.close()
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("modbus bus %s: cannot connect (%s); retrying until it returns", where, reason)
+                    for d in self._units():
+                        d.event(UNAVAILABLE, f"cannot connect to {where}: {reason}")
+                await self._sleep(backoff.fail(time.monotonic(), reason))
+                continue
+            self.connects += 1
+            if down_since is not None:
+                log.info("modbus bus %s: back after %.0f s", where, time.monotonic() - down_since)
+                for d in self._units():
+                    d.event(RECONNECTED, f"{where} connected again")
+            down_since = None
+            backoff.succeed()
+            self.connected.set()
+            try:
+                while not self._stop.is_set():
+                    started = time.monotonic()
+                    for device in self._units():
+                        if self._stop.is_set():
+                            break
+                        async with lock:
+                            await device.poll(client)
+                    await self._sleep(poll_s - (time.monotonic() - started))
+            except Lost as exc:
+                down_since = time.monotonic()
+                log.warning("modbus bus %s: lost (%s); reconnecting", where, exc)
+                for d in self._units():
+                    d.event(UNAVAILABLE, f"lost {where}: {exc}")
+                await self._sleep(backoff.fail(time.monotonic(), str(exc)))
+            finally:
+                self.connected.clear()
+                client.close()
+
+
+def read_once(link: Link, unit: int, reader: Any, timeout_s: float) -> tuple[dict[str, float], bytes]:
+    """One read of one unit on a fresh connection (for `scb meters scan`); PollError/Lost say why not."""
+    async def run() -> tuple[dict[str, float], bytes]:
+        client = link.client(timeout_s)
+        try:
+            try:
+                ok = await client.connect()
+            except (OSError, ModbusException) as exc:
+                raise Lost(f"cannot connect to {link.describe()}: {exc}") from exc
+            if not ok:
+                raise Lost(f"cannot connect to {link.describe()}")
+            return await reader(client, unit)
+        finally:
+            client.close()
+    return asyncio.run(run())
+
+
+def devices_on(link: Link) -> Sequence[ModbusDevice]:
+    """The devices polled on a bus now (for status and tests)."""
+    bus = Bus._registry.get(link.key)
+    return bus._units() if bus else []
