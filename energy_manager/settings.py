@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from energy_manager.modbus import config as modbus_config
 from energy_manager.reading import CIRCUITS, ID_RE
 from energy_manager.simulation import RESERVED_NAMES, CommunityParams
 from scb import settings as check
@@ -47,7 +48,7 @@ ENERGY_DEFAULTS: dict[str, Any] = {
 DEVICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "simulated": {"driver": "simulated"},
     "serial": {"driver": "serial", "port": "", "baud": 115200, "read_timeout_s": 0.5, "retry_max_s": 30.0},
-    "modbus": {"driver": "modbus"},
+    "modbus": modbus_config.DEFAULTS,  # validated by energy_manager.modbus.config.parse
 }
 METER_DEFAULTS: dict[str, Any] = {
     "device": "",
@@ -138,8 +139,6 @@ def _device(name: str, spec: Any) -> DeviceSettings:
     _name("energy.devices", "device name", name)
     table = check.table(section, spec)
     driver = check.choice(f"{section}.driver", table.get("driver", ""), tuple(DEVICE_DEFAULTS))
-    if driver == "modbus":
-        raise ConfigError(f"{section}: the modbus driver is not available yet (use serial or simulated)")
     defaults = DEVICE_DEFAULTS[driver]
     check.known_keys(section, table, defaults)
     options = {**defaults, **table}
@@ -150,6 +149,8 @@ def _device(name: str, spec: Any) -> DeviceSettings:
         options["baud"] = raw.integer("baud", 50, 4_000_000)
         options["read_timeout_s"] = raw.number("read_timeout_s", 0, 10, low_exclusive=True)
         options["retry_max_s"] = raw.number("retry_max_s", 0, 86_400, low_exclusive=True)
+    elif driver == "modbus":
+        options = modbus_config.parse(section, options)
     return DeviceSettings(name=name, driver=driver, options=options)
 
 
@@ -170,11 +171,12 @@ def _meter(meter_id: str, spec: Any, devices: dict[str, DeviceSettings], max_pow
                         expected="the name of the device's cumulative Wh value (e.g. \"E1\")")
     power = m.string("power", expected="the name of the device's power value in W (e.g. \"P1\"), or \"\"")
     limit = m.number("max_power_w", 0, 2**31 - 1) or max_power_w
-    if devices[device].driver == "simulated":
-        known = community.channels()
+    if devices[device].driver in ("simulated", "modbus"):
+        known = (community.channels() if devices[device].driver == "simulated"
+                 else modbus_config.value_names(devices[device].options))
         for key, value in (("register", register), ("power", power)):
             if value and value not in known:
-                raise ConfigError(f"{section}.{key}: the simulated device has no value {value!r}; "
+                raise ConfigError(f"{section}.{key}: the {devices[device].driver} device has no value {value!r}; "
                                   f"it has {', '.join(known)}")
     return MeterSettings(meter_id, device, circuit, party, register, power, limit)
 
@@ -223,6 +225,7 @@ def load_energy_settings(config: Config) -> EnergySettings:
 
     devices_raw = raw.table("devices") or {"sim": {"driver": "simulated"}}
     devices = {name: _device(name, value) for name, value in devices_raw.items()}
+    modbus_config.check_buses({n: d.options for n, d in devices.items() if d.driver == "modbus"})
     meters_raw = raw.table("meters")
     if not meters_raw:
         if set(devices) != {"sim"} or devices["sim"].driver != "simulated":

@@ -344,3 +344,17 @@ def devices_on(link: Link) -> Sequence[ModbusDevice]:
     """The devices polled on a bus now (for status and tests)."""
     bus = Bus._registry.get(link.key)
     return bus._units() if bus else []
+
+
+def link_of(options: dict[str, Any]) -> Link:
+    """The bus a device's validated options (energy_manager.modbus.config.parse) describe."""
+    return Link(options["transport"], serial_port=options["serial_port"], baud=options["baud"],
+                parity=options["parity"], stopbits=options["stopbits"], bytesize=options["bytesize"],
+                host=options["host"], port=options["port"])
+
+
+def build(name: str, options: dict[str, Any]) -> ModbusDevice:
+    """The device for `[energy.devices.<name>]` with driver = "modbus" (validated options)."""
+    return ModbusDevice(name, link_of(options), options["unit"], options["register_map"],
+                        timeout_s=options["timeout_s"], poll_interval_s=options["poll_interval_s"],
+                        retry_max_s=options["retry_max_s"])

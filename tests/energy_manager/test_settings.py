@@ -68,7 +68,7 @@ def test_a_serial_meter_map() -> None:
         ({"latitude": 91}, "energy.latitude"),
         ({"households": ["h1", "h1"]}, "energy.households must not repeat"),
         ({"households": ["pv"]}, "energy.households[0]: 'pv' is reserved"),
-        ({"devices": {"emon": {"driver": "modbus"}}}, "modbus"),
+        ({"devices": {"emon": {"driver": "modbus"}}}, 'energy.devices.emon.transport must be one of "rtu", "tcp"'),
         ({"devices": {"emon": {"driver": "serial"}}}, "energy.devices.emon.port"),
         ({"devices": {"emon": {"driver": "serial", "port": "/dev/x", "baud": "fast"}}}, "energy.devices.emon.baud"),
         ({"devices": {"emon": {"driver": "serial", "port": "/dev/x", "parity": "N"}}}, "energy.devices.emon.parity"),
