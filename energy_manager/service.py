@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.clock import ClockAnchor, CommunityClock, JumpDetector, resume_point
+from energy_manager.drivers import mqtt
 from energy_manager.drivers import modbus as modbus_driver
 from energy_manager.drivers.base import Device, InputEvent
 from energy_manager.drivers.serial_line import SerialDevice
@@ -55,6 +56,8 @@ def build_device(device: DeviceSettings, settings: EnergySettings, start_ms: int
         o = device.options
         return SerialDevice(device.name, o["port"], o["baud"], read_timeout_s=o["read_timeout_s"],
                             retry_max_s=o["retry_max_s"])
+    if device.driver == "mqtt":
+        return mqtt.build(device.name, device.options, settings.sample_interval_ms)
     if device.driver == "modbus":
         return modbus_driver.build(device.name, device.options)
     raise ConfigError(f"energy.devices.{device.name}.driver {device.driver!r} is not available")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from energy_manager.drivers import mqtt
 from energy_manager.modbus import config as modbus_config
 from energy_manager.reading import CIRCUITS, ID_RE
 from energy_manager.simulation import RESERVED_NAMES, CommunityParams
@@ -49,6 +50,7 @@ DEVICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "simulated": {"driver": "simulated"},
     "serial": {"driver": "serial", "port": "", "baud": 115200, "read_timeout_s": 0.5, "retry_max_s": 30.0},
     "modbus": modbus_config.DEFAULTS,  # validated by energy_manager.modbus.config.parse
+    "mqtt": mqtt.MQTT_DEFAULTS,  # validated by energy_manager.drivers.mqtt.parse_options
 }
 METER_DEFAULTS: dict[str, Any] = {
     "device": "",
@@ -151,6 +153,8 @@ def _device(name: str, spec: Any) -> DeviceSettings:
         options["retry_max_s"] = raw.number("retry_max_s", 0, 86_400, low_exclusive=True)
     elif driver == "modbus":
         options = modbus_config.parse(section, options)
+    elif driver == "mqtt":
+        options = mqtt.parse_options(section, options)
     return DeviceSettings(name=name, driver=driver, options=options)
 
 

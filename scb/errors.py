@@ -20,6 +20,7 @@ slow schedule (a peer understood and said no), or fix the configuration and rest
     │   ├── TransactionFormatError  a transaction's trytes                   (mam_client.node.transaction)
     │   ├── BundleRejected, TooManyResults                                        (mam_client.node.store)
     │   ├── ReadingError, LineError, ClockBackwards           (energy_manager.reading, .emontx, .registers)
+    │   ├── MessageError            an MQTT meter's message that gives no values (energy_manager.drivers.mqtt)
     │   └── MerkleError             a tree or proof that does not hold                  (settlement.merkle)
     ├── Refused                     a peer understood the request and said no   -> retry only on a slow schedule
     │   ├── NodeRefused             the IOTA node rejected a request (HTTP 4xx with its reason)
