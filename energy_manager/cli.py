@@ -24,6 +24,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     r.add_argument("--json", action="store_true", help="one JSON object per line (canonical fields + digest)")
     r.set_defaults(handler=_readings)
 
+    m = subparsers.add_parser("meters", help="installer tools for the configured meters")
+    msub = m.add_subparsers(dest="meters_command", metavar="COMMAND", required=True)
+    scan = msub.add_parser(
+        "scan", help="read each configured device once and show what it found",
+        description="Read each configured device (or only DEVICE) once and print its profile and values with their "
+        "units. Exit 1 when a device does not answer, with the reason. On an RS-485 bus, stop the energy manager "
+        "first: two masters on one bus garble each other's requests.",
+    )
+    scan.add_argument("device", nargs="?", help="only this device (a name under [energy.devices])")
+    scan.add_argument("--json", action="store_true", help="one JSON object with every device's result")
+    scan.add_argument("--wait", type=float, default=15.0, metavar="S",
+                      help="seconds to wait for a sample from non-Modbus devices (default 15)")
+    scan.set_defaults(handler=_scan)
+
 
 def _run(args: argparse.Namespace) -> int:
     from energy_manager.service import run
@@ -66,3 +80,24 @@ def _readings(args: argparse.Namespace) -> int:
         for c in counters:
             print(f"  {c.source:<12} {c.kind:<16} {c.count:>8}  last: {c.last_detail[:100]}")
     return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from energy_manager.scan import scan, show
+    from energy_manager.settings import load_energy_settings
+    from scb.errors import UsageError
+
+    settings = load_energy_settings(load_config(args.config))
+    if args.device is not None and args.device not in settings.devices:
+        raise UsageError(f"no device {args.device!r} in [energy.devices]; configured: "
+                         f"{', '.join(sorted(settings.devices))}")
+    if not args.wait > 0:
+        raise UsageError("--wait must be a number of seconds greater than 0")
+    names = [args.device] if args.device else list(settings.devices)
+    results = scan(settings, names, args.wait)
+    if args.json:
+        print(json.dumps({"devices": [r.as_json() for r in results], "ok": all(r.ok for r in results)},
+                         sort_keys=True))
+    else:
+        print("\n".join(show(r) for r in results))
+    return 0 if all(r.ok for r in results) else 1

@@ -63,6 +63,8 @@ MESSAGE_ERROR_KINDS = (BAD_JSON, MISSING_PATH, NON_NUMERIC, BAD_TIME, STALE, REP
 #: Largest payload decoded, in bytes. A Tasmota SENSOR message is a few hundred bytes, a Shelly status a few KB;
 #: beyond this it is not a meter's message, and decoding it would only cost the Pi memory.
 MAX_PAYLOAD_BYTES = 16_384
+#: Bytes of a payload kept with an event or a sample for the logs and counters (which show 160 characters).
+MAX_RAW = 512
 #: Largest magnitude accepted as a value: beyond it a float no longer holds every whole Wh exactly.
 MAX_MAGNITUDE = Decimal(10) ** 15
 DEFAULT_PORT = 1883
@@ -233,7 +235,7 @@ def parse_options(section: str, options: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{section}.password_file is set but {section}.username is empty")
         read_secret_file(password_file, f"{section}.password_file: MQTT password")
     out["password_file"] = str(password_file) if password_file is not None else ""
-    out["client_id"] = raw.string("client_id", max_length=23 * 4)
+    out["client_id"] = raw.string("client_id", max_length=128)
     zone = _time_zone(raw.key("time_zone"), raw["time_zone"])
     preset = raw.choice("preset", (*presets(), CUSTOM))
     if preset == CUSTOM:
@@ -537,9 +539,6 @@ class MqttDevice(Device):
             self._messages += 1
             self._parts[message.topic] = _Part(self._messages, ts, values, payload[:MAX_RAW])
 
-
-#: Bytes of a payload kept with an event or a sample for the logs and counters (they show 160 characters).
-MAX_RAW = 512
 
 
 def build(name: str, options: Mapping[str, Any], sample_interval_ms: int) -> MqttDevice:

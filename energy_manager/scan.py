@@ -1,0 +1,110 @@
+"""`scb meters scan [DEVICE]`: read each configured device once and say what it found, for an installer with
+the meter in front of them.
+
+A Modbus device is read once on a fresh connection (the energy manager may be polling the same bus: one
+extra request in between is harmless on TCP; on RS-485 stop the energy manager first, the docs say so). Other
+drivers are opened as the energy manager would open them and given `wait_s` to produce one sample.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from energy_manager.drivers.modbus import Lost, PollError, link_of, read_once, read_profile
+from energy_manager.modbus.profiles import UNITS
+from energy_manager.settings import DeviceSettings, EnergySettings
+
+
+@dataclass
+class ScanResult:
+    device: str
+    driver: str
+    where: str
+    ok: bool
+    reason: str = ""
+    profile: str = ""
+    model: str = ""
+    #: value name -> (value, unit)
+    values: dict[str, tuple[float, str]] = field(default_factory=dict)
+    #: for SunSpec: the models found and the common model's manufacturer/model/serial
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"device": self.device, "driver": self.driver, "where": self.where, "ok": self.ok,
+                "reason": self.reason or None, "profile": self.profile or None, "model": self.model or None,
+                "values": {k: {"value": v, "unit": u} for k, (v, u) in self.values.items()},
+                **({"details": self.details} if self.details else {})}
+
+
+def _unit_of(name: str) -> str:
+    return next((u for suffix, u in UNITS.items() if name.endswith(suffix)), "")
+
+
+def scan_modbus(device: DeviceSettings) -> ScanResult:
+    o = device.options
+    link = link_of(o)
+    profile = o["register_map"]
+    result = ScanResult(device.name, "modbus", f"{link.describe()} unit {o['unit']}", False,
+                        profile=o["profile"], model=profile.model if profile else "")
+    units = {f.name: f.unit for f in profile.fields} if profile else {}
+    try:
+        values, _raw = read_once(link, o["unit"], lambda client, unit: read_profile(client, unit, profile),
+                                 o["timeout_s"])
+    except PollError as exc:
+        result.reason = f"{exc.kind}: {exc.detail}"
+        return result
+    except Lost as exc:
+        result.reason = f"unavailable: {exc}"
+        return result
+    result.ok = True
+    result.values = {k: (v, units.get(k) or _unit_of(k)) for k, v in values.items()}
+    return result
+
+
+def scan_other(device: DeviceSettings, settings: EnergySettings, wait_s: float) -> ScanResult:
+    from energy_manager.service import build_device
+
+    d = build_device(device, settings, int(time.time() * 1000))
+    result = ScanResult(device.name, device.driver, str(device.options.get("port") or device.options.get("url")
+                                                        or device.driver), False)
+    d.open()
+    try:
+        deadline = time.monotonic() + wait_s
+        sample = None
+        while sample is None and time.monotonic() < deadline:
+            sample = d.read(int(time.time() * 1000))
+            if sample is None:
+                time.sleep(0.1)
+        events = d.take_events()
+    finally:
+        d.close()
+    if sample is None:
+        last = f" (last: {events[-1].kind}: {events[-1].detail})" if events else ""
+        result.reason = f"no data within {wait_s:g} s{last}"
+        return result
+    result.ok = True
+    result.values = {k: (v, _unit_of(k)) for k, v in sample.values.items()}
+    return result
+
+
+def scan(settings: EnergySettings, names: list[str], wait_s: float) -> list[ScanResult]:
+    results = []
+    for name in names:
+        device = settings.devices[name]
+        results.append(scan_modbus(device) if device.driver == "modbus" else scan_other(device, settings, wait_s))
+    return results
+
+
+def show(result: ScanResult) -> str:
+    head = f"{result.device} ({result.driver}, {result.where})"
+    if result.profile:
+        head += f": profile {result.profile}" + (f", {result.model}" if result.model else "")
+    if not result.ok:
+        return f"{head}\n  NO ANSWER: {result.reason}"
+    lines = [head]
+    for key, value in result.details.items():
+        lines.append(f"  {key}: {value}")
+    for name, (value, unit) in result.values.items():
+        lines.append(f"  {name:<14} {value:>16.3f} {unit}")
+    return "\n".join(lines)
