@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from energy_manager.drivers.modbus import Lost, PollError, link_of, read_once, read_profile
+from energy_manager.drivers.modbus import Lost, PollError, SunSpecReader, link_of, read_once, read_profile
 from energy_manager.modbus.profiles import UNITS
 from energy_manager.settings import DeviceSettings, EnergySettings
 
@@ -48,9 +48,9 @@ def scan_modbus(device: DeviceSettings) -> ScanResult:
     result = ScanResult(device.name, "modbus", f"{link.describe()} unit {o['unit']}", False,
                         profile=o["profile"], model=profile.model if profile else "")
     units = {f.name: f.unit for f in profile.fields} if profile else {}
+    reader = SunSpecReader() if profile is None else (lambda client, unit: read_profile(client, unit, profile))
     try:
-        values, _raw = read_once(link, o["unit"], lambda client, unit: read_profile(client, unit, profile),
-                                 o["timeout_s"])
+        values, _raw = read_once(link, o["unit"], reader, o["timeout_s"])
     except PollError as exc:
         result.reason = f"{exc.kind}: {exc.detail}"
         return result
@@ -59,6 +59,9 @@ def scan_modbus(device: DeviceSettings) -> ScanResult:
         return result
     result.ok = True
     result.values = {k: (v, units.get(k) or _unit_of(k)) for k, v in values.items()}
+    if isinstance(reader, SunSpecReader):
+        result.details = dict(reader.details)
+        result.model = " ".join(x for x in (reader.details.get("manufacturer"), reader.details.get("model")) if x)
     return result
 
 

@@ -30,6 +30,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from energy_manager.drivers.base import Device, DeviceSample, InputEvent
 from energy_manager.drivers.serial_line import RECONNECTED, UNAVAILABLE
 from energy_manager.modbus.decode import Block, decode_block, show_registers
+from energy_manager.modbus import sunspec
 from energy_manager.modbus.profiles import Profile
 from scb.retry import Backoff
 
@@ -39,6 +40,7 @@ TIMEOUT = "timeout"
 MODBUS_EXCEPTION = "modbus_exception"
 WRONG_UNIT = "wrong_unit"
 BAD_VALUE = "bad_value"
+NOT_SUNSPEC = "not_sunspec"
 #: Modbus exception codes by number (Modbus application protocol specification, section 7).
 EXCEPTION_CODES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
                    4: "server device failure", 5: "acknowledge", 6: "server device busy",
@@ -134,6 +136,51 @@ async def read_profile(client: ModbusBaseClient, unit: int, profile: Profile) ->
             raise PollError(BAD_VALUE, "; ".join(e.message for e in errors), shown)
         values.update(got)
     return values, b" ".join(raw)
+
+
+class SunSpecReader:
+    """Reads a SunSpec device: discovers the base and model chain on the first poll (and again after a read of
+    the chosen model fails, since a replaced inverter may lay out its chain differently), then reads the first
+    inverter or meter model each poll. `details` holds what `scb meters scan` shows."""
+
+    def __init__(self, bases: Sequence[int] = sunspec.BASES) -> None:
+        self.bases = tuple(bases)
+        self.model: sunspec.Model | None = None
+        self.details: dict[str, Any] = {}
+
+    async def __call__(self, client: ModbusBaseClient, unit: int) -> tuple[dict[str, float], bytes]:
+        async def read(address: int, count: int) -> list[int]:
+            try:
+                return await read_block(client, unit, Block("holding", address, count, ()))
+            except PollError as exc:
+                if exc.kind == MODBUS_EXCEPTION:
+                    raise sunspec.Refused(exc.detail) from exc
+                raise
+
+        try:
+            if self.model is None:
+                base, models = await sunspec.discover(read, self.bases)
+                model = sunspec.energy_model(models)
+                details: dict[str, Any] = {"base": base, "models": [m.id for m in models]}
+                common = next((m for m in models if m.id == sunspec.COMMON), None)
+                if common is not None:
+                    details.update(sunspec.decode_common(await sunspec.read_span(read, common.address,
+                                                                                 common.length)))
+                self.model, self.details = model, details
+            model = self.model
+            try:
+                data = await sunspec.read_span(read, model.address, model.length)
+            except sunspec.Refused:
+                self.model = None
+                raise
+        except sunspec.Refused as exc:
+            raise PollError(MODBUS_EXCEPTION, exc.message) from exc
+        except sunspec.NotSunSpec as exc:
+            self.model = None
+            raise PollError(NOT_SUNSPEC, exc.message) from exc
+        decode = sunspec.decoder(model.id)
+        assert decode is not None  # energy_model picked a model with a decoder
+        return decode(data), show_registers(data, model.address)
 
 
 #: An async reader of one unit: (client, unit) -> (values, raw registers).
@@ -355,6 +402,7 @@ def link_of(options: dict[str, Any]) -> Link:
 
 def build(name: str, options: dict[str, Any]) -> ModbusDevice:
     """The device for `[energy.devices.<name>]` with driver = "modbus" (validated options)."""
-    return ModbusDevice(name, link_of(options), options["unit"], options["register_map"],
+    profile = options["register_map"]
+    return ModbusDevice(name, link_of(options), options["unit"], profile,
                         timeout_s=options["timeout_s"], poll_interval_s=options["poll_interval_s"],
-                        retry_max_s=options["retry_max_s"])
+                        retry_max_s=options["retry_max_s"], reader=None if profile else SunSpecReader())

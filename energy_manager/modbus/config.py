@@ -58,9 +58,6 @@ def parse(section: str, options: dict[str, Any]) -> dict[str, Any]:
     # unit 0 is broadcast (no answer), 248-255 are reserved by the Modbus serial line specification
     out["unit"] = raw.integer("unit", 1, 247)
     out["profile"] = raw.choice("profile", PROFILES)
-    if out["profile"] == "sunspec":
-        raise ConfigError(f"{section}.profile: SunSpec discovery is not available yet "
-                          f"(use a shipped profile or \"custom\")")
     out["timeout_s"] = raw.number("timeout_s", 0, 30, low_exclusive=True)
     out["poll_interval_s"] = raw.number("poll_interval_s", 0, 3600, low_exclusive=True)
     out["retry_max_s"] = raw.number("retry_max_s", 0, 86_400, low_exclusive=True)

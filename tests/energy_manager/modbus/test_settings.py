@@ -80,3 +80,10 @@ def test_errors_name_the_key(devices: dict[str, Any], message: str) -> None:
 def test_a_meter_must_map_a_value_the_profile_has() -> None:
     with pytest.raises(ConfigError, match="energy.meters.h1.register: the modbus device has no value 'E1'"):
         settings({"h1": rtu()}, {"h1": {"device": "h1", "circuit": "consumption", "party": "h1", "register": "E1"}})
+
+
+def test_sunspec_device_maps_inverter_values() -> None:
+    s = settings({"inv": {"driver": "modbus", "transport": "tcp", "host": "10.0.0.7", "unit": 1,
+                          "profile": "sunspec"}},
+                 {"pv": {"device": "inv", "circuit": "generation", "register": "energy_wh", "power": "power_w"}})
+    assert s.devices["inv"].options["register_map"] is None
