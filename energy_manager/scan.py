@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from energy_manager.drivers.modbus import Lost, PollError, SunSpecReader, link_of, read_once, read_profile
+from energy_manager.drivers.modbus import BusLost, PollError, SunSpecReader, link_of, read_once, read_profile
 from energy_manager.modbus.profiles import UNITS
 from energy_manager.settings import DeviceSettings, EnergySettings
 
@@ -54,7 +54,7 @@ def scan_modbus(device: DeviceSettings) -> ScanResult:
     except PollError as exc:
         result.reason = f"{exc.kind}: {exc.detail}"
         return result
-    except Lost as exc:
+    except BusLost as exc:
         result.reason = f"unavailable: {exc}"
         return result
     result.ok = True

@@ -21,6 +21,8 @@ slow schedule (a peer understood and said no), or fix the configuration and rest
     │   ├── BundleRejected, TooManyResults                                        (mam_client.node.store)
     │   ├── ReadingError, LineError, ClockBackwards           (energy_manager.reading, .emontx, .registers)
     │   ├── MessageError            an MQTT meter's message that gives no values (energy_manager.drivers.mqtt)
+    │   ├── BadValue, NotSunSpec, AddressRefused   a Modbus register or chain  (energy_manager.modbus.*)
+    │   ├── PollError               one poll of a Modbus unit gave bad input    (energy_manager.drivers.modbus)
     │   └── MerkleError             a tree or proof that does not hold                  (settlement.merkle)
     ├── Refused                     a peer understood the request and said no   -> retry only on a slow schedule
     │   ├── NodeRefused             the IOTA node rejected a request (HTTP 4xx with its reason)
@@ -33,6 +35,7 @@ slow schedule (a peer understood and said no), or fix the configuration and rest
     │   ├── ChainUnavailable        the Ethereum JSON-RPC endpoint, likewise
     │   │   └── StaleNonce          a signed transaction's nonce is taken: re-sign        (settlement.chain)
     │   ├── DatabaseUnavailable     the database is locked, full or failing (I/O)
+    │   ├── BusLost                 a Modbus serial port or TCP gateway went away (energy_manager.drivers.modbus)
     │   └── ActuatorError           a supply actuator (relay board...) did not answer    (settlement.supply)
     └── Interrupted                 work stopped on request before it finished
         ├── PowInterrupted          proof of work cancelled                                 (mam_client.pow)

@@ -32,6 +32,7 @@ from energy_manager.drivers.serial_line import RECONNECTED, UNAVAILABLE
 from energy_manager.modbus.decode import Block, decode_block, show_registers
 from energy_manager.modbus import sunspec
 from energy_manager.modbus.profiles import Profile
+from scb.errors import DataError, TransportError
 from scb.retry import Backoff
 
 log = logging.getLogger("energy_manager.modbus")
@@ -82,7 +83,7 @@ class Link:
         return AsyncModbusTcpClient(self.host, port=self.port, timeout=timeout_s, retries=0, reconnect_delay=0)
 
 
-class PollError(Exception):
+class PollError(DataError):
     """One poll of one unit failed with bad input (`kind` is the event); the bus goes on with the next unit."""
 
     def __init__(self, kind: str, detail: str, raw: bytes | None = None) -> None:
@@ -90,26 +91,26 @@ class PollError(Exception):
         self.kind, self.detail, self.raw = kind, detail, raw
 
 
-class Lost(Exception):
+class BusLost(TransportError):
     """The connection itself is gone (gateway unreachable, adapter unplugged): reconnect."""
 
 
 async def read_block(client: ModbusBaseClient, unit: int, block: Block) -> list[int]:
-    """The registers of one block from one unit; PollError for bad input, Lost for a lost connection."""
+    """The registers of one block from one unit; PollError for bad input, BusLost for a lost connection."""
     call = client.read_input_registers if block.function == "input" else client.read_holding_registers
     where = f"{block.function} registers {block.address}..{block.address + block.count - 1} of unit {unit}"
     try:
         response = await call(block.address, count=block.count, device_id=unit)
     except ConnectionException as exc:
-        raise Lost(str(exc)) from exc
+        raise BusLost(str(exc)) from exc
     except ModbusIOException as exc:
         if not client.connected:
-            raise Lost(str(exc)) from exc
+            raise BusLost(str(exc)) from exc
         raise PollError(TIMEOUT, f"no answer for {where}") from exc
     except ModbusException as exc:
         raise PollError(TIMEOUT, f"{where}: {exc}") from exc
     except OSError as exc:
-        raise Lost(str(exc)) from exc
+        raise BusLost(str(exc)) from exc
     if response.isError():
         code = getattr(response, "exception_code", 0)
         raise PollError(MODBUS_EXCEPTION,
@@ -154,7 +155,7 @@ class SunSpecReader:
                 return await read_block(client, unit, Block("holding", address, count, ()))
             except PollError as exc:
                 if exc.kind == MODBUS_EXCEPTION:
-                    raise sunspec.Refused(exc.detail) from exc
+                    raise sunspec.AddressRefused(exc.detail) from exc
                 raise
 
         try:
@@ -170,10 +171,10 @@ class SunSpecReader:
             model = self.model
             try:
                 data = await sunspec.read_span(read, model.address, model.length)
-            except sunspec.Refused:
+            except sunspec.AddressRefused:
                 self.model = None
                 raise
-        except sunspec.Refused as exc:
+        except sunspec.AddressRefused as exc:
             raise PollError(MODBUS_EXCEPTION, exc.message) from exc
         except sunspec.NotSunSpec as exc:
             self.model = None
@@ -359,7 +360,7 @@ class Bus:
                         async with lock:
                             await device.poll(client)
                     await self._sleep(poll_s - (time.monotonic() - started))
-            except Lost as exc:
+            except BusLost as exc:
                 down_since = time.monotonic()
                 log.warning("modbus bus %s: lost (%s); reconnecting", where, exc)
                 for d in self._units():
@@ -371,16 +372,16 @@ class Bus:
 
 
 def read_once(link: Link, unit: int, reader: Any, timeout_s: float) -> tuple[dict[str, float], bytes]:
-    """One read of one unit on a fresh connection (for `scb meters scan`); PollError/Lost say why not."""
+    """One read of one unit on a fresh connection (for `scb meters scan`); PollError/BusLost say why not."""
     async def run() -> tuple[dict[str, float], bytes]:
         client = link.client(timeout_s)
         try:
             try:
                 ok = await client.connect()
             except (OSError, ModbusException) as exc:
-                raise Lost(f"cannot connect to {link.describe()}: {exc}") from exc
+                raise BusLost(f"cannot connect to {link.describe()}: {exc}") from exc
             if not ok:
-                raise Lost(f"cannot connect to {link.describe()}")
+                raise BusLost(f"cannot connect to {link.describe()}")
             return await reader(client, unit)
         finally:
             client.close()

@@ -40,7 +40,7 @@ COMMON_STRINGS = {"manufacturer": (0, 16), "model": (16, 16), "version": (40, 8)
 Reader = Callable[[int, int], Awaitable[list[int]]]
 
 
-class Refused(DataError):
+class AddressRefused(DataError):
     """The device answered an exception for an address (a base that is not there)."""
 
 
@@ -140,7 +140,7 @@ async def find_base(read: Reader, bases: Sequence[int] = BASES) -> int:
     for base in bases:
         try:
             words = await read(base, 2)
-        except Refused:
+        except AddressRefused:
             continue
         if tuple(words[:2]) == MARKER:
             return base

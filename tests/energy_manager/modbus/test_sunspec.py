@@ -69,7 +69,7 @@ def test_discover_with_a_plain_reader() -> None:
 
     async def read(address: int, count: int) -> list[int]:
         if address not in registers:
-            raise sunspec.Refused(f"no register {address}")
+            raise sunspec.AddressRefused(f"no register {address}")
         return [registers.get(a, 0) for a in range(address, address + count)]
 
     base, models = asyncio.run(sunspec.discover(read))
