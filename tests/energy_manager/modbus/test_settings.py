@@ -87,3 +87,19 @@ def test_sunspec_device_maps_inverter_values() -> None:
                           "profile": "sunspec"}},
                  {"pv": {"device": "inv", "circuit": "generation", "register": "energy_wh", "power": "power_w"}})
     assert s.devices["inv"].options["register_map"] is None
+
+
+def test_the_worked_example_in_the_docs_loads() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "energy-manager.md").read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if 'profile = "sunspec"' in b)
+    s = load_energy_settings(Config(data={"hub": {}, **tomllib.loads(block)}))
+    buses = {(d.options["transport"], d.options["serial_port"] or d.options["host"]) for d in s.devices.values()}
+    assert len(buses) == 2  # one RS-485 adapter with four units, one TCP device
+    assert sorted(d.options["unit"] for d in s.devices.values()) == [1, 11, 12, 13, 240]
+    assert {m.id: (m.device, m.register) for m in s.meters.values()} == {
+        "pv": ("pv", "export_wh"), "h1": ("h1", "import_wh"), "h2": ("h2", "import_wh"), "h3": ("h3", "import_wh"),
+        "grid-import": ("grid", "import_wh"), "grid-export": ("grid", "export_wh")}
