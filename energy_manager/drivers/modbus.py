@@ -224,6 +224,8 @@ class ModbusDevice(Device):
             self._bus = Bus.attach(self)
 
     def read(self, now_ms: int) -> DeviceSample | None:
+        if self._bus is not None and self._bus.failure is not None:
+            raise self._bus.failure
         with self._lock:
             frame = self._latest
             if frame is None or frame.number == self._returned:
@@ -270,6 +272,9 @@ class Bus:
         #: True while the client is connected (for status and tests)
         self.connected = threading.Event()
         self.connects = 0
+        #: what stopped the bus thread (a bug); every read() of its devices raises it, so the sampling loop
+        #: counts a driver_error each sample instead of the meters falling silent unnoticed
+        self.failure: Exception | None = None
 
     # -- registry ---------------------------------------------------------------------------------------
     @classmethod
@@ -313,7 +318,11 @@ class Bus:
 
     # -- the bus thread ---------------------------------------------------------------------------------
     def _run(self) -> None:
-        asyncio.run(self._main())
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:  # noqa: BLE001 - kept for read(): a bug must show, not leave the meters silent
+            log.error("modbus bus %s stopped: %s: %s", self.link.describe(), type(exc).__name__, exc)
+            self.failure = exc
 
     async def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds

@@ -147,3 +147,22 @@ def test_a_gateway_that_disappears_is_reconnected(server: MeterServer) -> None:
     finally:
         d.close()
     assert seen.kinds().count(UNAVAILABLE) == 1  # once per outage, not once per retry
+
+
+def test_a_bug_in_the_bus_thread_shows_in_read(server: MeterServer) -> None:
+    def broken(client: object, unit: int) -> object:
+        raise ZeroDivisionError("a decoding bug")
+
+    d = ModbusDevice("pv", Link("tcp", host="127.0.0.1", port=server.port), 1, None, timeout_s=0.3,
+                     poll_interval_s=0.05, reader=broken)
+    d.open()
+    try:
+        def raises() -> bool:
+            try:
+                d.read(0)
+            except ZeroDivisionError:
+                return True
+            return False
+        wait_for(raises)
+    finally:
+        d.close()
