@@ -36,6 +36,12 @@ from scb.errors import DataError, TransportError
 from scb.retry import Backoff
 
 log = logging.getLogger("energy_manager.modbus")
+# Why pymodbus is quiet below CRITICAL: every failure it logs (at ERROR, once per timeout) reaches this driver as
+# an exception and is logged and counted here once, with the device's name and the raw registers; pymodbus's own
+# lines would double each of them without saying which meter. SCB_LOG_LEVEL=DEBUG still shows them (below).
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+if logging.getLogger().isEnabledFor(logging.DEBUG):
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG)
 
 TIMEOUT = "timeout"
 MODBUS_EXCEPTION = "modbus_exception"
