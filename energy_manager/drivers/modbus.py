@@ -19,8 +19,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -29,8 +29,8 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from energy_manager.drivers.base import Device, DeviceSample, InputEvent
 from energy_manager.drivers.serial_line import RECONNECTED, UNAVAILABLE
-from energy_manager.modbus.decode import Block, decode_block, show_registers
 from energy_manager.modbus import sunspec
+from energy_manager.modbus.decode import Block, decode_block, show_registers
 from energy_manager.modbus.profiles import Profile
 from scb.errors import DataError, TransportError
 from scb.retry import Backoff
@@ -191,7 +191,7 @@ class SunSpecReader:
 
 
 #: An async reader of one unit: (client, unit) -> (values, raw registers).
-Reader = Callable[[ModbusBaseClient, int], "asyncio.Future[tuple[dict[str, float], bytes]]"]
+Reader = Callable[[ModbusBaseClient, int], Awaitable[tuple[dict[str, float], bytes]]]
 
 
 @dataclass(frozen=True)
@@ -209,14 +209,16 @@ class ModbusDevice(Device):
 
     def __init__(self, name: str, link: Link, unit: int, profile: Profile | None, *, timeout_s: float = 1.0,
                  poll_interval_s: float = 1.0, retry_min_s: float = 0.5, retry_max_s: float = 30.0,
-                 clock_ms: Callable[[], int] = _wall_ms, reader: Any = None) -> None:
+                 clock_ms: Callable[[], int] = _wall_ms, reader: Reader | None = None) -> None:
         super().__init__(name)
         self.link, self.unit, self.profile = link, unit, profile
         self.timeout_s, self.poll_interval_s = timeout_s, poll_interval_s
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
         self.clock_ms = clock_ms
-        #: async (client, unit) -> (values, raw); default: the profile's register map
-        self.reader = reader or (lambda client, unit: read_profile(client, unit, self.profile))
+        #: async (client, unit) -> (values, raw registers): the register map, or SunSpec when there is none
+        if reader is None:  # no register map: the device describes itself (SunSpec)
+            reader = SunSpecReader() if profile is None else (lambda client, unit: read_profile(client, unit, profile))
+        self.reader: Reader = reader
         self._lock = threading.Lock()
         self._latest: _Frame | None = None
         self._returned = 0
@@ -386,7 +388,7 @@ class Bus:
                 client.close()
 
 
-def read_once(link: Link, unit: int, reader: Any, timeout_s: float) -> tuple[dict[str, float], bytes]:
+def read_once(link: Link, unit: int, reader: Reader, timeout_s: float) -> tuple[dict[str, float], bytes]:
     """One read of one unit on a fresh connection (for `scb meters scan`); PollError/BusLost say why not."""
     async def run() -> tuple[dict[str, float], bytes]:
         client = link.client(timeout_s)
@@ -421,4 +423,4 @@ def build(name: str, options: dict[str, Any]) -> ModbusDevice:
     profile = options["register_map"]
     return ModbusDevice(name, link_of(options), options["unit"], profile,
                         timeout_s=options["timeout_s"], poll_interval_s=options["poll_interval_s"],
-                        retry_max_s=options["retry_max_s"], reader=None if profile else SunSpecReader())
+                        retry_max_s=options["retry_max_s"])
