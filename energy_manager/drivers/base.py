@@ -19,6 +19,17 @@ class DeviceSample:
 
 
 @dataclass(frozen=True)
+class Frame:
+    """The newest good input of a polled device: its number (so a sample never counts one frame twice), when it
+    arrived, its values and the raw input they came from."""
+
+    number: int
+    ts_ms: int
+    values: dict[str, float]
+    raw: bytes
+
+
+@dataclass(frozen=True)
 class InputEvent:
     """Something to count and log: bad input, a device lost or back. `kind` is the counter's name."""
 

@@ -27,7 +27,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from energy_manager.drivers.base import Device, DeviceSample, InputEvent
+from energy_manager.drivers.base import Device, DeviceSample, Frame, InputEvent
 from energy_manager.drivers.serial_line import RECONNECTED, UNAVAILABLE
 from energy_manager.modbus import sunspec
 from energy_manager.modbus.decode import Block, decode_block, show_registers
@@ -194,14 +194,6 @@ class SunSpecReader:
 Reader = Callable[[ModbusBaseClient, int], Awaitable[tuple[dict[str, float], bytes]]]
 
 
-@dataclass(frozen=True)
-class _Frame:
-    number: int
-    ts_ms: int
-    values: dict[str, float]
-    raw: bytes
-
-
 class ModbusDevice(Device):
     """One Modbus unit (a meter or an inverter) on a bus."""
 
@@ -220,7 +212,7 @@ class ModbusDevice(Device):
             reader = SunSpecReader() if profile is None else (lambda client, unit: read_profile(client, unit, profile))
         self.reader: Reader = reader
         self._lock = threading.Lock()
-        self._latest: _Frame | None = None
+        self._latest: Frame | None = None
         self._returned = 0
         self._frames = 0
         self._bus: Bus | None = None
@@ -258,7 +250,7 @@ class ModbusDevice(Device):
         now = self.clock_ms()
         with self._lock:
             self._frames += 1
-            self._latest = _Frame(self._frames, now, values, raw)
+            self._latest = Frame(self._frames, now, values, raw)
         self.polls += 1
 
     def event(self, kind: str, detail: str) -> None:

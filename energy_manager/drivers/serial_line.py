@@ -15,11 +15,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import serial
 
-from energy_manager.drivers.base import Device, DeviceSample, InputEvent
+from energy_manager.drivers.base import Device, DeviceSample, Frame, InputEvent
 from energy_manager.emontx import MAX_LINE_BYTES, TOO_LONG, LineError, parse_line
 from scb.retry import Backoff
 
@@ -37,14 +36,6 @@ def show_raw(raw: bytes, limit: int = 160) -> str:
     """A raw line for a log message: printable, quoted, cut to `limit` characters (a line can be noise)."""
     text = repr(bytes(raw[:limit]))
     return text + ("..." if len(raw) > limit else "")
-
-
-@dataclass(frozen=True)
-class _Frame:
-    number: int
-    ts_ms: int
-    values: dict[str, float]
-    raw: bytes
 
 
 class SerialDevice(Device):
@@ -72,7 +63,7 @@ class SerialDevice(Device):
         self.clock_ms = clock_ms
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._latest: _Frame | None = None
+        self._latest: Frame | None = None
         self._returned = 0
         self._frames = 0
         self._thread: threading.Thread | None = None
@@ -176,7 +167,7 @@ class SerialDevice(Device):
         now = self.clock_ms()
         with self._lock:
             self._frames += 1
-            self._latest = _Frame(self._frames, now, values, line)
+            self._latest = Frame(self._frames, now, values, line)
 
     def _bad(self, exc: LineError, raw: bytes) -> None:
         log.warning("meter device %s: %s: %s", self.name, exc.message, show_raw(raw))
