@@ -2,8 +2,9 @@
 the meter in front of them.
 
 A Modbus device is read once on a fresh connection (the energy manager may be polling the same bus: one
-extra request in between is harmless on TCP; on RS-485 stop the energy manager first, the docs say so). Other
-drivers are opened as the energy manager would open them and given `wait_s` to produce one sample.
+extra request in between is harmless on TCP; on RS-485 stop the energy manager first, the docs say so). An MQTT
+device subscribes as the energy manager would and waits up to `wait_s` for its first message; other drivers
+are opened likewise and given `wait_s` to produce one sample.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from energy_manager.drivers.base import InputEvent
+from energy_manager.drivers.mqtt import MqttDevice
 from energy_manager.drivers.modbus import BusLost, PollError, SunSpecReader, link_of, read_once, read_profile
 from energy_manager.modbus.profiles import UNITS
 from energy_manager.settings import DeviceSettings, EnergySettings
@@ -91,11 +94,61 @@ def scan_other(device: DeviceSettings, settings: EnergySettings, wait_s: float) 
     return result
 
 
+def scan_mqtt(device: DeviceSettings, settings: EnergySettings, wait_s: float) -> ScanResult:
+    """Subscribe as the energy manager would and wait up to `wait_s` for the first message that decodes.
+
+    Why stop early on a refused connection: a wrong password or an ACL that denies the topic does not fix itself
+    while the installer waits, and paho would retry it for the whole of `wait_s`. An unreachable broker is waited
+    for (it may be starting), and reported with the reason when the time is up."""
+    from energy_manager.service import build_device
+
+    o = device.options
+    topics = [t.topic for t in o["topics"]]
+    result = ScanResult(device.name, "mqtt", o["url"], False, profile=o["preset"],
+                        details={"topics": topics})
+    d = build_device(device, settings, int(time.time() * 1000))
+    assert isinstance(d, MqttDevice)
+    events: list[InputEvent] = []
+    sample = None
+    d.open()
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            sample = d.read(int(time.time() * 1000))
+            events.extend(d.take_events())
+            if sample is not None or any("refused" in e.detail for e in events):
+                break
+            time.sleep(0.05)
+        subscribed = d.connected.is_set()
+    finally:
+        d.close()
+    if sample is not None:
+        result.ok = True
+        result.values = {k: (v, _unit_of(k)) for k, v in sample.values.items()}
+        return result
+    refused = [e for e in events if "refused" in e.detail]
+    if refused:
+        result.reason = f"{refused[0].kind}: {refused[0].detail.removesuffix('; retrying until it returns')}"
+    elif subscribed:
+        bad = f" (last bad message: {events[-1].kind}: {events[-1].detail})" if events else ""
+        result.reason = f"no message: subscribed to {', '.join(topics)} but nothing arrived within {wait_s:g} s{bad}"
+    elif events:
+        result.reason = f"{events[-1].kind}: {events[-1].detail.removesuffix('; retrying until it returns')}"
+    else:
+        result.reason = f"unavailable: broker {o['host']}:{o['port']} did not answer within {wait_s:g} s"
+    return result
+
+
 def scan(settings: EnergySettings, names: list[str], wait_s: float) -> list[ScanResult]:
     results = []
     for name in names:
         device = settings.devices[name]
-        results.append(scan_modbus(device) if device.driver == "modbus" else scan_other(device, settings, wait_s))
+        if device.driver == "modbus":
+            results.append(scan_modbus(device))
+        elif device.driver == "mqtt":
+            results.append(scan_mqtt(device, settings, wait_s))
+        else:
+            results.append(scan_other(device, settings, wait_s))
     return results
 
 
@@ -107,7 +160,7 @@ def show(result: ScanResult) -> str:
         return f"{head}\n  NO ANSWER: {result.reason}"
     lines = [head]
     for key, value in result.details.items():
-        lines.append(f"  {key}: {value}")
+        lines.append(f"  {key}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
     for name, (value, unit) in result.values.items():
         lines.append(f"  {name:<14} {value:>16.3f} {unit}")
     return "\n".join(lines)
