@@ -61,14 +61,18 @@ class ChainClock:
         self.enabled = enabled
 
     @classmethod
-    def for_setting(cls, client: ChainClient, setting: str, community_real_time: bool) -> ChainClock:
-        """time_sync "auto": on for a development chain with a simulated community clock; "on"/"off" force it."""
+    def for_setting(cls, client: ChainClient, setting: str) -> ChainClock:
+        """time_sync "auto": on for a development chain; "on"/"off" force it.
+
+        Why on a development chain even with a real-time community: anvil mines only when a transaction arrives
+        and checks `settle` against the latest block's time, so with real meters that block is old and every
+        settlement fails as PeriodNotEnded; an empty block at the present costs nothing there."""
         if setting == "on":
             enabled = True
         elif setting == "off":
             enabled = False
         else:
-            enabled = not community_real_time and client.is_dev_chain()
+            enabled = client.is_dev_chain()
         if enabled and not client.is_dev_chain():
             from scb.errors import ConfigError
 

@@ -103,7 +103,7 @@ class SettlementService:
         try:
             client = connect(self.eth, provider=self.provider)
             system = resolve_system(self.config, self.factory, client, self.eth, self.settings, self.energy)
-            chain_clock = ChainClock.for_setting(client, self.eth.time_sync, getattr(self.clock, "real_time", False))
+            chain_clock = ChainClock.for_setting(client, self.eth.time_sync)
         except TransportError as exc:
             delay = self._connect_backoff.fail(time.time(), str(exc))
             log.warning("%s; trying again in %.0f s", exc, delay)

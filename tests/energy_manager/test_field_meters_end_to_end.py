@@ -123,10 +123,6 @@ data_dir = "{self.data}"
 
 [ethereum]
 local_port = {free_port()}
-# anvil mines only on transactions and estimates gas at the latest block's time, so with a real-time community
-# clock `settle` is refused as PeriodNotEnded until some other transaction mines a block; "auto" enables the sync
-# only for a simulated clock (reported as a settlement issue), "on" mines an empty block at the present first
-time_sync = "on"
 
 [iota]
 mwm = {MWM}
