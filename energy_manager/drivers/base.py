@@ -18,15 +18,33 @@ class DeviceSample:
     raw: bytes | None = None
 
 
-@dataclass(frozen=True)
-class Frame:
-    """The newest good input of a polled device: its number (so a sample never counts one frame twice), when it
-    arrived, its values and the raw input they came from."""
+class LatestFrame:
+    """The newest good input of a polled device, handed to the sampling loop at most once (thread-safe).
 
-    number: int
-    ts_ms: int
-    values: dict[str, float]
-    raw: bytes
+    Why "at most once": a device's reader thread may be slower than the sampling loop; a sample must never count
+    one frame twice. Why only the newest: values are cumulative registers and present power, so an older frame
+    adds nothing the newer one does not carry.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sample: DeviceSample | None = None
+        self._fresh = False
+
+    @property
+    def has_frame(self) -> bool:
+        with self._lock:
+            return self._sample is not None
+
+    def put(self, ts_ms: int, values: Mapping[str, float], raw: bytes | None) -> None:
+        with self._lock:
+            self._sample, self._fresh = DeviceSample(ts_ms=ts_ms, values=dict(values), raw=raw), True
+
+    def take(self) -> DeviceSample | None:
+        """The newest frame if it was not taken yet, else None."""
+        with self._lock:
+            fresh, self._fresh = self._fresh, False
+            return self._sample if fresh else None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from energy_manager.drivers.base import Device, DeviceSample, Frame, InputEvent
+from energy_manager.drivers.base import Device, DeviceSample, InputEvent, LatestFrame
 from energy_manager.drivers.serial_line import RECONNECTED, UNAVAILABLE
 from energy_manager.modbus import sunspec
 from energy_manager.modbus.decode import Block, decode_block, show_registers
@@ -211,10 +211,7 @@ class ModbusDevice(Device):
         if reader is None:  # no register map: the device describes itself (SunSpec)
             reader = SunSpecReader() if profile is None else (lambda client, unit: read_profile(client, unit, profile))
         self.reader: Reader = reader
-        self._lock = threading.Lock()
-        self._latest: Frame | None = None
-        self._returned = 0
-        self._frames = 0
+        self._latest = LatestFrame()
         self._bus: Bus | None = None
         #: polls that gave a complete frame (for status and tests)
         self.polls = 0
@@ -226,12 +223,7 @@ class ModbusDevice(Device):
     def read(self, now_ms: int) -> DeviceSample | None:
         if self._bus is not None and self._bus.failure is not None:
             raise self._bus.failure
-        with self._lock:
-            frame = self._latest
-            if frame is None or frame.number == self._returned:
-                return None
-            self._returned = frame.number
-        return DeviceSample(ts_ms=frame.ts_ms, values=dict(frame.values), raw=frame.raw)
+        return self._latest.take()
 
     def close(self) -> None:
         if self._bus is not None:
@@ -248,9 +240,7 @@ class ModbusDevice(Device):
             self.events.add(InputEvent(exc.kind, exc.detail, exc.raw))
             return
         now = self.clock_ms()
-        with self._lock:
-            self._frames += 1
-            self._latest = Frame(self._frames, now, values, raw)
+        self._latest.put(now, values, raw)
         self.polls += 1
 
     def event(self, kind: str, detail: str) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import serial
 
-from energy_manager.drivers.base import Device, DeviceSample, Frame, InputEvent
+from energy_manager.drivers.base import Device, DeviceSample, InputEvent, LatestFrame
 from energy_manager.emontx import MAX_LINE_BYTES, TOO_LONG, LineError, parse_line
 from scb.retry import Backoff
 
@@ -62,10 +62,7 @@ class SerialDevice(Device):
         self.retry_max_s = retry_max_s
         self.clock_ms = clock_ms
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._latest: Frame | None = None
-        self._returned = 0
-        self._frames = 0
+        self._latest = LatestFrame()
         self._thread: threading.Thread | None = None
         #: True while the port is open and readable (for status and tests)
         self.connected = threading.Event()
@@ -78,12 +75,7 @@ class SerialDevice(Device):
             self._thread.start()
 
     def read(self, now_ms: int) -> DeviceSample | None:
-        with self._lock:
-            frame = self._latest
-            if frame is None or frame.number == self._returned:
-                return None
-            self._returned = frame.number
-        return DeviceSample(ts_ms=frame.ts_ms, values=dict(frame.values), raw=frame.raw)
+        return self._latest.take()
 
     def close(self) -> None:
         self._stop.set()
@@ -165,9 +157,7 @@ class SerialDevice(Device):
             self._bad(exc, line)
             return
         now = self.clock_ms()
-        with self._lock:
-            self._frames += 1
-            self._latest = Frame(self._frames, now, values, line)
+        self._latest.put(now, values, line)
 
     def _bad(self, exc: LineError, raw: bytes) -> None:
         log.warning("meter device %s: %s: %s", self.name, exc.message, show_raw(raw))
