@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -48,3 +49,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def require_service(present: bool, what: str) -> None:
+    """A test needs a Debian package that `.ci/run` installs (chromium, mosquitto, ...).
+
+    Locally a missing one is a skip with `what` as the reason, so a developer without it still runs the rest; with
+    CI=true it fails the test: a CI run that silently skipped would claim coverage it does not have.
+    """
+    if present:
+        return
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        pytest.fail(f"CI is set but {what}; .ci/run installs it with apt-get", pytrace=False)
+    pytest.skip(what)

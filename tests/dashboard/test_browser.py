@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require_service
 from tests.dashboard.conftest import Filled, Server
 
 
@@ -38,22 +39,16 @@ def find_chromium() -> str | None:
     return None
 
 
-def in_ci() -> bool:
-    """CI=true (GitHub Actions, GitLab, most CI services set it; .ci/run is what they run)."""
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
 CHROMIUM = find_chromium()
-NO_CHROMIUM = "no Chromium binary (install Debian's chromium package: apt-get install chromium; or set SCB_CHROMIUM)"
-# Locally a missing browser is a skip with its reason; in CI it is a failure (see chromium_required below).
-pytestmark = pytest.mark.skipif(CHROMIUM is None and not in_ci(), reason=NO_CHROMIUM)
+NO_CHROMIUM = "there is no Chromium binary (install Debian's chromium package: apt-get install chromium; or set " \
+    "SCB_CHROMIUM)"
 
 
 @pytest.fixture(autouse=True)
 def chromium_required() -> None:
-    """In CI, every browser test fails (not skips) when there is no Chromium: .ci/run was meant to install it."""
-    if CHROMIUM is None:
-        pytest.fail(f"CI is set but there is {NO_CHROMIUM}; .ci/run installs it with apt-get", pytrace=False)
+    require_service(CHROMIUM is not None, NO_CHROMIUM)
+
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1280,2400"]

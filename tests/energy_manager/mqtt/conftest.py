@@ -18,13 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, require_service
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def find_mosquitto() -> str | None:
@@ -107,11 +105,8 @@ class Broker:
 @pytest.fixture(scope="session")
 def mosquitto() -> str:
     executable = find_mosquitto()
-    if executable is None:
-        reason = "mosquitto is not installed (apt-get install mosquitto; .ci/run installs it)"
-        if in_ci():
-            pytest.fail(f"CI is set but {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_service(executable is not None, "mosquitto is not installed (apt-get install mosquitto)")
+    assert executable is not None
     return executable
 
 
