@@ -23,7 +23,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.models import StoredReading
-from hub.database import latest_system as hub_system
 from mam_client.models import OutboxMessage
 from scb.config import Config
 from scb.db import init_db, make_engine, make_sessionmaker
@@ -32,7 +31,7 @@ from scb.loop import Guard, Heartbeat, Waiting, default_on_fatal
 from scb.timefmt import utc_iso, utc_iso_dt, utc_iso_ms
 from settlement.models import SETTLED, SettlementPeriod, SettlementSystem, SupplyDecision, latest_system
 from settlement.solar_property import SolarProperty
-from settlement.system import SystemRef
+from settlement.system import SystemRef, newest_system
 
 log = logging.getLogger("dashboard")
 
@@ -274,7 +273,7 @@ class HolderBoard:
 
     def refresh(self) -> Waiting | None:
         """One reading of the chain (the collector's step); trouble with the chain is shown, not raised."""
-        system = hub_system(self.factory)
+        system = newest_system(self.factory)
         if system is None:
             return None  # nothing to read yet (the settlement has not registered or found a system)
         with self._lock:

@@ -1,9 +1,7 @@
-"""The hub's database as the application layer sees it: every component's models, the hub's newest system."""
+"""The hub's database as the application layer sees it: every component's models."""
 from __future__ import annotations
 
 import importlib
-
-from sqlalchemy.orm import Session, sessionmaker
 
 #: The components' model modules. Each registers its tables on `scb.db.Base.metadata` when imported; the
 #: application layer imports them all where the whole schema is needed (autogenerate, `scb db check`).
@@ -15,14 +13,3 @@ def load_models() -> None:
     for name in MODEL_MODULES:
         importlib.import_module(name)
 
-
-def latest_system(factory: sessionmaker[Session] | None, contract: str | None = None):  # type: ignore[no-untyped-def]
-    """The newest solar system this hub settles (optionally on `contract`), as a `SystemRef`, or None."""
-    from settlement.models import latest_system as newest
-    from settlement.system import SystemRef
-
-    if factory is None:
-        return None
-    with factory() as session:
-        row = newest(session, contract)
-        return SystemRef.of(row) if row is not None else None

@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.database import latest_system
 from scb.config import Config
 from scb.db import open_existing
 from scb.errors import UsageError
@@ -78,12 +77,13 @@ def verify_hub_address(config: Config, address: str, *, factory: Any = OPEN_HUB_
     from mam_client.settings import iota_settings, mam_settings
     from scb.files import read_secret_file
     from settlement.settings import ethereum_settings, settlement_settings
+    from settlement.system import newest_system
     from settlement.verify import AddressContext, verify_address
 
     if factory is OPEN_HUB_DATABASE:
         factory = open_existing(config)
     contract = to_checksum_address(contract) if contract else None
-    system = latest_system(factory, contract)
+    system = newest_system(factory, contract)
     if contract is None:
         contract = system.contract if system else ethereum_settings(config).contract_address
     if contract is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scb.config import Config, load_config
+from scb.config import load_config
 from scb.db import open_existing
 from scb.errors import ScbError, UsageError
 from scb.timefmt import utc_iso
@@ -34,22 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     deploy.set_defaults(handler=cmd_deploy)
     info = chain_sub.add_parser("info", help="the hub's system on chain: holders, standing, last period")
     info.set_defaults(handler=cmd_chain_info)
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-
-
-def _hub_system(config: Config):  # type: ignore[no-untyped-def]
-    """The newest system in the hub's database, if this machine has one (None elsewhere)."""
-    from settlement.models import latest_system
-    from settlement.system import SystemRef
-
-    factory = open_existing(config)
-    if factory is None:
-        return None
-    with factory() as session:
-        row = latest_system(session)
-        return SystemRef.of(row) if row is not None else None
 
 
 # ------------------------------------------------------------------------------------------------ service
@@ -114,7 +98,9 @@ def cmd_chain_info(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     eth = ethereum_settings(config)
     st = settlement_settings(config)
-    system = _hub_system(config)
+    from settlement.system import newest_system
+
+    system = newest_system(open_existing(config))
     contract = eth.contract_address or (system.contract if system else None)
     if contract is None:
         raise UsageError("no contract: set ethereum.contract_address, or run `scb settlement` once")

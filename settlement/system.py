@@ -26,7 +26,7 @@ from energy_manager.settings import EnergySettings
 from mam_client.channels import ensure_channel
 from mam_client.settings import mam_settings
 from settlement.chain import ChainClient, ContractReverted, create_address, dev_account
-from settlement.models import SettlementSystem
+from settlement.models import SettlementSystem, latest_system
 from settlement.solar_property import SolarProperty
 from settlement.settings import EthereumSettings, SettlementSettings
 from scb.config import Config
@@ -60,6 +60,16 @@ class SystemRef:
         return cls(ref=row.id, chain_id=row.chain_id, contract=row.contract, system_id=row.system_id, hub=row.hub,
                    channel=row.channel, channel_root=row.channel_root, holders=json.loads(row.holders_json),
                    demo=row.demo)
+
+
+def newest_system(factory: sessionmaker[Session] | None, contract: str | None = None) -> SystemRef | None:
+    """The newest system this hub settles (optionally on `contract`) as a detached `SystemRef`; None without a hub
+    database (`factory` None) or before a system is registered."""
+    if factory is None:
+        return None
+    with factory() as session:
+        row = latest_system(session, contract)
+        return SystemRef.of(row) if row is not None else None
 
 
 def equal_shares(n: int) -> list[int]:
