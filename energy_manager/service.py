@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.clock import ClockAnchor, CommunityClock, JumpDetector, resume_point
@@ -36,7 +35,7 @@ from scb.config import Config
 from scb.db import init_db, make_sessionmaker, transaction
 from scb.errors import ConfigError
 from scb.files import exclusive_lock
-from scb.loop import (EXIT_LOOP_FAILED, RETRY_INITIAL_S, RETRY_MAX_S, Guard, Heartbeat, as_database_error,
+from scb.loop import (EXIT_LOOP_FAILED, RETRY_INITIAL_S, RETRY_MAX_S, Guard, Heartbeat,
                       default_on_fatal, describe, is_transient)
 from scb.retry import Backoff, jittered
 
@@ -161,24 +160,18 @@ def run(config: Config, *, max_samples: int | None = None, stop: threading.Event
     with exclusive_lock(config.data_dir / LOCK_FILE, "energy manager"):
         devices: dict[str, Device] = {}
         previous_handlers: dict[int, object] = {}
-        try:
-            engine = init_db(config)
-        except SQLAlchemyError as exc:  # locked or failing at start: one line, and the supervisor tries again
-            raise as_database_error(exc) from None
+        engine = init_db(config)  # locked or failing at start: the `scb` command says so in one line (hub.cli)
         try:
             factory = make_sessionmaker(engine)
-            try:
-                monitor = EnergyMonitor(settings, factory, devices)
-                clock = _start_clock(settings, monitor.newest_ts_ms(), factory)
-                with factory() as session:
-                    for name, device_settings in settings.devices.items():
-                        device = build_device(device_settings, settings, clock.now_ms())
-                        state = load_state(session, f"device:{name}")
-                        if state is not None:
-                            device.restore(state)
-                        devices[name] = device
-            except SQLAlchemyError as exc:
-                raise as_database_error(exc) from None
+            monitor = EnergyMonitor(settings, factory, devices)
+            clock = _start_clock(settings, monitor.newest_ts_ms(), factory)
+            with factory() as session:
+                for name, device_settings in settings.devices.items():
+                    device = build_device(device_settings, settings, clock.now_ms())
+                    state = load_state(session, f"device:{name}")
+                    if state is not None:
+                        device.restore(state)
+                    devices[name] = device
             for device in devices.values():
                 device.open()
             if install_signals:

@@ -131,17 +131,13 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
 
 def init_db(config: "Config") -> Engine:
     """The configured database's engine, migrated to the newest schema: what every process calls at start."""
-    from sqlalchemy.exc import OperationalError
-
-    from scb.loop import as_database_error
-
     engine = make_engine(config.database_url, config.sqlite_synchronous, config.sqlite_busy_timeout_ms,
                          config.sqlite_max_size_mb)
     try:
         upgrade(engine)
-    except OperationalError as exc:  # locked past the busy timeout, full, I/O: the tree's retryable error
+    except BaseException:  # a database locked, full or failing at start: the `scb` command reports it in one line
         engine.dispose()
-        raise as_database_error(exc) from None
+        raise
     return engine
 
 

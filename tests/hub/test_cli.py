@@ -15,7 +15,7 @@ from scb.db import open_database
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("command", ["mam-client", "settlement", "dashboard", "status"])
+@pytest.mark.parametrize("command", ["energy-manager", "mam-client", "settlement", "dashboard", "status"])
 def test_a_locked_database_at_start_is_one_line(tmp_path: Path, command: str) -> None:
     open_database(Config(data={"hub": {"data_dir": str(tmp_path)}}))  # a hub database exists
     lock = sqlite3.connect(tmp_path / "scb.sqlite3", isolation_level=None)
