@@ -158,3 +158,28 @@ class NullModem:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def sdm630_tcp_devices(port: int, units: tuple[int, ...], **device: object) -> str:
+    """The [energy.devices] and [energy.meters] TOML of SDM630s `units` on a TCP gateway at 127.0.0.1:`port`, one
+    household `h<unit>` each (its consumption from `import_wh`, power `power_w`); `device` adds settings."""
+    extra = "".join(f"{key} = {value}\n" for key, value in device.items())
+    devices = "".join(f"""
+[energy.devices.m{u}]
+driver = "modbus"
+transport = "tcp"
+host = "127.0.0.1"
+port = {port}
+unit = {u}
+profile = "sdm630"
+timeout_s = 0.5
+{extra}""" for u in units)
+    meters = "".join(f"""
+[energy.meters.h{u}]
+device = "m{u}"
+circuit = "consumption"
+party = "h{u}"
+register = "import_wh"
+power = "power_w"
+""" for u in units)
+    return devices + meters

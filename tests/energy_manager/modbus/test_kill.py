@@ -17,7 +17,7 @@ from sqlalchemy import select
 from energy_manager.models import StoredReading
 from energy_manager.registers import RegisterState, energy_delta
 from scb.db import make_engine, make_sessionmaker
-from tests.energy_manager.modbus.meter_sim import MeterServer
+from tests.energy_manager.modbus.meter_sim import MeterServer, sdm630_tcp_devices
 from tests.energy_manager.modbus.test_tcp import sdm630
 from tests.energy_manager.test_service import Run
 
@@ -39,27 +39,9 @@ class RealTimeRun(Run):
 
 
 def config(port: int) -> str:
-    devices = "".join(f"""
-[energy.devices.m{u}]
-driver = "modbus"
-transport = "tcp"
-host = "127.0.0.1"
-port = {port}
-unit = {u}
-profile = "sdm630"
-timeout_s = 0.5
-poll_interval_s = 0.05
-""" for u in (1, 2))
-    meters = "".join(f"""
-[energy.meters.h{u}]
-device = "m{u}"
-circuit = "consumption"
-party = "h{u}"
-register = "import_wh"
-power = "power_w"
-""" for u in (1, 2))
+    devices_and_meters = sdm630_tcp_devices(port, (1, 2), poll_interval_s=0.05)
     return (f"[energy]\nclock_speed = 1\nsample_interval_s = 0.2\npublish_window_s = 2\n"
-            f"max_power_w = {MAX_POWER_W}\n{devices}{meters}")
+            f"max_power_w = {MAX_POWER_W}\n{devices_and_meters}")
 
 
 def test_kill_9_while_polling_loses_and_duplicates_nothing(tmp_path: Path) -> None:

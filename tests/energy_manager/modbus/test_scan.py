@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hub.cli import main
-from tests.energy_manager.modbus.meter_sim import MeterServer, Unit
+from tests.energy_manager.modbus.meter_sim import MeterServer, Unit, sdm630_tcp_devices
 from tests.energy_manager.modbus.test_tcp import sdm630
 
 pytestmark = pytest.mark.timeout(60)
@@ -22,26 +22,8 @@ def server() -> Iterator[MeterServer]:
 
 
 def config(tmp_path: Path, port: int, units: tuple[int, ...] = (1,)) -> str:
-    devices = "".join(f"""
-[energy.devices.m{u}]
-driver = "modbus"
-transport = "tcp"
-host = "127.0.0.1"
-port = {port}
-unit = {u}
-profile = "sdm630"
-timeout_s = 0.5
-""" for u in units)
-    meters = "".join(f"""
-[energy.meters.h{u}]
-device = "m{u}"
-circuit = "consumption"
-party = "h{u}"
-register = "import_wh"
-power = "power_w"
-""" for u in units)
     path = tmp_path / "scb.toml"
-    path.write_text(f"[hub]\ndata_dir = \"{tmp_path / 'data'}\"\n[energy]\nclock_speed = 1\n{devices}{meters}")
+    path.write_text(f"[hub]\ndata_dir = \"{tmp_path / 'data'}\"\n[energy]\nclock_speed = 1\n{sdm630_tcp_devices(port, units)}")
     return str(path)
 
 
