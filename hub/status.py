@@ -16,18 +16,12 @@ from hub.alerts import Alert, Snapshot, compute
 from hub.processes import process_status
 from hub.settings import alert_settings
 from scb.config import Config
-from scb.timefmt import utc_iso, utc_iso_dt, utc_iso_ms
+from scb.timefmt import as_utc, utc_iso, utc_iso_dt, utc_iso_ms
 
 
 def _wall(value: Any) -> float | None:
-    """A datetime from the database as wall-clock seconds (naive values are UTC, as SQLite returns them)."""
-    if value is None:
-        return None
-    from datetime import timezone
-
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
+    """A datetime from the database as wall-clock seconds."""
+    return None if value is None else as_utc(value).timestamp()
 
 
 def collect_status(factory: sessionmaker[Session]) -> dict[str, Any]:

@@ -30,11 +30,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def as_utc(moment: datetime) -> datetime:
-    """`moment` with its zone: SQLite hands timestamps back without one, and they were stored in UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
 class Channel(Base):
     """A MAM channel this hub writes. The seed stays in its 0600 file; `state_json` holds the rest."""
 

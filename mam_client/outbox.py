@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mam_client.crypto.trits import is_trytes
-from mam_client.models import ATTACHED, PREPARED, QUEUED, OutboxMessage, as_utc
+from mam_client.models import ATTACHED, PREPARED, QUEUED, OutboxMessage
 from mam_client.mam.errors import InvalidInput
-from scb.timefmt import utc_iso_dt
+from scb.timefmt import as_utc, utc_iso_dt
 
 #: Largest message accepted, in trytes. Why: a MAM message is attached as one bundle of 2187-tryte
 #: fragments; 32 KiB of JSON (2 trytes per byte) keeps a bundle under ~35 transactions, which a legacy node

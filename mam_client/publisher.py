@@ -36,13 +36,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mam_client.channels import channel_state, ensure_channel, load_secrets
 from mam_client.mam import create_message
-from mam_client.models import ATTACHED, PREPARED, QUEUED, Channel, OutboxMessage, as_utc, utcnow
+from mam_client.models import ATTACHED, PREPARED, QUEUED, Channel, OutboxMessage, utcnow
 from mam_client.settings import MamSettings
 from mam_client.transport import FoundBundle, TangleTransport
 from scb.db import transaction
 from scb.errors import Refused, TransportError
 from scb.loop import Guard, Heartbeat, default_on_fatal
 from scb.retry import Backoff, jittered
+from scb.timefmt import as_utc
 
 log = logging.getLogger(__name__)
 

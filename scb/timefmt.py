@@ -7,6 +7,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 
+def as_utc(moment: datetime) -> datetime:
+    """`moment` with its zone: SQLite hands timestamps back without one, and SCB stores them in UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
 def utc_iso(seconds: float | None) -> str:
     """Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`; "-" for None."""
     if seconds is None:
@@ -23,6 +28,4 @@ def utc_iso_dt(value: datetime | None) -> str | None:
     """A datetime (naive ones are UTC, as SQLite returns them) as `utc_iso` does; None stays None."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return as_utc(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
