@@ -22,7 +22,7 @@ from energy_manager.settings import EnergySettings, load_energy_settings
 from scb.config import Config
 from scb.db import make_engine, make_sessionmaker, upgrade
 from scb.errors import ConfigError
-from tests.energy_manager.mqtt.conftest import Broker, wait_for
+from tests.services.mosquitto import Broker, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,7 +12,7 @@ import pytest
 
 from hub.cli import main
 from tests.conftest import free_port
-from tests.energy_manager.mqtt.conftest import Broker
+from tests.services.mosquitto import Broker
 
 pytestmark = pytest.mark.timeout(120)
 TOPIC = "tele/plug-h1/SENSOR"

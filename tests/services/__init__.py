@@ -1,0 +1,1 @@
+"""Real services the tests start (brokers, ...), shared by several test packages."""
