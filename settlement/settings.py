@@ -38,9 +38,23 @@ ETHEREUM_DEFAULTS: dict[str, Any] = {
     "receipt_timeout_s": 120.0,
     # eth_estimateGas times this margin is the gas limit of a transaction
     "gas_margin": 1.25,
-    # 0: the node's suggestion; otherwise caps (gwei) so a fee spike cannot drain the hub account
+    # 0: the node's suggestion; otherwise caps (gwei) so a fee spike cannot drain the hub account: a fee the chain
+    # asks above the cap waits (shown by `scb status`) instead of being paid (docs/settlement.md "Fees")
     "max_fee_gwei": 0.0,
+    # a fixed tip (gwei) instead of the node's eth_maxPriorityFeePerGas; 0: the node's
     "priority_fee_gwei": 0.0,
+    # a cap (gwei) on the tip, whichever its source; 0: none
+    "max_priority_fee_gwei": 0.0,
+    # auto: EIP-1559 fees when the latest block has a base fee, legacy gasPrice otherwise; or force one of them
+    "tx_type": "auto",
+    # real seconds a settle transaction may stay unmined before it is replaced (same nonce, fees +12.5 %)
+    "replace_after_s": 180.0,
+    # blocks per eth_getLogs request (halved while the provider refuses a range; hosted providers allow 1k-10k)
+    "log_chunk_blocks": 2000,
+    # real seconds between checks of every settled period's on-chain root against the local one (after finality)
+    "root_check_interval_s": 3600.0,
+    # real seconds one request may spend backing off while the provider answers 429 / "limit exceeded"
+    "rate_limit_wait_s": 120.0,
     # auto: set the chain's block time to the community clock on a development chain when the community clock is
     # simulated (docs/settlement.md "Community time and chain time"); on / off force it
     "time_sync": "auto",
@@ -79,6 +93,7 @@ SETTLEMENT_DEFAULTS: dict[str, Any] = {
 
 ACTUATORS = ("log", "serial")
 TIME_SYNC = ("auto", "on", "off")
+TX_TYPES = ("auto", "eip1559", "legacy")
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
 PARTY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 UINT128_MAX = 2**128 - 1
@@ -100,6 +115,12 @@ class EthereumSettings:
     max_fee_wei: int | None
     priority_fee_wei: int | None
     time_sync: str
+    max_priority_fee_wei: int | None = None
+    tx_type: str = "auto"
+    replace_after_s: float = 180.0
+    log_chunk_blocks: int = 2000
+    root_check_interval_s: float = 3600.0
+    rate_limit_wait_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -169,6 +190,12 @@ def ethereum_settings(config: Config) -> EthereumSettings:
         max_fee_wei=_gwei(raw, "max_fee_gwei"),
         priority_fee_wei=_gwei(raw, "priority_fee_gwei"),
         time_sync=raw.choice("time_sync", TIME_SYNC),
+        max_priority_fee_wei=_gwei(raw, "max_priority_fee_gwei"),
+        tx_type=raw.choice("tx_type", TX_TYPES),
+        replace_after_s=raw.number("replace_after_s", 1.0, 86_400),
+        log_chunk_blocks=raw.integer("log_chunk_blocks", 1, 1_000_000),
+        root_check_interval_s=raw.number("root_check_interval_s", 1.0, 30 * 86_400),
+        rate_limit_wait_s=raw.number("rate_limit_wait_s", 0.0, 3600),
     )
 
 
