@@ -34,7 +34,7 @@ ENERGY_DEFAULTS: dict[str, Any] = {
     "sample_interval_s": 60.0,
     "publish_window_s": 300.0,
     "clock_speed": 60.0,
-    "start": "",
+    "start": "auto",  # see DEMO_START
     "seed": 1,
     "latitude": 40.4168,
     "longitude": -3.7038,
@@ -61,6 +61,12 @@ METER_DEFAULTS: dict[str, Any] = {
     "max_power_w": 0.0,  # 0: [energy].max_power_w
 }
 DEFAULT_PARTY = {"generation": "system", "grid_import": "grid", "grid_export": "grid"}
+#: Community time at the very first start of the simulated community on an accelerated clock when `start` is "auto"
+#: (the embedded default). Why a fixed morning and not now: a newcomer who starts the demo in the evening would see
+#: panels producing nothing, and so bills of nothing, for the first several minutes. 07:00 UTC at the default
+#: place (Madrid) is two hours after sunrise, and the simulator's weather (seed 1) is clear all of that day and the
+#: next, so the chart fills with generation within the first minute and every period has something to bill.
+DEMO_START = "2026-06-18T07:00:00Z"
 #: Largest message body: mam_client.outbox takes at most 65536 trytes, 2 per byte.
 MESSAGE_BYTES_RANGE = (2_000, 32_000)
 
@@ -119,8 +125,8 @@ def _name(table: str, what: str, name: str) -> None:
 
 
 def _timestamp(key: str, value: Any) -> int | None:
-    expected = 'an ISO 8601 date-time such as "2025-06-21T00:00:00Z" (or "" for now)'
-    if value == "":
+    expected = 'an ISO 8601 date-time such as "2025-06-21T00:00:00Z" (or "" or "now" for now, "auto")'
+    if value in ("", "now"):
         return None
     if isinstance(value, datetime):  # a TOML datetime literal
         moment = value
@@ -237,13 +243,17 @@ def load_energy_settings(config: Config) -> EnergySettings:
                               "(see docs/configuration.md)")
         meters_raw = default_meters(community.households)
     meters = {mid: _meter(mid, value, devices, max_power, community) for mid, value in meters_raw.items()}
+    simulated = all(d.driver == "simulated" for d in devices.values())
+    start = raw["start"]
+    if start == "auto":  # the demo's sunny morning for the simulated community on an accelerated clock, else now
+        start = DEMO_START if simulated and speed != 1 else ""
     settings = EnergySettings(
         hub_id=hub_id,
         channel=channel,
         sample_interval_ms=round(interval * 1000),
         publish_window_ms=round(window * 1000),
         clock_speed=speed,
-        start_ms=_timestamp(raw.key("start"), raw["start"]),
+        start_ms=_timestamp(raw.key("start"), start),
         community=community,
         max_power_w=max_power,
         gap_after_ms=round(gap_after * 1000),

@@ -63,7 +63,10 @@ ETHEREUM_DEFAULTS: dict[str, Any] = {
 DEMO_DEFAULTS: dict[str, Any] = {
     "price_per_kwh_wei": 10**15,  # 0.001 ether per kWh
     "total_value_wei": 10**18,  # the panels are worth 1 ether
-    "grace_period_s": 86_400,  # community seconds a bill may stay unpaid
+    # community seconds a bill may stay unpaid. Why 4 hours and not a day: at the demo's clock speed (60x) a day of
+    # grace is 24 real minutes; with 4 hours the demo's non-paying household falls out of good standing about 5
+    # minutes after ./start_scb.sh and is repossessed a little later (settlement.households)
+    "grace_period_s": 14_400,
     "shares_bps": [],  # empty: equal shares (the first holders get the remainder)
     "beneficiary": "",  # empty: the hub account
 }
