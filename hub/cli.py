@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "mam_client.node.cli",
     "energy_manager.cli",
     "settlement.cli",
+    "settlement.households",
     "dashboard.cli",
     "hub.commands",
     "hub.db_commands",

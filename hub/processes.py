@@ -3,7 +3,8 @@
 Processes, in start order (ARCHITECTURE.md "Processes"):
 1. anvil, the local Ethereum chain (state kept in the data directory) - only when no external RPC is configured;
 2. `scb tangle-node` - only when no external IOTA node is configured;
-3. `scb energy-manager`, 4. `scb mam-client`, 5. `scb settlement`, 6. `scb dashboard`.
+3. `scb energy-manager`, 4. `scb mam-client`, 5. `scb settlement`, 6. `scb dashboard`;
+7. `scb demo-households` - only on the embedded chain's demo system (settlement.households).
 
 The process table (`<data_dir>/run/processes.json`) says where each runs and how it fares; `scb status` and the
 dashboard read it together with the processes' heartbeats (scb.loop).
@@ -145,6 +146,11 @@ def plan(config: Config, config_path: str | None) -> list[Child]:
     for name in ("energy-manager", "mam-client", "settlement", "dashboard"):
         if name in commands:
             children.append(Child(name, scb + [name], logs / f"{name}.log"))
+    from settlement.settings import settlement_settings
+
+    # the demo households pay from the development accounts: on the embedded chain's demo system only
+    if "demo-households" in commands and eth.embedded and settlement_settings(config).system_id is None:
+        children.append(Child("demo-households", scb + ["demo-households"], logs / "demo-households.log"))
     return children
 
 
