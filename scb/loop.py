@@ -4,8 +4,9 @@ A hub runs unattended, so a loop may neither die while its process looks alive n
 
 * **Expected trouble is retried in place, with backoff**: a peer that is down (`TransportError`) or that
   refused (`Refused`: the loop records the reason and tries again on the slow end of the backoff), a database
-  that is locked beyond its busy timeout, full or failing (`DatabaseUnavailable`, SQLAlchemy's and sqlite3's
-  `OperationalError`, `OSError` such as ENOSPC/EIO). Why in place: the cause is outside the process, a restart
+  that is locked beyond its busy timeout, full or failing (`DatabaseUnavailable`, SQLAlchemy's, sqlite3's and
+  psycopg's `OperationalError`: for PostgreSQL also a server restart, a serialization failure or a deadlock;
+  `OSError` such as ENOSPC/EIO). Why in place: the cause is outside the process, a restart
   would not cure it, and a restart storm would only add load to the database that is already struggling.
   The error is shown in the loop's heartbeat (and so in `scb status` and on the dashboard) while it lasts.
 * **Anything else is a bug or a state the code does not know** (including a `DataError` or `ConfigError` that
@@ -73,6 +74,11 @@ def is_transient(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - sqlalchemy is a dependency
         pass
     if isinstance(exc, sqlite3.OperationalError):
+        return True
+    # PostgreSQL through psycopg 3 unwrapped (SQLAlchemy wraps the same as its OperationalError, above): server
+    # down, restarting or refusing connections, a serialization failure, a deadlock, lock_timeout, a full disk.
+    psycopg = sys.modules.get("psycopg")  # never imported here: a SQLite hub need not have it loaded
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
         return True
     return isinstance(exc, OSError) and exc.errno in _OS_TRANSIENT
 
