@@ -12,7 +12,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "scb.example.toml"
 
 def test_embedded_defaults_start_everything(tmp_path: Path) -> None:
     names = [c.name for c in plan(Config(data={"hub": {"data_dir": str(tmp_path)}}), None)]
-    assert names == ["anvil", "tangle-node", "energy-manager", "mam-client", "settlement", "dashboard"]
+    assert names == ["anvil", "tangle-node", "energy-manager", "mam-client", "settlement", "dashboard",
+                     "demo-households"]
 
 
 def test_external_node_and_chain_start_neither(tmp_path: Path) -> None:
