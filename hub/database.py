@@ -5,7 +5,7 @@ import importlib
 
 #: The components' model modules. Each registers its tables on `scb.db.Base.metadata` when imported; the
 #: application layer imports them all where the whole schema is needed (autogenerate, `scb db check`).
-MODEL_MODULES = ("mam_client.models", "energy_manager.models", "settlement.models")
+MODEL_MODULES = ("mam_client.models", "energy_manager.models", "settlement.models", "hub.fleet.models")
 
 
 def load_models() -> None:
