@@ -53,6 +53,9 @@ DATABASE_DEFAULTS: dict[str, Any] = {
     # SQLite: the largest the database file may grow, in MiB (0: no limit but the disk). Past it, writes fail as
     # on a full disk and are retried; for an SD card partition shared with other data.
     "max_size_mb": 0,
+    # PostgreSQL: a file (mode 0600) holding the role's password, read at each connect; never put the password in
+    # `url`, which is shown in logs and status (docs/database.md)
+    "password_file": "",
 }
 
 
@@ -157,8 +160,22 @@ class Config:
 
     @property
     def database_url(self) -> str:
-        url = check.read_section(self, "database", DATABASE_DEFAULTS).string(
-            "url", expected='an SQLAlchemy database URL (or "" for <data_dir>/scb.sqlite3)')
+        raw = check.read_section(self, "database", DATABASE_DEFAULTS)
+        url = raw.string("url", expected='an SQLAlchemy database URL (or "" for <data_dir>/scb.sqlite3)')
+        password_file = raw.string("password_file", expected="the path of a 0600 file holding the password")
+        if password_file and url:
+            # carried in the URL as SCB's own query parameter, so that every engine (make_engine) and every
+            # `--url` finds it; scb.db strips it before connecting
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                parsed = make_url(url)
+            except ArgumentError:
+                raise ConfigError("database.url: not an SQLAlchemy database URL "
+                                  "(e.g. postgresql+psycopg://scb@localhost/scb)") from None
+            path = str(Path(password_file).expanduser().resolve())
+            return parsed.update_query_dict({"password_file": path}).render_as_string(hide_password=False)
         return url or f"sqlite:///{self.data_dir / 'scb.sqlite3'}"
 
     @property

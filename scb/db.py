@@ -1,7 +1,9 @@
 """The project database: one SQLAlchemy engine shared by all processes of a hub.
 
 SQLite (the default) runs in WAL mode with `synchronous=FULL`, so a committed row survives kill -9 and a power
-cut, and readers never block the writer. Any SQLAlchemy URL (e.g. PostgreSQL for a fleet) works too.
+cut, and readers never block the writer. PostgreSQL (`postgresql+psycopg://...`) runs the same hub with the same
+guarantees by other means (docs/database.md): one writer at a time through an advisory lock instead of SQLite's
+`BEGIN IMMEDIATE`, and read-only sessions through `default_transaction_read_only` instead of `PRAGMA query_only`.
 Every table of every component hangs off the one `Base.metadata`; the schema is created and upgraded by the
 Alembic migrations in `scb/migrations` (see docs/operations.md).
 """
@@ -11,10 +13,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import URL, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from scb.errors import ConfigError
 
 if TYPE_CHECKING:
     from scb.config import Config
@@ -40,23 +46,76 @@ class Base(DeclarativeBase):
 #: Why 30 s: longer than any one transaction of the hub takes on an SD card, short enough that a lock held by a
 #: stuck process is reported (as a failing loop) while it lasts.
 BUSY_TIMEOUT_MS = 30_000
+#: PostgreSQL: the advisory lock every writing transaction of the hub takes first (any 64-bit constant, distinct
+#: from scb.migrate's). Why one lock for all writers: the hub's components were written against SQLite, where
+#: `BEGIN IMMEDIATE` makes every transaction the only writer; the outbox claim (one message prepared at a time),
+#: the channel state advance (a one-time key index must never be used twice), the settlement period rows (one
+#: prepared transaction per period) and the window enqueue of the energy manager all rely on that. Taking the same
+#: exclusion on PostgreSQL keeps every one of them correct, including any added later, where row locks in each
+#: place would be one forgotten `FOR UPDATE` away from a key signed twice. A hub writes a few rows a second, so
+#: the concurrency given up costs nothing measurable (docs/database.md).
+WRITER_LOCK_KEY = 0x5CB_D8_0002
+#: PostgreSQL: how long to wait for the server to accept a connection. Why: without it a black-holed network
+#: hangs a loop for the kernel's TCP timeout (minutes) instead of failing into the retry policy.
+CONNECT_TIMEOUT_S = 10
+#: The SCB-specific URL query parameter naming a 0600 file with the database password (stripped before connecting).
+PASSWORD_FILE_PARAM = "password_file"
 
 
-def make_engine(url: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-                max_size_mb: int = 0, read_only: bool = False) -> Engine:
+def safe_url(url: str | URL) -> str:
+    """The URL for logs, status and messages: any password masked (`***`). Unparseable text is shown cut short
+    rather than raising, because this runs while reporting another error."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        text = str(url)
+        return text.split("://", 1)[0] + "://..." if "@" in text else text[:200]
+
+
+def _postgres_password_file(url: URL) -> tuple[URL, Path | None]:
+    """Take SCB's `password_file` out of the URL's query (libpq would reject it); refuse it beside a password."""
+    value = url.query.get(PASSWORD_FILE_PARAM)
+    if value is None:
+        return url, None
+    if isinstance(value, tuple):
+        raise ConfigError(f"database url: {PASSWORD_FILE_PARAM} given more than once")
+    if url.password is not None:
+        raise ConfigError("database url has both a password and a password file; keep only the file "
+                          "(a password in the URL ends up in shell history and process listings)")
+    return url.difference_update_query([PASSWORD_FILE_PARAM]), Path(value).expanduser()
+
+
+def make_engine(url: str | URL, synchronous: str = "FULL", busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                max_size_mb: int = 0, read_only: bool = False, serialise_writers: bool = True) -> Engine:
     """Create an engine; for SQLite, create the file's directory and set the durability pragmas.
 
     `busy_timeout_ms`: how long a connection waits for another's lock; `max_size_mb` (0: none) caps the file, as
     a full disk would (both per connection: SQLite keeps neither in the file).
 
-    `read_only` (SQLite; for readers such as the dashboard): transactions begin deferred instead of `BEGIN
+    `read_only` (for readers such as the dashboard): SQLite transactions begin deferred instead of `BEGIN
     IMMEDIATE`, and `PRAGMA query_only` refuses any write. Why: IMMEDIATE takes the write lock, so a reader that
     used it would hold every writer up for the length of its queries (and wait behind them); a deferred
     transaction in WAL mode reads one snapshot and never blocks the writer. query_only makes a bug in a reader
-    an error instead of a change to the hub's records. (Another database: give the reader a read-only role.)"""
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+    an error instead of a change to the hub's records.
+
+    PostgreSQL (`postgresql+psycopg://user@host/db`, password from `?password_file=PATH`, a 0600 file read at each
+    connect): every transaction of a writing engine first takes the advisory lock `WRITER_LOCK_KEY` (the same
+    one-writer-at-a-time as `BEGIN IMMEDIATE`; `serialise_writers=False` for a server that does its own
+    locking, such as the fleet), waiting at most `busy_timeout_ms` (`lock_timeout`; past it the attempt fails
+    with an OperationalError that the failure policy retries). A `read_only` engine takes no lock, runs every
+    transaction REPEATABLE READ (one snapshot, as SQLite's deferred read) with `default_transaction_read_only`,
+    so the server refuses its writes. Sessions run in UTC, and pooled connections are checked before use, so
+    that a server restart costs one retried attempt, not a stream of errors."""
+    if isinstance(url, str) and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database url {safe_url(url)!r} is not an SQLAlchemy URL "
+                          "(e.g. postgresql+psycopg://scb@localhost/scb)") from None
+    if parsed.get_backend_name() == "postgresql":
+        return _postgres_engine(parsed, busy_timeout_ms, read_only, serialise_writers)
+    engine = create_engine(parsed, future=True)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -80,6 +139,36 @@ def make_engine(url: str, synchronous: str = "FULL", busy_timeout_ms: int = BUSY
             # IMMEDIATE: take the write lock at the start, so two processes never deadlock on lock upgrade;
             # a reader's deferred BEGIN takes no lock until it reads, and then only a snapshot.
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _postgres_engine(url: URL, busy_timeout_ms: int, read_only: bool, serialise_writers: bool) -> Engine:
+    if url.get_driver_name() != "psycopg":
+        raise ConfigError(f"database url {safe_url(url)!r}: use the psycopg 3 driver, postgresql+psycopg://... "
+                          "(the one SCB installs and tests)")
+    url, password_file = _postgres_password_file(url)
+    options = [f"-c lock_timeout={int(busy_timeout_ms)}", "-c TimeZone=UTC"]
+    if read_only:
+        options.append("-c default_transaction_read_only=on")
+    connect_args: dict[str, Any] = {"options": " ".join(options), "connect_timeout": CONNECT_TIMEOUT_S}
+    engine = create_engine(url, future=True, pool_pre_ping=True, connect_args=connect_args,
+                           isolation_level="REPEATABLE READ" if read_only else "READ COMMITTED")
+
+    if password_file is not None:
+        from scb.files import read_secret_file
+
+        @event.listens_for(engine, "do_connect")
+        def _password(_dialect, _record, _cargs, cparams) -> None:  # type: ignore[no-untyped-def]
+            # read at each connect: a rotated password takes effect without a restart, and it never sits in a URL
+            cparams["password"] = read_secret_file(password_file, "database password")
+
+    if not read_only and serialise_writers:
+
+        @event.listens_for(engine, "begin")
+        def _writer_lock(conn) -> None:  # type: ignore[no-untyped-def]
+            # released by the transaction's commit or rollback (also when the connection dies with its process)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
 
     return engine
 
