@@ -8,7 +8,7 @@ reasons are the hub's own record of why a household's loads were switched.
 A period row moves through states:
     prepared   readings assigned (energy_readings.period), tree built, proofs stored - nothing sent yet
     submitted  a signed settle transaction is stored (hash, raw bytes, nonce) and may be on its way
-    settled    the chain holds the period (receipt with enough confirmations, or found there on reconciliation)
+    settled    the chain holds the period (receipt `confirmations` blocks deep, or found there on reconciliation)
     abandoned  the chain settled a later period first (another hub, a restored backup): this id can never be
                settled, so its readings were released to the next period
 """
@@ -109,11 +109,39 @@ class SettlementPeriod(Base):
     raw_tx: Mapped[str | None] = mapped_column(Text, nullable=True)
     nonce: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: hash of the block that holds the settlement (0x hex): a reorg shows as another hash at `block_number`
+    block_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     due_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SettlementTransaction(Base):
+    """Every settle transaction signed for a period: the first one and each replacement (same nonce, higher fees)
+    or re-signing (a new nonce after another transaction took the old one).
+
+    Why every one is kept: a replaced transaction may still be mined instead of its replacement (whichever a block
+    producer picks first), so the job looks for a receipt of *any* of them; and an operator sees what was paid
+    and why. The period row's `tx_hash` / `raw_tx` / `nonce` are those of the newest one (or the mined one).
+    """
+
+    __tablename__ = "settlement_transactions"
+    __table_args__ = (Index("ix_settlement_transactions_period", "period_ref", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    period_ref: Mapped[int] = mapped_column(ForeignKey("settlement_periods.id"))
+    tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    raw_tx: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    gas: Mapped[int] = mapped_column(BigInteger)
+    #: wei as decimal strings (they may exceed 64 bits); `tip_wei` NULL: a legacy transaction (gasPrice = max fee)
+    max_fee_wei: Mapped[str] = mapped_column(String(80))
+    tip_wei: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    #: why it was signed: "first", "replacement" (stuck), "new nonce" (the old one was taken)
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ReadingProof(Base):
