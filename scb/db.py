@@ -144,6 +144,8 @@ def make_engine(url: str | URL, synchronous: str = "FULL", busy_timeout_ms: int 
 
 
 def _postgres_engine(url: URL, busy_timeout_ms: int, read_only: bool, serialise_writers: bool) -> Engine:
+    if url.drivername == "postgresql":  # no driver named: the one SCB installs, not SQLAlchemy's psycopg2 default
+        url = url.set(drivername="postgresql+psycopg")
     if url.get_driver_name() != "psycopg":
         raise ConfigError(f"database url {safe_url(url)!r}: use the psycopg 3 driver, postgresql+psycopg://... "
                           "(the one SCB installs and tests)")

@@ -2,7 +2,7 @@
 
 Interface (import the fixtures into a test module, or into a conftest.py, so pytest sees them)::
 
-    from tests.services.postgres import postgres_server, postgresql_url  # noqa: F401  (fixtures)
+    from tests.services.postgres import database_url, postgres_server, postgresql_url  # noqa: F401 (fixtures)
 
     def test_something(postgresql_url: str) -> None:      # a fresh, empty database for this test
         engine = sqlalchemy.create_engine(postgresql_url)  # "postgresql+psycopg://scb_admin@127.0.0.1:PORT/t_..."
@@ -17,6 +17,8 @@ Interface (import the fixtures into a test module, or into a conftest.py, so pyt
 - `postgres_server` (session scope): the running server. `.host`, `.port`, `.superuser` ("scb_admin"),
   `.url(database, user=None, password=None)` builds a `postgresql+psycopg://` URL.
 - `postgresql_url` (function scope): `postgres_server.create_database()`; the database is dropped after the test.
+- `database_url` (function scope, parametrised "sqlite"/"postgresql"): an empty database on each backend, for the
+  tests that must hold on both; `backend(url)` says which one a test got.
 - Authentication: the superuser `scb_admin` connects over 127.0.0.1 without a password (trust, only for that role),
   every other role needs its password (scram-sha-256), so a test of password handling can fail.
 - Missing PostgreSQL binaries: `tests.conftest.require_service` (a skip locally, a failure with CI=true).
@@ -307,3 +309,27 @@ def postgresql_url(postgres_server: PostgresServer) -> Iterator[str]:
     yield url
     if postgres_server.running:
         postgres_server.drop_database(database_name(url))
+
+
+#: The backends a database-facing test runs on (`database_url`'s params): the embedded default and PostgreSQL.
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty hub database, once on SQLite (a file in tmp_path) and once on PostgreSQL (a fresh database).
+
+    The PostgreSQL server is started only when a postgresql case runs (`-k sqlite` never needs one)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scb.sqlite3'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    if server.running:
+        server.drop_database(database_name(url))
+
+
+def backend(url: str) -> str:
+    """"sqlite" or "postgresql": which backend a `database_url` is on (for the few assertions that differ)."""
+    return url.split(":", 1)[0].split("+", 1)[0]
