@@ -1,4 +1,4 @@
-"""Alembic migrations: `upgrade head` on an empty database gives exactly the models' schema.
+"""Alembic migrations: `upgrade head` on an empty database gives exactly the models' schema, on SQLite and PostgreSQL.
 
 If this fails after you changed a model, add a revision: `scb db revision -m "what changed"` (docs/database.md).
 """
@@ -38,10 +38,10 @@ def url(tmp_path: Path, name: str = "scb.sqlite3") -> str:
     return f"sqlite:///{tmp_path / name}"
 
 
-def test_upgrade_head_on_an_empty_database_gives_exactly_the_models(tmp_path: Path) -> None:
+def test_upgrade_head_on_an_empty_database_gives_exactly_the_models(database_url: str) -> None:
     import_every_project_module()
     load_models()
-    engine = make_engine(url(tmp_path))
+    engine = make_engine(database_url)
     try:
         upgrade(engine)
         with engine.connect() as conn:
@@ -55,15 +55,15 @@ def test_upgrade_head_on_an_empty_database_gives_exactly_the_models(tmp_path: Pa
     assert {"mam_messages", "mam_channels", "energy_readings"} <= tables
 
 
-def test_the_alembic_command_line_does_the_same(tmp_path: Path) -> None:
+def test_the_alembic_command_line_does_the_same(tmp_path: Path, database_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCB_")}
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("alembic")), "-c", str(REPO / "scb" / "migrations" / "alembic.ini"),
-         "-x", f"url={url(tmp_path)}", "upgrade", "head"],
+         "-x", f"url={database_url}", "upgrade", "head"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    engine = make_engine(url(tmp_path))
+    engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
             assert schema_diff(conn) == []
@@ -81,8 +81,8 @@ def test_one_line_of_history() -> None:
     assert len(script.get_heads()) == 1, "two revisions share a parent: merge them (alembic merge)"
 
 
-def test_upgrade_is_idempotent_and_downgrade_reverses_it(tmp_path: Path) -> None:
-    engine = make_engine(url(tmp_path))
+def test_upgrade_is_idempotent_and_downgrade_reverses_it(database_url: str) -> None:
+    engine = make_engine(database_url)
     try:
         upgrade(engine)
         upgrade(engine)
@@ -103,12 +103,12 @@ def test_upgrade_is_idempotent_and_downgrade_reverses_it(tmp_path: Path) -> None
         engine.dispose()
 
 
-def test_concurrent_starts_all_succeed(tmp_path: Path) -> None:
+def test_concurrent_starts_all_succeed(database_url: str) -> None:
     """Three processes start at once on a new hub: each migrates; exactly one creates the tables."""
     errors: list[BaseException] = []
 
     def start() -> None:
-        engine = make_engine(url(tmp_path))
+        engine = make_engine(database_url)
         try:
             upgrade(engine)
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion
@@ -122,11 +122,11 @@ def test_concurrent_starts_all_succeed(tmp_path: Path) -> None:
     for t in threads:
         t.join(60)
     assert errors == []
-    assert current_revision(url(tmp_path)) == head_revision()
+    assert current_revision(database_url) == head_revision()
 
 
-def test_data_survives_an_upgrade_run(tmp_path: Path) -> None:
-    engine = make_engine(url(tmp_path))
+def test_data_survives_an_upgrade_run(database_url: str) -> None:
+    engine = make_engine(database_url)
     try:
         upgrade(engine)
         with engine.begin() as conn:
@@ -139,9 +139,9 @@ def test_data_survives_an_upgrade_run(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_a_database_made_by_create_all_is_adopted_when_it_matches(tmp_path: Path) -> None:
+def test_a_database_made_by_create_all_is_adopted_when_it_matches(database_url: str) -> None:
     load_models()
-    engine = make_engine(url(tmp_path))
+    engine = make_engine(database_url)
     try:
         Base.metadata.create_all(engine)
         upgrade(engine)
@@ -150,8 +150,8 @@ def test_a_database_made_by_create_all_is_adopted_when_it_matches(tmp_path: Path
         engine.dispose()
 
 
-def test_an_unversioned_database_that_differs_is_refused(tmp_path: Path) -> None:
-    engine = make_engine(url(tmp_path))
+def test_an_unversioned_database_that_differs_is_refused(database_url: str) -> None:
+    engine = make_engine(database_url)
     try:
         other = MetaData()
         Table("mam_messages", other, Column("id", Integer, primary_key=True))
@@ -163,8 +163,8 @@ def test_an_unversioned_database_that_differs_is_refused(tmp_path: Path) -> None
         engine.dispose()
 
 
-def test_a_database_from_a_newer_scb_is_refused_with_advice(tmp_path: Path) -> None:
-    engine = make_engine(url(tmp_path))
+def test_a_database_from_a_newer_scb_is_refused_with_advice(database_url: str) -> None:
+    engine = make_engine(database_url)
     try:
         upgrade(engine)
         with engine.begin() as conn:
@@ -175,8 +175,8 @@ def test_a_database_from_a_newer_scb_is_refused_with_advice(tmp_path: Path) -> N
         engine.dispose()
 
 
-def test_open_database_runs_the_migrations(tmp_path: Path) -> None:
-    factory = open_database(Config(data={"hub": {"data_dir": str(tmp_path)}}))
+def test_open_database_runs_the_migrations(tmp_path: Path, database_url: str) -> None:
+    factory = open_database(Config(data={"hub": {"data_dir": str(tmp_path)}, "database": {"url": database_url}}))
     engine = factory.kw["bind"]
     try:
         assert current_revision(engine) == head_revision()
@@ -184,10 +184,10 @@ def test_open_database_runs_the_migrations(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_scb_db_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_scb_db_commands(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     from hub.cli import main
 
-    target = url(tmp_path)
+    target = database_url
     assert main(["db", "current", "--url", target]) == 0
     assert "not created yet" in capsys.readouterr().out
     assert main(["db", "upgrade", "--url", target]) == 0
