@@ -6,9 +6,9 @@ one pymodbus client, one thread with its own asyncio loop, and one lock, and it 
 requests are never on the wire at once. Each device keeps its newest complete frame; the sampling loop takes it
 from `read()` without waiting for the bus (a slow meter never delays the others' samples).
 
-Bad input is counted as events and never leaves the poll: a timeout (no answer, which is also what a CRC error
-or a wrong unit looks like to the client: pymodbus drops such frames), a Modbus exception response, an answer
-from another unit, NaN or infinite floats. A frame with any bad value is not kept, so a meter's register never
+Bad input is counted as events and never leaves the poll: a timeout (no answer), a Modbus exception response, a
+CRC error and an answer from another unit (pymodbus drops both frames and times out; `Wire` records the bytes it
+received so `energy_manager.modbus.frames` tells them apart), NaN or infinite floats. A frame with any bad value is not kept, so a meter's register never
 mixes two polls. A register that goes down (a reset or a replaced meter) is the sampling loop's business
 (`energy_manager.registers`: recorded as a reset, never negative energy). A gateway or adapter that disappears
 is reconnected with backoff (`scb.retry.Backoff`), reported once per outage as `unavailable` and `reconnected`.
@@ -19,6 +19,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from energy_manager.drivers.base import Device, DeviceSample, InputEvent, LatestFrame
 from energy_manager.drivers.serial_line import RECONNECTED, UNAVAILABLE
-from energy_manager.modbus import sunspec
+from energy_manager.modbus import frames, sunspec
 from energy_manager.modbus.decode import Block, decode_block, show_registers
 from energy_manager.modbus.profiles import Profile
 from scb.errors import DataError, TransportError
@@ -43,9 +44,10 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 if logging.getLogger().isEnabledFor(logging.DEBUG):
     logging.getLogger("pymodbus").setLevel(logging.DEBUG)
 
-TIMEOUT = "timeout"
+TIMEOUT = frames.TIMEOUT
 MODBUS_EXCEPTION = "modbus_exception"
-WRONG_UNIT = "wrong_unit"
+CRC = frames.CRC
+WRONG_UNIT = frames.WRONG_UNIT
 BAD_VALUE = "bad_value"
 NOT_SUNSPEC = "not_sunspec"
 #: Modbus exception codes by number (Modbus application protocol specification, section 7).
@@ -81,12 +83,55 @@ class Link:
         return f"{self.host}:{self.port}"
 
     def client(self, timeout_s: float) -> ModbusBaseClient:
-        """A pymodbus client without its own retries or reconnects: the bus does both, with events."""
+        """A pymodbus client without its own retries or reconnects (the bus does both, with events), whose
+        received bytes a `Wire` records."""
+        wire = Wire(self.transport)
+        client: ModbusBaseClient
         if self.transport == "rtu":
-            return AsyncModbusSerialClient(self.serial_port, baudrate=self.baud, parity=self.parity,
-                                           stopbits=self.stopbits, bytesize=self.bytesize, timeout=timeout_s,
-                                           retries=0, reconnect_delay=0)
-        return AsyncModbusTcpClient(self.host, port=self.port, timeout=timeout_s, retries=0, reconnect_delay=0)
+            client = AsyncModbusSerialClient(self.serial_port, baudrate=self.baud, parity=self.parity,
+                                             stopbits=self.stopbits, bytesize=self.bytesize, timeout=timeout_s,
+                                             retries=0, reconnect_delay=0, trace_packet=wire.trace)
+        else:
+            client = AsyncModbusTcpClient(self.host, port=self.port, timeout=timeout_s, retries=0,
+                                          reconnect_delay=0, trace_packet=wire.trace)
+        _WIRES[client] = wire
+        return client
+
+
+class Wire:
+    """The bytes received for the request in flight on one client, as pymodbus handed them to its framer.
+
+    pymodbus calls `trace_packet(False, buffer)` with its whole receive buffer each time bytes arrive (the buffer
+    grows until the framer takes a frame or discards it), so each call is kept as one buffer: `diagnose` looks at
+    them as the framer did. Only one request is on a bus at a time (the bus lock), so `begin` before each
+    request is enough to keep answers apart. The list is capped: a babbling line must not eat memory.
+    """
+
+    LIMIT = 16
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
+        self.received: list[bytes] = []
+
+    def trace(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            if self.received and data.startswith(self.received[-1]):
+                self.received[-1] = data  # the same buffer, grown
+            elif len(self.received) < self.LIMIT:
+                self.received.append(data)
+        return data
+
+    def begin(self) -> None:
+        self.received = []
+
+    def diagnose(self, unit: int) -> frames.Verdict:
+        if self.transport == "rtu":
+            return frames.diagnose_rtu(self.received, unit)
+        return frames.diagnose_tcp(self.received, unit)
+
+
+#: each client's Wire (weak: a closed client and its wire go together)
+_WIRES: "weakref.WeakKeyDictionary[ModbusBaseClient, Wire]" = weakref.WeakKeyDictionary()
 
 
 class PollError(DataError):
@@ -105,6 +150,9 @@ async def read_block(client: ModbusBaseClient, unit: int, block: Block) -> list[
     """The registers of one block from one unit; PollError for bad input, BusLost for a lost connection."""
     call = client.read_input_registers if block.function == "input" else client.read_holding_registers
     where = f"{block.function} registers {block.address}..{block.address + block.count - 1} of unit {unit}"
+    wire = _WIRES.get(client)
+    if wire is not None:
+        wire.begin()
     try:
         response = await call(block.address, count=block.count, device_id=unit)
     except ConnectionException as exc:
@@ -112,7 +160,12 @@ async def read_block(client: ModbusBaseClient, unit: int, block: Block) -> list[
     except ModbusIOException as exc:
         if not client.connected:
             raise BusLost(str(exc)) from exc
-        raise PollError(TIMEOUT, f"no answer for {where}") from exc
+        if wire is None:
+            raise PollError(TIMEOUT, f"no answer for {where}") from exc
+        verdict = wire.diagnose(unit)
+        detail = f"no answer for {where}" if verdict.kind == TIMEOUT and not verdict.raw else \
+            f"{verdict.detail} ({where})"
+        raise PollError(verdict.kind, detail, verdict.raw or None) from exc
     except ModbusException as exc:
         raise PollError(TIMEOUT, f"{where}: {exc}") from exc
     except OSError as exc:

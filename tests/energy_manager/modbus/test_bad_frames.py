@@ -1,0 +1,169 @@
+"""Answers pymodbus's server never gives, from a raw RTU responder on a pty: another unit answering and a
+corrupted CRC are counted as their own kinds ("wrong_unit", "crc"), not as timeouts, logged with the raw frame,
+and the other meter on the bus goes on being read."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from energy_manager.drivers.modbus import CRC, TIMEOUT, WRONG_UNIT, Link, ModbusDevice
+from energy_manager.modbus import frames
+from energy_manager.modbus.profiles import load_profile
+from tests.energy_manager.modbus.meter_sim import Unit
+from tests.energy_manager.modbus.raw_rtu import RawResponder, crc16_modbus, registers_answer, with_crc
+from tests.energy_manager.modbus.test_tcp import Collect, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def sdm120(import_kwh: float, power_w: float) -> Unit:
+    unit = Unit()
+    unit.words("input", 0x00, [0x4366, 0x0000])  # 230.0 V
+    unit.put("input", 0x0C, "float32", "high_first", power_w)
+    unit.words("input", 0x46, [0x4248, 0x0000])  # 50.0 Hz
+    unit.put("input", 0x48, "float32", "high_first", import_kwh)
+    return unit
+
+
+class Bus:
+    """Two SDM120s, units 1 and 2; `mode[unit]` says how a unit answers: "good", "wrong_unit" (as unit 7),
+    "bad_crc" (the right frame, its CRC's low byte flipped) or "noise" (bytes that are no frame)."""
+
+    def __init__(self) -> None:
+        self.units = {1: sdm120(1.5, 100.0), 2: sdm120(2.5, 200.0)}
+        self.mode = {1: "good", 2: "good"}
+        self.responder = RawResponder(self.answer)
+
+    def answer(self, unit: int, function: int, address: int, count: int) -> bytes | None:
+        if unit not in self.units or function != 4:
+            return None
+        table = self.units[unit].input
+        registers = [table.get(a, 0) for a in range(address, address + count)]
+        mode = self.mode[unit]
+        if mode == "wrong_unit":
+            return with_crc(registers_answer(7, function, registers))
+        frame = with_crc(registers_answer(unit, function, registers))
+        if mode == "bad_crc":
+            return frame[:-2] + bytes([frame[-2] ^ 0x5A, frame[-1]])
+        if mode == "noise":
+            return b"\x00\xff\x13\x37\x00"
+        return frame
+
+
+@pytest.fixture()
+def bus() -> Iterator[Bus]:
+    b = Bus()
+    yield b
+    b.responder.close()
+
+
+def meter(bus: Bus, unit: int) -> ModbusDevice:
+    return ModbusDevice(f"h{unit}", Link("rtu", serial_port=bus.responder.path, baud=9600), unit,
+                        load_profile("sdm120"), timeout_s=0.3, poll_interval_s=0.05, retry_min_s=0.05,
+                        retry_max_s=0.2)
+
+
+def run_bad_unit(bus: Bus, mode: str, kind: str) -> tuple[Collect, Collect]:
+    """Both meters read well, then unit 2 answers in `mode` until it has `kind` events three times, then well
+    again. Returns both collections; unit 1 must have gone on being read throughout."""
+    devices = [meter(bus, 1), meter(bus, 2)]
+    h1, h2 = (Collect(d) for d in devices)
+    for d in devices:
+        d.open()
+    try:
+        wait_for(lambda: (h1(), h2(), h1.samples and h2.samples)[2], timeout=30)
+        bus.mode[2] = mode
+        wait_for(lambda: (h1(), h2(), h2.kinds().count(kind) >= 3)[2], timeout=30)
+        n1, n2 = len(h1.samples), len(h2.samples)
+        wait_for(lambda: (h1(), len(h1.samples) > n1 + 2)[1], timeout=30)  # unit 1 undisturbed
+        assert len(h2.samples) <= n2 + 1  # at most the frame taken before the switch
+        bus.mode[2] = "good"
+        wait_for(lambda: (h1(), h2(), len(h2.samples) > n2 + 1)[2], timeout=30)  # unit 2 back
+    finally:
+        for d in devices:
+            d.close()
+    assert h2.samples[-1].values["import_wh"] == 2500.0
+    assert h1.samples[-1].values["import_wh"] == 1500.0
+    assert not h1.events, [e.detail for e in h1.events]
+    return h1, h2
+
+
+def test_the_tests_crc_is_crc16_modbus() -> None:
+    # the catalogue's check value (CRC-16/MODBUS of "123456789") and a request from the specification's example
+    assert crc16_modbus(b"123456789") == 0x4B37
+    assert with_crc(bytes.fromhex("010400000002")) == bytes.fromhex("01040000000271cb")
+
+
+def test_a_wrong_unit_answering_is_counted_as_such(bus: Bus, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="energy_manager.modbus")
+    _, h2 = run_bad_unit(bus, "wrong_unit", WRONG_UNIT)
+    bad = [e for e in h2.events if e.kind == WRONG_UNIT]
+    assert {e.kind for e in h2.events} == {WRONG_UNIT}, h2.kinds()  # not timeouts, nothing else
+    assert "unit 7 answered a request to unit 2" in bad[0].detail
+    assert bad[0].raw is not None
+    frame = bytes.fromhex(bad[0].raw.decode())
+    assert frame[0] == 7 and frame[1] == 4
+    assert crc16_modbus(frame[:-2]).to_bytes(2, "little") == frame[-2:]  # the sound frame, as it came
+    logged = [r.getMessage() for r in caplog.records if "unit 7 answered" in r.getMessage()]
+    assert logged and bad[0].raw.decode() in logged[0]  # logged with the raw frame
+
+
+def test_a_corrupted_crc_is_counted_as_crc_not_timeout(bus: Bus, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="energy_manager.modbus")
+    _, h2 = run_bad_unit(bus, "bad_crc", CRC)
+    bad = [e for e in h2.events if e.kind == CRC]
+    assert {e.kind for e in h2.events} == {CRC}, h2.kinds()
+    assert bad[0].raw is not None
+    frame = bytes.fromhex(bad[0].raw.decode())
+    assert frame[0] == 2 and frame[1] == 4 and len(frame) == 5 + frame[2]
+    assert crc16_modbus(frame[:-2]).to_bytes(2, "little") != frame[-2:]
+    assert any(bad[0].raw.decode() in r.getMessage() for r in caplog.records)
+
+
+def test_noise_on_the_line_is_counted_as_crc(bus: Bus) -> None:
+    _, h2 = run_bad_unit(bus, "noise", CRC)
+    assert {e.kind for e in h2.events} == {CRC}, h2.kinds()
+    assert h2.events[0].raw == b"00 ff 13 37 00"
+
+
+def test_a_unit_that_says_nothing_is_still_a_timeout(bus: Bus) -> None:
+    bus.units.pop(2)
+    d = meter(bus, 2)
+    seen = Collect(d)
+    d.open()
+    try:
+        wait_for(lambda: (seen(), len(seen.events) >= 2)[1], timeout=30)
+    finally:
+        d.close()
+    assert {e.kind for e in seen.events} == {TIMEOUT}
+    assert all(e.raw is None for e in seen.events)
+
+
+# -- the verdicts themselves, on crafted buffers (pure) ------------------------------------------------------
+ANSWER = with_crc(registers_answer(2, 4, [0x4366, 0x0000]))
+
+
+def test_verdicts_on_crafted_buffers() -> None:
+    wrong = with_crc(registers_answer(9, 4, [1, 2]))
+    assert frames.diagnose_rtu([wrong], 2).kind == WRONG_UNIT
+    assert frames.diagnose_rtu([b"\x00\x13" + wrong], 2).kind == WRONG_UNIT  # after noise, as pymodbus hunts
+    damaged = ANSWER[:4] + bytes([ANSWER[4] ^ 1]) + ANSWER[5:]
+    assert frames.diagnose_rtu([damaged], 2).kind == CRC
+    assert frames.diagnose_rtu([ANSWER[:5]], 2).kind == CRC  # cut short
+    assert frames.diagnose_rtu([ANSWER], 2).kind == TIMEOUT  # sound and ours: it came too late
+    assert frames.diagnose_rtu([], 2) == frames.Verdict(TIMEOUT, "no answer from unit 2", b"")
+    exception = with_crc(bytes([5, 0x84, 2]))
+    assert frames.diagnose_rtu([exception], 2).kind == WRONG_UNIT
+    # Modbus TCP: a whole MBAP frame from another unit; a frame of the unit asked is no wrong unit
+    tcp = bytes.fromhex("0001 0000 0007 09 04 04 4366 0000".replace(" ", ""))
+    assert frames.diagnose_tcp([tcp], 2).kind == WRONG_UNIT
+    assert frames.diagnose_tcp([tcp], 9).kind == TIMEOUT
+    assert frames.diagnose_tcp([tcp[:9]], 2).kind == TIMEOUT  # incomplete: nothing to tell
+
+
+def test_crc_check_agrees_with_the_tests_own_crc() -> None:
+    for body in (b"\x01\x04\x02\x00\x0a", bytes(range(40)), b"\xff" * 7):
+        assert frames.crc_ok(with_crc(body))
+        assert not frames.crc_ok(body + (crc16_modbus(body) ^ 0x0100).to_bytes(2, "little"))
