@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "settlement.households",
     "dashboard.cli",
     "hub.commands",
+    "hub.export",
     "hub.db_commands",
     "hub.supervisor",
 )

@@ -1,0 +1,94 @@
+"""Where the money went, from the contract's events: each period's bills, each holder's payments and deposits.
+
+The hub's database knows what it settled (periods, consumption, the settle transaction) but not what the contract
+made of it: the bills (a bill paid from a deposit leaves no record but its event), the payments and deposits the
+households sent from their own wallets, a repossession. So these are read from the chain's event logs
+(`eth_getLogs`, no gas), for `scb export bills` and the dashboard's household page alike.
+
+Why by event name and argument name, `.get` on each: the contract is being extended (new fields, new events), and
+an older or newer artifact must still show what it has. An event the ABI does not have is simply absent (no
+rows); an argument it lacks is None.
+
+Errors are the chain client's: unreachable is `ChainUnavailable` (a TransportError), a missing contract is
+`NoContract` (a ChainRefused); callers show them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from settlement.chain import ChainClient
+from settlement.system import SystemRef
+
+#: The money events shown, and the holder argument each is filtered by (None: not per holder).
+PAYMENT_EVENTS = {"Paid": "holder", "Deposited": "holder", "DepositWithdrawn": "holder", "Repossessed": "holder",
+                  "ShareOwned": "holder"}
+
+
+@dataclass(frozen=True)
+class Bill:
+    """One holder's bill of one settled period, as the contract's `Billed` event says (wei)."""
+
+    period_id: int
+    index: int  # holder order
+    amount_wei: int
+    unpaid_wei: int  # the part the deposit did not cover (it became debt)
+    tx_hash: str
+    block_number: int
+
+    @property
+    def from_deposit_wei(self) -> int:
+        return self.amount_wei - self.unpaid_wei
+
+
+def _has_event(client: ChainClient, name: str) -> bool:
+    return any(e.get("type") == "event" and e.get("name") == name for e in client.abi)
+
+
+def _logs(client: ChainClient, system: SystemRef, name: str, filters: dict[str, Any]) -> list[Any]:
+    if not _has_event(client, name):
+        return []
+    contract = client.contract(system.contract)
+    return client.get_logs(getattr(contract.events, name), 0, "latest", {"systemId": system.system_id, **filters})
+
+
+def _hex(value: Any) -> str:
+    return "0x" + bytes(value).hex()
+
+
+def bills(client: ChainClient, system: SystemRef) -> dict[int, list[Bill]]:
+    """period id -> the bills of that period in holder order (periods whose settlement billed anything)."""
+    out: dict[int, list[Bill]] = {}
+    for event in _logs(client, system, "Billed", {}):
+        args = dict(event["args"])
+        period = int(args.get("periodId", 0))
+        amounts = [int(a) for a in args.get("amounts") or []]
+        unpaid = [int(u) for u in args.get("unpaid") or []] + [0] * len(amounts)
+        out[period] = [Bill(period, i, amount, unpaid[i], _hex(event["transactionHash"]), int(event["blockNumber"]))
+                       for i, amount in enumerate(amounts)]
+    return out
+
+
+def payments(client: ChainClient, system: SystemRef, account: str,
+             block_time: Callable[[int], int] | None = None) -> list[dict[str, Any]]:
+    """The holder's payments, deposits, withdrawals, repossession and ownership, oldest first: each with its event
+    name, its arguments in wei (decimal strings: they exceed JavaScript's exact integers), transaction, block and
+    the block's time (chain time, which follows community time on the demo chain)."""
+    account = to_checksum_address(account)
+    found = []
+    for name, holder_arg in PAYMENT_EVENTS.items():
+        for event in _logs(client, system, name, {holder_arg: account}):
+            args = {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+                    for k, v in dict(event["args"]).items() if k not in ("systemId", holder_arg)}
+            found.append({"event": name, "args": args, "tx": _hex(event["transactionHash"]),
+                          "block": int(event["blockNumber"]), "log_index": int(event.get("logIndex", 0))})
+    found.sort(key=lambda e: (e["block"], e["log_index"]))
+    times: dict[int, int] = {}
+    for e in found:
+        if e["block"] not in times:
+            times[e["block"]] = (block_time or client.block_timestamp)(e["block"])
+        e["time_s"] = times[e["block"]]
+    return found
