@@ -69,6 +69,13 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "grace_period_s": 14_400,
     "shares_bps": [],  # empty: equal shares (the first holders get the remainder)
     "beneficiary": "",  # empty: the hub account
+    # peak powers registered with the system (SolarProperty 2 refuses a period's generation above the system's
+    # peak x period length and a holder's consumption above theirs): about 4x the simulated community's (a 6 kW
+    # array, households drawing at most ~5 kW), so that late readings and short first periods stay within them
+    "peak_power_w": 24_000,
+    "holder_peak_w": 20_000,
+    # basis points of a repossessed share's value kept from its equity for the beneficiary
+    "repossession_fee_bps": 0,
 }
 
 SETTLEMENT_DEFAULTS: dict[str, Any] = {
@@ -133,6 +140,9 @@ class DemoSystem:
     grace_period_s: int
     shares_bps: tuple[int, ...]
     beneficiary: str | None
+    peak_power_w: int = 24_000
+    holder_peak_w: int = 20_000
+    repossession_fee_bps: int = 0
 
 
 @dataclass(frozen=True)
@@ -211,9 +221,13 @@ def _demo(config: Config) -> DemoSystem:
     return DemoSystem(
         price_per_kwh_wei=raw.integer("price_per_kwh_wei", 1, UINT128_MAX),
         total_value_wei=raw.integer("total_value_wei", 1, UINT128_MAX),
-        grace_period_s=raw.integer("grace_period_s", 0, UINT32_MAX),
+        # SolarProperty 2's MIN_GRACE_PERIOD: the grace period is also the approver's window to cancel a period
+        grace_period_s=raw.integer("grace_period_s", 3600, UINT32_MAX),
         shares_bps=tuple(shares),
         beneficiary=_address(raw.key("beneficiary"), raw["beneficiary"]) if raw["beneficiary"] else None,
+        peak_power_w=raw.integer("peak_power_w", 1, UINT32_MAX),
+        holder_peak_w=raw.integer("holder_peak_w", 1, 2**20 - 1),  # the contract's MAX_HOLDER_PEAK_W
+        repossession_fee_bps=raw.integer("repossession_fee_bps", 0, 10_000),
     )
 
 
