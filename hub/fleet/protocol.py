@@ -2,8 +2,8 @@
 
 A batch is a JSON object; the request body of `POST /api/v1/upload` is the envelope `{"batch": ..., "signature":
 "0x..."}`. The signature is EIP-191 (`personal_sign`, "\\x19Ethereum Signed Message:\\n32" + digest) by the hub's
-Ethereum account over `batch_digest(batch)`: keccak256 of the batch's canonical JSON (sorted keys, no blanks, ASCII,
-integers and strings only). Why over a digest of canonical JSON rather than the raw body: both sides compute it from
+Ethereum account over `batch_digest(batch)`: keccak256 of the batch's canonical JSON (sorted keys, no blanks,
+ASCII). Why over a digest of canonical JSON rather than the raw body: both sides compute it from
 the parsed object, so a proxy that re-indents the body does not break it, and a wallet or hardware signer signs the
 32 bytes as any EIP-191 message.
 
@@ -41,7 +41,8 @@ class SignatureError(DataError):
 
 
 def canonical_json(value: Any) -> bytes:
-    """The one serialisation that is hashed (floats are refused by `check_batch`: they do not round-trip)."""
+    """The one serialisation that is hashed. (Python writes a float as its shortest round-tripping repr, so a parsed
+    and re-serialised batch hashes alike; the items themselves carry integers and strings only.)"""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
@@ -62,17 +63,6 @@ def sign(batch: dict[str, Any], account: Any) -> dict[str, Any]:
 
     signed = account.sign_message(encode_defunct(primitive=batch_digest(batch)))
     return {"batch": batch, "signature": "0x" + bytes(signed.signature).hex()}
-
-
-def _no_floats(value: Any, path: str = "batch") -> None:
-    if isinstance(value, float):
-        raise BatchError(f"{path} is a floating-point number; the wire format has integers only")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _no_floats(v, f"{path}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _no_floats(v, f"{path}[{i}]")
 
 
 def check_batch(batch: Any) -> dict[str, Any]:
@@ -96,7 +86,6 @@ def check_batch(batch: Any) -> dict[str, Any]:
             raise BatchError(f"batch.items[{i}] must be an object whose kind is one of {', '.join(KINDS)}")
     if batch.get("heartbeat") is not None and not isinstance(batch["heartbeat"], dict):
         raise BatchError("batch.heartbeat must be an object or null")
-    _no_floats(batch)
     return batch
 
 

@@ -1,0 +1,82 @@
+"""The fleet's database: engine, migrations (fleet/migrations, Alembic), and the dialect-portable idempotent insert.
+
+SQLite (the embedded default, a newcomer's first fleet) or PostgreSQL through psycopg 3 (a real fleet). The
+migration helpers mirror scb.migrate's (one transaction, PostgreSQL advisory lock) on the fleet's own revisions.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from scb.db import make_engine, make_sessionmaker
+from scb.migrate import SchemaError, lock_for_migration
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "fleet_alembic_version"
+log = logging.getLogger("fleet.db")
+
+
+def alembic_config() -> Any:
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the fleet's database to `revision`; idempotent, safe for concurrent starts."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    cfg = alembic_config()
+    try:
+        with engine.begin() as conn:
+            lock_for_migration(conn)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except CommandError as exc:
+        raise SchemaError(f"fleet database migration failed: {exc} (was it migrated by a newer SCB?)") from None
+
+
+def open_fleet_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
+    """The fleet's engine, migrated, and its session factory. SQLite runs with synchronous=NORMAL: the fleet's
+    rows are copies the hubs keep until acknowledged, and a batch lost in a power cut is sent again."""
+    engine = make_engine(url, synchronous="NORMAL")
+    if engine.dialect.name == "postgresql":
+        engine.dispose()
+        from sqlalchemy import create_engine
+
+        # a pool as large as the executor that uses it (fleet.server), so no request waits for a connection
+        engine = create_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=True)
+    try:
+        upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine, make_sessionmaker(engine)
+
+
+def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> int:
+    """Insert `rows`, skipping those whose unique `keys` exist already; returns how many were inserted.
+
+    Why ON CONFLICT DO NOTHING and not select-then-insert: two uploads of the same rows at once (a hub's retry
+    racing its first try) must not fail on the unique key, and one statement per table and batch is what makes
+    ingest fast (executemany with insertmanyvalues on psycopg 3)."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - the fleet supports these two
+        raise SchemaError(f"the fleet supports SQLite and PostgreSQL, not {dialect}")
+    stmt = insert(table).on_conflict_do_nothing(index_elements=keys)
+    pk = list(table.primary_key.columns)[0]
+    result = session.execute(stmt.returning(pk), rows)
+    return len(result.all())
