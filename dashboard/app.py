@@ -12,6 +12,13 @@
     GET /api/holders               holders' standing, equity and debt (chain, else the last known values)
     GET /api/decisions?limit=N&before=ID
                                    supply decisions (changes only), newest first
+    GET /holder/<party>            a household's own page (static/holder.html, holder.js)
+    GET /api/holder?party=ID       its standing, bills (with the readings behind them), payments and deposits
+    GET /api/holder/readings?party=ID&period=N
+                                   its readings of one period, for their proofs
+    GET /api/proof?reading=ID      the proof file `scb proof export READING_ID` writes, as a download
+    GET /api/export/readings.csv, /api/export/bills.csv  ?holder=ID&from=TIME&to=TIME
+                                   the CSV files `scb export` writes (hub.export), as downloads
 
 Why read-only GETs only: the dashboard has no login; anything that changes the hub (settling, paying, repossessing)
 stays with the operator's commands and the holders' own wallets. Every error is a JSON object
@@ -21,6 +28,8 @@ other than the dashboard's names and a foreign Origin get 403 (scb.http, the edg
 from __future__ import annotations
 
 import asyncio
+import io
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -34,11 +43,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import data
+from dashboard.household import MAX_READINGS, HouseholdPages, period_readings
 from dashboard.settings import MAX_POINTS, BUCKETS, DashboardSettings
 from mam_client.crypto.trits import is_trytes
 from scb import http
 from scb.config import Config
-from scb.errors import BadRequest, ScbError
+from scb.errors import BadRequest, ChainRefused, ScbError, TransportError
 from scb.loop import Heartbeat
 from scb.timefmt import utc_iso, utc_iso_ms
 
@@ -48,6 +58,8 @@ MAX_LIMIT = 200
 DEFAULT_LIMIT = 20
 #: verification results kept for the messages list (the newest; a click always verifies again)
 VERIFY_CACHE = 256
+#: bytes of a CSV download sent at a time
+EXPORT_CHUNK = 65536
 SECURITY_HEADERS = {
     # no external anything: the page works offline on a Pi in the field, and nothing can be injected from afar
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -121,6 +133,7 @@ class Dashboard:
     community: Any  # settlement.clock.CommunityTime
     board: data.HolderBoard
     verifier: Verifier
+    households: HouseholdPages
     verify_slot: asyncio.Semaphore | None = None
 
 
@@ -256,6 +269,111 @@ async def api_decisions(request: web.Request) -> web.Response:
     return web.json_response({"decisions": await _blocking(lambda: data.supply_decisions(d.factory, limit, before))})
 
 
+# ------------------------------------------------------------------------------------------------ households
+
+
+def _party(value: str | None) -> str:
+    from settlement.settings import PARTY_RE
+
+    if value is None:
+        raise BadRequest("give the holder: party=<id> (e.g. h1)")
+    if PARTY_RE.fullmatch(value) is None:
+        raise BadRequest(f"{value[:40]!r} is not a party id (letters, digits, '_', '.', '-')")
+    return value
+
+
+async def holder_page(request: web.Request) -> web.StreamResponse:
+    _party(request.match_info["party"])
+    return web.FileResponse(STATIC_DIR / "holder.html", headers={"Cache-Control": "no-cache"})
+
+
+async def api_holder(request: web.Request) -> web.Response:
+    d = request.app[DASHBOARD]
+    party = _party(_params(request, {"party"}).get("party"))
+    page = await _blocking(lambda: d.households.page(party, d.board.holders()))
+    if page is None:
+        raise web.HTTPNotFound(text=f"no holder {party} in this hub's system")
+    return web.json_response(page)
+
+
+async def api_holder_readings(request: web.Request) -> web.Response:
+    d = request.app[DASHBOARD]
+    params = _params(request, {"party", "period", "limit"})
+    party = _party(params.get("party"))
+    period = _int(params, "period", None, 1, 2**62)
+    if period is None:
+        raise BadRequest("give the period: period=<id>")
+    limit = _int(params, "limit", MAX_READINGS, 1, MAX_READINGS)
+    assert limit is not None
+    return web.json_response(await _blocking(lambda: period_readings(d.factory, party, period, limit)))
+
+
+async def api_proof(request: web.Request) -> web.Response:
+    """The proof file of one settled reading, byte for byte what `scb proof export` prints."""
+    from hub.verification import export_proof, hub_channel_mode
+    from scb.errors import UsageError
+    from settlement.verify import dumps
+
+    d = request.app[DASHBOARD]
+    reading = _int(_params(request, {"reading"}), "reading", None, 1, 2**62)
+    if reading is None:
+        raise BadRequest("give the reading: reading=<id>")
+
+    def build() -> str:
+        try:
+            return str(dumps(export_proof(d.factory, reading, hub_channel_mode(d.config))))
+        except UsageError as exc:  # no such reading, or not settled yet
+            raise BadRequest(str(exc), status=404) from None
+
+    body = await _blocking(build)
+    return web.Response(text=body, content_type="application/json", headers={
+        "Content-Disposition": f'attachment; filename="proof-{reading}.json"'})
+
+
+async def api_export(request: web.Request) -> web.StreamResponse:
+    """`scb export readings|bills` as a download, streamed from a temporary file (a year of readings is large)."""
+    from hub.export import KINDS, export_rows, parse_time, write_csv
+    from scb.errors import UsageError
+
+    d = request.app[DASHBOARD]
+    kind = request.match_info["kind"]
+    if kind not in KINDS:
+        raise web.HTTPNotFound(text=f"export one of {', '.join(f'{k}.csv' for k in KINDS)}")
+    params = _params(request, {"holder", "from", "to"})
+    holder = _party(params["holder"]) if "holder" in params else None
+
+    def produce() -> Any:
+        """The whole CSV into a temporary file, in one thread (a database session stays in the thread that
+        opened it), so that the download streams from disk and never sits in memory."""
+        try:
+            rows = export_rows(kind, d.config, d.factory, holder, parse_time("from", params.get("from")),
+                               parse_time("to", params.get("to")))
+            out = tempfile.TemporaryFile("w+b")
+            text_out = io.TextIOWrapper(out, encoding="utf-8", newline="")
+            write_csv(rows, KINDS[kind], text_out)
+            text_out.flush()
+            text_out.detach()
+            out.seek(0)
+            return out
+        except UsageError as exc:
+            raise BadRequest(str(exc)) from None
+        except (TransportError, ChainRefused) as exc:
+            raise BadRequest(f"the chain cannot be read for the bills' amounts: {exc}", status=503) from None
+
+    out = await _blocking(produce)
+    name = f"{kind}-{holder}.csv" if holder else f"{kind}.csv"
+    try:
+        response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
+                                               "Content-Disposition": f'attachment; filename="{name}"'})
+        await response.prepare(request)
+        while part := await _blocking(lambda: out.read(EXPORT_CHUNK)):
+            await response.write(part)
+    finally:
+        out.close()
+    await response.write_eof()
+    return response
+
+
 # ------------------------------------------------------------------------------------------------ middlewares
 
 
@@ -301,7 +419,8 @@ def create_app(config: Config, factory: sessionmaker[Session], settings: Dashboa
     app[DASHBOARD] = Dashboard(config=config, factory=factory, settings=settings,
                                window_ms=energy.publish_window_ms, hub_id=energy.hub_id,
                                community=CommunityTime(energy, factory), board=board,
-                               verifier=Verifier(config, factory, transport))
+                               verifier=Verifier(config, factory, transport),
+                               households=HouseholdPages(factory, board.client_for, settings.chain_cache_s))
     app.router.add_get("/", index)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/energy", api_energy)
@@ -310,6 +429,11 @@ def create_app(config: Config, factory: sessionmaker[Session], settings: Dashboa
     app.router.add_get("/api/settlements", api_settlements)
     app.router.add_get("/api/holders", api_holders)
     app.router.add_get("/api/decisions", api_decisions)
+    app.router.add_get("/holder/{party}", holder_page)
+    app.router.add_get("/api/holder", api_holder)
+    app.router.add_get("/api/holder/readings", api_holder_readings)
+    app.router.add_get("/api/proof", api_proof)
+    app.router.add_get("/api/export/{kind}.csv", api_export)
     app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
     if heartbeat is not None:
         _run_collectors(app, board, factory, heartbeat)

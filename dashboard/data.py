@@ -298,6 +298,10 @@ class HolderBoard:
                       "and the dashboard restarted: %s", exc)
             return self._config_error
 
+    def client_for(self) -> Any:
+        """A chain client as the board reads with (the configured node, the dashboard's shorter timeout)."""
+        return self._client_for()
+
     def _default_client(self) -> Any:
         from settlement.chain import ChainClient
         from settlement.settings import ethereum_settings
