@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "hub.export",
     "hub.db_commands",
     "hub.supervisor",
+    "hub.fleet.cli",
+    "fleet.cli",
 )
 
 

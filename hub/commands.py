@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     verify.add_argument("--contract", metavar="ADDR", help="SolarProperty address (default: the hub's)")
     verify.add_argument("--system", type=int, metavar="ID", help="system id (default: the hub's, else 1)")
     verify.add_argument("--node", metavar="URL", help="IOTA node (default: [iota] node_url or the local node)")
+    verify.add_argument("--fleet", metavar="URL", help="read the message, its channel and proofs from this fleet "
+                        "server (the hub may be gone; roots still come from the chain)")
     verify.add_argument("--json", action="store_true", help="print the steps and the verdict as JSON")
     verify.set_defaults(handler=cmd_verify)
 
@@ -66,6 +68,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise UsageError(f"proof file {args.proof} is not readable JSON: {exc}") from None
         report = verify_proof_file(data, chain_view_factory(config, args.rpc), side_key)
         report.subject = f"proof file {args.proof}"
+    elif args.fleet is not None:
+        from hub.verification import verify_fleet_address
+
+        if args.node:
+            raise UsageError("give --fleet or --node, not both (the fleet serves the channel itself)")
+        report = verify_fleet_address(config, args.address, args.fleet, side_key=side_key, root=args.root,
+                                      mode=args.mode, rpc=args.rpc, contract=args.contract, system_id=args.system)
     else:
         report = verify_hub_address(config, args.address, side_key=side_key, root=args.root, mode=args.mode,
                                     rpc=args.rpc, contract=args.contract, system_id=args.system,
@@ -135,6 +144,11 @@ def print_status(status: dict) -> None:  # type: ignore[type-arg]
         for party, d in s["holders"].items():
             mark = "" if d["applied"] in (None, True) else " (not applied yet)"
             print(f"  {party:<8} {d['account']} {(d['decision'] or '-').upper():<6} {d['reason']}{mark}")
+    fleet = status.get("fleet_upload")
+    if fleet is not None:
+        waiting = ", ".join(f"{k} {v}" for k, v in fleet["waiting"].items() if v) or "nothing"
+        print(f"fleet upload to {fleet['url']}: waiting {waiting}; {fleet['batches_sent']} batches sent"
+              + (f"; last error: {fleet['last_error']}" if fleet["last_error"] else ""))
     alerts = status["alerts"]
     print(f"alerts: {len(alerts)}" if alerts else "alerts: none")
     for a in alerts:

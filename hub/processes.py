@@ -5,6 +5,7 @@ Processes, in start order (ARCHITECTURE.md "Processes"):
 2. `scb tangle-node` - only when no external IOTA node is configured;
 3. `scb energy-manager`, 4. `scb mam-client`, 5. `scb settlement`, 6. `scb dashboard`;
 7. `scb demo-households` - only on the embedded chain's demo system (settlement.households).
+8. `scb fleet-upload` - only when `[fleet] url` is set (docs/fleet.md).
 
 The process table (`<data_dir>/run/processes.json`) says where each runs and how it fares; `scb status` and the
 dashboard read it together with the processes' heartbeats (scb.loop).
@@ -146,6 +147,10 @@ def plan(config: Config, config_path: str | None) -> list[Child]:
     for name in ("energy-manager", "mam-client", "settlement", "dashboard"):
         if name in commands:
             children.append(Child(name, scb + [name], logs / f"{name}.log"))
+    from hub.fleet.settings import fleet_settings
+
+    if "fleet-upload" in commands and fleet_settings(config).uploads:  # its own process: never holds up the others
+        children.append(Child("fleet-upload", scb + ["fleet-upload"], logs / "fleet-upload.log"))
     from settlement.settings import settlement_settings
 
     # the demo households pay from the development accounts: on the embedded chain's demo system only

@@ -72,7 +72,7 @@ def alert_settings(config: Config) -> AlertSettings:
 
 #: Every module that owns configuration sections (its SECTIONS); `scb` refuses any other section.
 SETTINGS_MODULES = ("scb.config", "mam_client.settings", "mam_client.node.settings", "energy_manager.settings",
-                    "settlement.settings", "dashboard.settings", "hub.settings")
+                    "settlement.settings", "dashboard.settings", "hub.settings", "hub.fleet.settings")
 
 
 def known_sections() -> list[str]:

@@ -117,11 +117,25 @@ def snapshot(config: Config, factory: sessionmaker[Session] | None, processes: l
     return snap
 
 
+def fleet_upload_status(config: Config, factory: sessionmaker[Session] | None) -> dict[str, Any] | None:
+    """The fleet upload's backlog (hub.fleet.upload), None when this hub uploads to no fleet."""
+    from hub.fleet.settings import fleet_settings
+
+    settings = fleet_settings(config)
+    if factory is None or not settings.uploads:
+        return None
+    from hub.fleet.upload import backlog
+
+    with factory() as session:
+        return {"url": settings.url, **backlog(session)}
+
+
 def hub_status(config: Config, factory: sessionmaker[Session] | None, now: float | None = None) -> dict[str, Any]:
     """Everything `scb status --json` prints: the database's view, processes with heartbeats, and alerts."""
     processes = process_status(config.data_dir, now)
     status: dict[str, Any] = collect_status(factory) if factory is not None else {
         "readings": None, "outbox": None, "settlement": None}
+    status["fleet_upload"] = fleet_upload_status(config, factory)
     status["processes"] = processes
     alerts: list[Alert] = compute(snapshot(config, factory, processes, now), alert_settings(config))
     status["alerts"] = [a.to_json() for a in alerts]

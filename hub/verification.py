@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scb.config import Config
 from scb.db import open_existing
-from scb.errors import UsageError
+from scb.errors import Refused, TransportError, UsageError
 from scb.timefmt import utc_iso
 
 #: `verify_hub_address(factory=...)` default: open the hub's database if this machine has one
@@ -147,3 +147,63 @@ def hub_channel_mode(config: Config) -> str:
 
     channel = mam_settings(config).channels.get(load_energy_settings(config).channel)
     return channel.mode if channel else "restricted"
+
+
+def verify_fleet_address(config: Config, address: str, fleet_url: str, *, side_key: str | None = None,
+                         root: str | None = None, mode: str | None = None, rpc: str | None = None,
+                         contract: str | None = None, system_id: int | None = None,
+                         transport: Any = None):  # type: ignore[no-untyped-def]
+    """`scb verify ADDRESS --fleet URL`: the same verification with the hub gone. The message, its root, the
+    channel (bundles from the fleet's permanode, payloads as the archive) and the proofs come from the fleet; the
+    roots come from the chain (`rpc` or [ethereum] rpc_url), so the fleet is trusted for nothing it could forge."""
+    from eth_utils import to_checksum_address
+
+    from hub.fleet.client import FleetClient
+    from mam_client.service import make_transport
+    from mam_client.settings import iota_settings
+    from settlement.verify import AddressContext, HubRecord, Report, verify_address
+
+    fleet = FleetClient(fleet_url)
+    try:
+        found = fleet.get(f"/api/v1/messages/{address}")
+    except (TransportError, Refused) as exc:  # a verdict, like a node that cannot be reached
+        from settlement.verify import CANNOT_CHECK, Step
+
+        report = Report(f"address {address}")
+        report.steps.append(Step("fleet", False, str(exc)))
+        report.verdict, report.reason = CANNOT_CHECK, str(exc)
+        return report
+    messages = (found or {}).get("messages") or []
+    system = (found or {}).get("system") or {}
+    contract = to_checksum_address(contract) if contract else system.get("contract")
+    if contract is None:
+        raise UsageError(f"the fleet knows no settlement of the hub that published {address}: give --contract")
+    system_id = system_id or system.get("system_id") or 1
+    mode = mode or (messages[0].get("mode") if messages else None) or "restricted"
+    roots = {m["address"]: m["root"] for m in messages}
+
+    def archive(at: str) -> list[str]:
+        body = fleet.get(f"/api/v1/messages/{at}")
+        return [m["payload"] for m in (body or {}).get("messages", [])]
+
+    def root_lookup(at: str) -> str | None:
+        return roots.get(at)
+
+    def reading_lookup(digest: str) -> HubRecord | None:
+        body = fleet.get(f"/api/v1/proofs/{digest}")
+        if body is None:
+            return None
+        proof = body.get("proof")
+        if proof is None or proof.get("contract", "").lower() != contract.lower() \
+                or proof.get("system_id") != system_id:
+            return HubRecord(-1, None, None, False) if proof is None else None
+        return HubRecord(-1, int(proof["period_id"]), [bytes.fromhex(s[2:]) for s in proof["siblings"]],
+                         bool(proof["late"]))
+
+    iota = replace(iota_settings(config), node_url=fleet.permanode_url)
+    ctx = AddressContext(transport=transport if transport is not None else make_transport(iota), archive=archive,
+                         mode=mode, side_key=side_key, chain=chain_view_factory(config, rpc)(contract, system_id),
+                         root=root, root_lookup=root_lookup, reading_lookup=reading_lookup)
+    report = verify_address(address, ctx)
+    report.subject = f"address {address} (from the fleet at {fleet.base})"
+    return report

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PROJECT = ("scb", "hub", "energy_manager", "mam_client", "settlement", "dashboard")
+PROJECT = ("scb", "hub", "energy_manager", "mam_client", "settlement", "dashboard", "fleet")
 COMPONENTS = ("energy_manager", "mam_client", "settlement")
 
 
@@ -65,6 +65,20 @@ def test_the_dashboard_uses_the_application_layer_not_component_clis() -> None:
         return not (parts[0] in COMPONENTS and {"cli", "service"} & set(parts[1:]))
 
     assert violations("dashboard", allowed) == []
+
+
+def test_the_application_layer_does_not_import_the_fleet_server() -> None:
+    """hub/ (the fleet uploader included) never imports the fleet server: the wire format both sides share lives
+    in hub.fleet.protocol, below the server."""
+    assert violations("hub", lambda name: name.split(".")[0] != "fleet") == []
+
+
+def test_the_fleet_server_uses_the_application_layer_not_component_clis() -> None:
+    def allowed(name: str) -> bool:
+        parts = name.split(".")
+        return not (parts[0] in COMPONENTS and {"cli", "service"} & set(parts[1:])) and parts[0] != "dashboard"
+
+    assert violations("fleet", allowed) == []
 
 
 def test_the_check_sees_imports() -> None:
