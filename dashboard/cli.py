@@ -6,6 +6,7 @@ import logging
 from dataclasses import replace
 
 from scb.config import load_config
+from scb.db import safe_url
 from scb.errors import ScbError
 
 log = logging.getLogger("dashboard")
@@ -38,7 +39,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     app = create_app(config, factory, settings, heartbeat=Heartbeat(config.data_dir, "dashboard"))
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    log.info("dashboard on http://%s:%d/ (database %s)", shown, settings.port, config.database_url)
+    log.info("dashboard on http://%s:%d/ (database %s)", shown, settings.port, safe_url(config.database_url))
     try:
         http.run_app(app, host=settings.host, port=settings.port)
     except OSError as exc:
