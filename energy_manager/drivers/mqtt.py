@@ -13,6 +13,11 @@ message is counted as bad input with the raw payload (truncated) and never raise
 * `replayed`     the message's timestamp is not newer than the last one accepted on its topic (a retained
                  message sent again after a reconnect, a device replaying its buffer)
 
+A broker reached as `mqtts://` is spoken to over TLS: its certificate is verified against `ca_file` (or the
+system's trust store) and must name the host of the URL; a client certificate (`cert_file`, `key_file`, the key
+0600) is presented when both are set. A certificate the hub does not trust is an outage whose detail says why
+(`broker ... refused by TLS: certificate verify failed: ...`), never a silent fallback to plain MQTT.
+
 A broker that disappears is reconnected by paho with exponential backoff (`reconnect_delay_set`, up to
 `retry_max_s`); the loss and the return are counted as the device events `unavailable` and `reconnected`,
 once per outage.
@@ -28,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -68,6 +74,7 @@ MAX_RAW = 512
 #: Largest magnitude accepted as a value: beyond it a float no longer holds every whole Wh exactly.
 MAX_MAGNITUDE = Decimal(10) ** 15
 DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
 PRESETS_FILE = "mqtt_presets.json"
 TIME_FORMATS = ("iso", "unix", "unix_ms")
 #: How far in the future a message's own timestamp may lie (device clocks drift; NTP on a plug is coarse).
@@ -79,9 +86,12 @@ VALUE_NAME_TEXT = "a value name of letters, digits and '_' starting with a lette
 
 MQTT_DEFAULTS: dict[str, Any] = {
     "driver": "mqtt",
-    "url": "",            # mqtt://host[:port]
+    "url": "",            # mqtt://host[:port] (1883), or mqtts://host[:port] (TLS, 8883)
     "username": "",
     "password_file": "",  # a 0600 file holding the password (scb.files.read_secret_file)
+    "ca_file": "",        # mqtts: PEM CA certificate(s) the broker's certificate must chain to ("": system store)
+    "cert_file": "",      # mqtts: PEM client certificate, for a broker that asks for one (with key_file)
+    "key_file": "",       # mqtts: its private key, a 0600 file, not encrypted
     "client_id": "",      # "": scb-<device>-<random>, unique so two hubs never kick each other off
     "preset": CUSTOM,     # "tasmota", "shelly-em" (mqtt_presets.json) or "custom"
     "device": "",         # a preset's {device}: Tasmota's Topic, a Shelly's topic prefix
@@ -206,19 +216,43 @@ def _preset_topics(section: str, name: str, device: str, zone: str) -> list[Topi
     return topics
 
 
-def _broker(key: str, value: Any) -> tuple[str, int]:
-    expected = 'an mqtt URL "mqtt://host[:port]" (user name and password go in username and password_file)'
+def _broker(key: str, value: Any) -> tuple[str, int, bool]:
+    """(host, port, TLS) of a broker URL."""
+    expected = ('an mqtt URL "mqtt://host[:port]" or, for TLS, "mqtts://host[:port]" (user name and password go '
+                'in username and password_file)')
     if not isinstance(value, str) or any(c.isspace() for c in value.strip()):
         raise check.fail(key, expected, value)
     parts = urlsplit(value.strip())
+    tls = parts.scheme == "mqtts"
     try:
-        port = DEFAULT_PORT if parts.port is None else parts.port
+        port = (DEFAULT_TLS_PORT if tls else DEFAULT_PORT) if parts.port is None else parts.port
     except ValueError:  # not a number, or beyond 65535
         raise check.fail(key, expected, value) from None
-    if port == 0 or parts.scheme != "mqtt" or parts.username or parts.password or parts.path not in ("", "/") \
-            or parts.query or parts.fragment or not parts.hostname:
+    if port == 0 or parts.scheme not in ("mqtt", "mqtts") or parts.username or parts.password \
+            or parts.path not in ("", "/") or parts.query or parts.fragment or not parts.hostname:
         raise check.fail(key, expected, value)
-    return parts.hostname, port
+    return parts.hostname, port, tls
+
+
+def tls_context(section: str, ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
+    """The client TLS context of an mqtts:// device: Python's defaults (TLS 1.2+, certificate and host name
+    checked), trusting `ca_file` (or the system store), presenting a client certificate when one is set.
+    ConfigError with the file and OpenSSL's reason when a file cannot be used: found at start, not as an outage."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{section}.ca_file {ca_file} is not a PEM CA certificate that can be read "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
+    if cert_file:
+        read_secret_file(key_file, f"{section}.key_file: MQTT TLS client key")  # refuses a key others can read
+        try:
+            # the password callback: an encrypted key fails here instead of OpenSSL asking for a pass phrase
+            # on the terminal of a service that has none
+            context.load_cert_chain(cert_file, key_file, password=lambda: "")
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{section}.cert_file {cert_file} and key_file {key_file} are not a PEM certificate "
+                              f"and its unencrypted key ({getattr(exc, 'strerror', None) or exc})") from None
+    return context
 
 
 def parse_options(section: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,7 +261,16 @@ def parse_options(section: str, options: Mapping[str, Any]) -> dict[str, Any]:
     The password file is read once here, so that a missing or too open file is a ConfigError at start."""
     raw = check.Section(section, dict(options))
     out = dict(options)
-    out["host"], out["port"] = _broker(raw.key("url"), raw["url"])
+    out["host"], out["port"], out["tls"] = _broker(raw.key("url"), raw["url"])
+    for key in ("ca_file", "cert_file", "key_file"):
+        out[key] = str(raw.path(key, allow_empty=True) or "")
+        if out[key] and not out["tls"]:
+            # a CA file with a plain mqtt:// URL would be ignored, and the password sent in the clear
+            raise ConfigError(f"{section}.{key} is set but {section}.url is not mqtts:// (TLS)")
+    if bool(out["cert_file"]) != bool(out["key_file"]):
+        raise ConfigError(f"{section}.cert_file and {section}.key_file go together (a client certificate and its key)")
+    if out["tls"]:
+        tls_context(section, out["ca_file"], out["cert_file"], out["key_file"])
     out["username"] = raw.string("username", max_length=256)
     password_file = raw.path("password_file", allow_empty=True)
     if password_file is not None:
@@ -376,6 +419,10 @@ class MqttDevice(Device):
         max_age_ms: int,
         username: str = "",
         password_file: str = "",
+        tls: bool = False,
+        ca_file: str = "",
+        cert_file: str = "",
+        key_file: str = "",
         client_id: str = "",
         keepalive_s: int = 30,
         retry_min_s: float = 1.0,
@@ -404,6 +451,12 @@ class MqttDevice(Device):
                                    protocol=paho.MQTTv311, reconnect_on_failure=True)
         if username:
             self._client.username_pw_set(username, password)
+        #: why the last TLS handshake failed (paho reports only that the connection failed)
+        self._tls_failure: str | None = None
+        if tls:
+            context = tls_context(f"energy.devices.{name}", ca_file, cert_file, key_file)
+            context.sslsocket_class = _handshake_recorder(self._note_tls_failure)
+            self._client.tls_set_context(context)
         self._client.reconnect_delay_set(retry_min_s, retry_max_s)
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
@@ -498,15 +551,30 @@ class MqttDevice(Device):
             return
         self.connected.set()
 
+    def _note_tls_failure(self, reason: str) -> None:
+        self._tls_failure = reason
+
     def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
-        self._went_down(f"cannot reach broker {self.host}:{self.port}")
+        failure, self._tls_failure = self._tls_failure, None
+        if failure is not None:
+            self._went_down(f"broker {self.host}:{self.port} refused by TLS: {failure}")
+        else:
+            self._went_down(f"cannot reach broker {self.host}:{self.port}")
 
     def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         was_up = self.connected.is_set()
         self.connected.clear()
-        if was_up and self._started:
+        failure, self._tls_failure = self._tls_failure, None
+        if not self._started:
+            return
+        if failure is not None:
+            self._went_down(f"broker {self.host}:{self.port} refused by TLS: {failure}")
+        elif was_up:
             self._down_since = None
             self._went_down(f"lost broker {self.host}:{self.port} ({reason})")
+        else:
+            # closed before it accepted us: plain MQTT sent to a TLS port, a broker that drops the client at once
+            self._went_down(f"broker {self.host}:{self.port} closed the connection before accepting it ({reason})")
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
         spec = self.topics.get(message.topic)
@@ -540,12 +608,50 @@ class MqttDevice(Device):
             self._parts[message.topic] = _Part(self._messages, ts, values, payload[:MAX_RAW])
 
 
+def _tls_reason(exc: ssl.SSLError) -> str:
+    reason = str(exc.reason or exc).replace("_", " ").lower()
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        reason += f": {exc.verify_message}"  # e.g. "unable to get local issuer certificate"
+    return reason
+
+
+def _handshake_recorder(note: Callable[[str], None]) -> type[ssl.SSLSocket]:
+    """An SSLSocket class (`SSLContext.sslsocket_class`, public since Python 3.7) that hands the reason of a TLS
+    failure to `note` before paho sees the exception. Why: paho catches it as an OSError and calls
+    `on_connect_fail` (or `on_disconnect`) without it, so an installer would read "cannot reach broker" for an
+    untrusted certificate. `recv` too, because with TLS 1.3 a broker refuses a missing client certificate after
+    the handshake, in the first record it sends. "Want read/write" is no failure (non-blocking sockets)."""
+    routine = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+    class Recording(ssl.SSLSocket):
+        def do_handshake(self, block: bool = False) -> None:
+            try:
+                super().do_handshake(block)
+            except routine:
+                raise
+            except ssl.SSLError as exc:
+                note(_tls_reason(exc))
+                raise
+
+        def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+            try:
+                return super().recv(buflen, flags)
+            except routine:
+                raise
+            except ssl.SSLError as exc:
+                note(_tls_reason(exc))
+                raise
+
+    return Recording
+
 
 def build(name: str, options: Mapping[str, Any], sample_interval_ms: int) -> MqttDevice:
     """The device from parse_options' result; max_age_s = 0 means three sample intervals."""
     max_age_ms = round(options["max_age_s"] * 1000) or 3 * sample_interval_ms
     return MqttDevice(name, options["host"], options["port"], options["topics"], max_age_ms=max_age_ms,
                       username=options["username"], password_file=options["password_file"],
+                      tls=options["tls"], ca_file=options["ca_file"], cert_file=options["cert_file"],
+                      key_file=options["key_file"],
                       client_id=options["client_id"], keepalive_s=options["keepalive_s"],
                       retry_max_s=options["retry_max_s"])
 
