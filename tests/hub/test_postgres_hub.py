@@ -210,3 +210,36 @@ def test_the_hub_runs_on_postgresql(postgres_server: PostgresServer, tmp_path: P
         stop_everything(hub, data)
         if factory is not None:
             factory.kw["bind"].dispose()
+
+
+def test_the_dashboards_database_cannot_write_on_postgresql(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    """dashboard.data.open_read_database on PostgreSQL: the schema is migrated, reads work, every write is refused
+    by the server (default_transaction_read_only), and the hub's records stay as they were."""
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import DBAPIError
+
+    from dashboard.data import open_read_database
+    from energy_manager.models import EnergyState
+
+    url = postgres_server.create_database()
+    try:
+        config = load_config(environ={"SCB_DATA_DIR": str(tmp_path), "SCB_DATABASE__URL": url})
+        writer = open_database(config)
+        with writer.begin() as s:
+            s.add(EnergyState(key="k", value_json="{}"))
+        reader = open_read_database(config)
+        with reader() as s:
+            assert s.get(EnergyState, "k") is not None
+        for change in (update(EnergyState).values(value_json="[]"), delete(EnergyState)):
+            with pytest.raises(DBAPIError, match="read-only transaction"):
+                with reader.begin() as s:
+                    s.execute(change)
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            with reader.begin() as s:
+                s.add(EnergyState(key="other", value_json="{}"))
+        with writer() as s:
+            assert [(r.key, r.value_json) for r in s.scalars(select(EnergyState))] == [("k", "{}")]
+        for factory in (writer, reader):
+            factory.kw["bind"].dispose()
+    finally:
+        postgres_server.drop_database(database_name(url))
