@@ -32,9 +32,12 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 
 from settlement.contract_artifact import ArtifactError, load_artifact
+from settlement.fees import Fees, quote
+from settlement.logscan import DeploymentStore, LogScanner, RangeRefused, find_deployment_block, is_range_refusal
 from settlement.settings import EthereumSettings
 from scb.errors import ChainRefused, ChainUnavailable, ConfigError
 from scb.files import read_secret_file
+from scb.retry import Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +74,8 @@ class SignedTx:
     raw: str  # 0x hex, re-broadcastable as is
     nonce: int
     sender: str
+    gas: int = 0
+    fees: Fees | None = None
 
 
 def _canonical_type(param: dict[str, Any]) -> str:
@@ -122,6 +127,26 @@ def _revert_data(exc: BaseException) -> bytes | None:
     return None
 
 
+class RateLimited(ChainUnavailable):
+    """The provider answered HTTP 429 or a JSON-RPC "limit exceeded": retried with back-off by the client."""
+
+
+#: how providers say "too many requests" in a JSON-RPC error (lower case); a range refusal is told apart first
+_RATE_WORDS = ("limit exceeded", "rate limit", "too many requests", "request limit", "exceeded the quota",
+               "capacity exceeded", "throughput")
+
+
+def is_rate_limit(message: str) -> bool:
+    text = message.lower()
+    return any(word in text for word in _RATE_WORDS) and not is_range_refusal(text)
+
+
+def _http_status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return int(status) if isinstance(status, int) else None
+
+
 def _is_transport_failure(exc: BaseException) -> bool:
     import requests
     from web3.exceptions import ProviderConnectionError, TimeExhausted
@@ -151,6 +176,11 @@ class ChainClient:
         self._sleep = sleep
         self._chain_id: int | None = None
         self._dev: bool | None = None
+        self.scanner = LogScanner(settings.log_chunk_blocks)
+        #: lowercase contract address -> its deployment block (the floor of every log scan of it)
+        self.deployment_blocks: dict[str, int] = {}
+        #: where deployment blocks are kept beyond this process (the service gives it the hub's database)
+        self.deployment_store: DeploymentStore | None = None
         try:
             self.abi: list[dict[str, Any]] = load_artifact()["abi"]
         except ArtifactError as exc:
@@ -159,7 +189,27 @@ class ChainClient:
     # -- plumbing -------------------------------------------------------------------------------------------
     def guard(self, what: str, fn: Callable[[], T]) -> T:
         """Run one node request; unreachable/refusing node -> ChainUnavailable, revert -> ContractReverted, a call
-        to an address without code -> NoContract."""
+        to an address without code -> NoContract, a range of logs the provider refuses -> RangeRefused.
+
+        A provider's rate limit (HTTP 429, JSON-RPC "limit exceeded") is waited out here, with exponential back-off
+        (0.25 s doubling to 8 s) for at most `rate_limit_wait_s` in all, then raised as RateLimited (a
+        ChainUnavailable: the caller's slower back-off takes over). Why here: every request of the hub goes
+        through this method, so a throttled provider slows the hub down instead of failing its jobs."""
+        backoff = Backoff(0.25, 8.0)
+        waited = 0.0
+        while True:
+            try:
+                return self._guard_once(what, fn)
+            except RateLimited as exc:
+                delay = backoff.fail(0.0, str(exc))
+                if waited + delay > self.settings.rate_limit_wait_s:
+                    raise
+                if backoff.failures == 1:
+                    log.info("%s; backing off", exc)
+                self._sleep(delay)
+                waited += delay
+
+    def _guard_once(self, what: str, fn: Callable[[], T]) -> T:
         from web3.exceptions import (
             BadFunctionCallOutput,
             ContractCustomError,
@@ -184,8 +234,15 @@ class ChainClient:
             data = _revert_data(exc)
             if data is not None:
                 raise ContractReverted(what, *decode_revert_data(self.abi, data)) from None
-            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused {what}: {_rpc_message(exc)}") from None
+            message = _rpc_message(exc)
+            if what.startswith("eth_getLogs") and is_range_refusal(message):
+                raise RangeRefused(f"Ethereum node {self.rpc_url} refused {what}: {message}") from None
+            if is_rate_limit(message):
+                raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits {what}: {message}") from None
+            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused {what}: {message}") from None
         except Exception as exc:
+            if _http_status(exc) == 429:
+                raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits {what} (HTTP 429)") from None
             if _is_transport_failure(exc):
                 raise ChainUnavailable(f"Ethereum node {self.rpc_url} is unreachable ({what}): "
                                        f"{type(exc).__name__}") from None
@@ -193,10 +250,17 @@ class ChainClient:
 
     def rpc(self, method: str, params: list[Any]) -> Any:
         """A raw JSON-RPC call (anvil's evm_* methods); an error answer is ChainUnavailable."""
-        answer = self.guard(method, lambda: self.w3.provider.make_request(method, params))  # type: ignore[arg-type]
-        if "error" in answer:
-            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused {method}: {answer['error']}")
-        return answer.get("result")
+        def call() -> Any:
+            answer = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+            if "error" in answer:
+                message = str(answer["error"].get("message", answer["error"])) \
+                    if isinstance(answer["error"], dict) else str(answer["error"])
+                if is_rate_limit(message):
+                    raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits {method}: {message}")
+                raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused {method}: {answer['error']}")
+            return answer.get("result")
+
+        return self.guard(method, call)
 
     @property
     def chain_id(self) -> int:
@@ -246,8 +310,49 @@ class ChainClient:
 
     def get_logs(self, event: Any, from_block: int, to_block: int | str = "latest",
                  argument_filters: dict[str, Any] | None = None) -> list[Any]:
-        return list(self.guard(f"eth_getLogs {event.event_name}", lambda: event.get_logs(
-            from_block=from_block, to_block=to_block, argument_filters=argument_filters or {})))
+        """The event's logs from `from_block` (raised to the contract's deployment block) to `to_block`, in chunks
+        the provider accepts (settlement.logscan)."""
+        filters = argument_filters or {}
+        address = getattr(event, "address", None)
+        start = max(int(from_block), self.log_floor(address)) if address else int(from_block)
+        end = self.block_number() if isinstance(to_block, str) else int(to_block)
+        what = f"eth_getLogs {event.event_name}"
+
+        def fetch(lo: int, hi: int) -> list[Any]:
+            return list(self.guard(what, lambda: event.get_logs(from_block=lo, to_block=hi,
+                                                                argument_filters=filters)))
+
+        key = (str(address).lower(), event.event_name, json.dumps(filters, sort_keys=True, default=str))
+        return self.scanner.scan(key, fetch, start, end)
+
+    def log_floor(self, address: str) -> int:
+        """The block `address` was deployed in: remembered, stored, or found now (binary search on eth_getCode)
+        and stored. A node that refuses the historical state (not an archive node) gives 0: scans then start at
+        the chain's first block, slower but complete."""
+        lower = address.lower()
+        if lower in self.deployment_blocks:
+            return self.deployment_blocks[lower]
+        block = self.deployment_store.load(self.chain_id, address) if self.deployment_store else None
+        if block is None:
+            checksum = to_checksum_address(address)
+            try:
+                block = find_deployment_block(lambda n: len(self.guard("eth_getCode", lambda: self.w3.eth.get_code(
+                    checksum, block_identifier=n))) > 0, self.block_number())
+            except ChainUnavailable as exc:
+                log.warning("deployment block of %s not found (%s): log scans start at block 0", address, exc)
+                self.deployment_blocks[lower] = 0
+                return 0
+            log.info("contract %s was deployed in block %d: log scans start there", address, block)
+            if self.deployment_store is not None:
+                self.deployment_store.save(self.chain_id, address, block)
+        self.deployment_blocks[lower] = block
+        return block
+
+    def remember_deployment(self, address: str, block: int, tx_hash: str | None = None) -> None:
+        """Record a deployment this client made or was told about (kept in the store when there is one)."""
+        self.deployment_blocks[address.lower()] = int(block)
+        if self.deployment_store is not None:
+            self.deployment_store.save(self.chain_id, address, int(block), tx_hash)
 
     # -- accounts -------------------------------------------------------------------------------------------
     @property
@@ -267,45 +372,60 @@ class ChainClient:
         self.rpc("evm_setTime", [int(timestamp)])
 
     # -- transactions ---------------------------------------------------------------------------------------
-    def _fees(self) -> dict[str, int]:
-        block = self.guard("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
-        base = int(block.get("baseFeePerGas", 0) or 0)
-        if base == 0 and "baseFeePerGas" not in block:
-            price = int(self.guard("eth_gasPrice", lambda: self.w3.eth.gas_price))
-            if self.settings.max_fee_wei is not None:
-                price = min(price, self.settings.max_fee_wei)
-            return {"gasPrice": price}
-        tip = self.settings.priority_fee_wei
-        if tip is None:
+    def fees(self) -> Fees:
+        """The fees of a transaction sent now (settlement.fees.quote): EIP-1559 when the latest block has a base
+        fee (or `tx_type = "eip1559"`), legacy gasPrice otherwise. Raises FeeAboveCap while the chain asks more
+        than the configured cap."""
+        s = self.settings
+        base: int | None = None
+        if s.tx_type != "legacy":
+            block = self.guard("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
+            if block.get("baseFeePerGas") is not None:
+                base = int(block["baseFeePerGas"])
+            elif s.tx_type == "eip1559":
+                raise ConfigError(f"ethereum.tx_type is \"eip1559\" but the chain at {self.rpc_url} has no base fee")
+        if base is None:
+            return quote(base_fee=None, suggested_tip=None, max_fee_cap=s.max_fee_wei,
+                         gas_price=int(self.guard("eth_gasPrice", lambda: self.w3.eth.gas_price)))
+        tip = None
+        if s.priority_fee_wei is None:
             tip = int(self.guard("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee))
-        max_fee = 2 * base + tip
-        if self.settings.max_fee_wei is not None:
-            max_fee = min(max_fee, self.settings.max_fee_wei)
-            tip = min(tip, max_fee)
-        return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
+        return quote(base_fee=base, suggested_tip=tip, gas_price=None, max_fee_cap=s.max_fee_wei,
+                     tip_cap=s.max_priority_fee_wei, fixed_tip=s.priority_fee_wei)
+
+    def _fees(self) -> dict[str, int]:
+        return self.fees().tx_fields()
 
     def sign(self, fn: Any, what: str, value: int = 0, nonce: int | None = None,
-             extra_gas: int = 0) -> SignedTx:
+             extra_gas: int = 0, fees: Fees | None = None, gas: int | None = None) -> SignedTx:
         """Build (nonce, gas estimate x margin + extra_gas, fees) and sign a contract call or deployment; nothing
         is sent.
 
         Gas estimation runs the transaction against the node first, so a call the contract would refuse raises
         ContractReverted here, before anything is signed or paid for. `extra_gas` covers what the estimate cannot
-        see: work that depends on the block the transaction lands in (unused gas is not charged).
+        see: work that depends on the block the transaction lands in (unused gas is not charged). A replacement
+        passes the `nonce`, `fees` and `gas` of the transaction it replaces (bumped fees, the same gas limit).
         """
         sender = self.sender
         if nonce is None:
             nonce = int(self.guard("eth_getTransactionCount",
                                    lambda: self.w3.eth.get_transaction_count(sender, "pending")))
         base: dict[str, Any] = {"from": sender, "value": value, "nonce": nonce, "chainId": self.chain_id}
-        gas = int(self.guard(what, lambda: fn.estimate_gas(base)))
-        tx = fn.build_transaction({**base, **self._fees(), "gas": int(gas * self.settings.gas_margin) + 1 + extra_gas})
+        if gas is None:
+            estimate = int(self.guard(what, lambda: fn.estimate_gas(base)))
+            gas = int(estimate * self.settings.gas_margin) + 1 + extra_gas
+        fees = fees or self.fees()
+        tx = fn.build_transaction({**base, **fees.tx_fields(), "gas": gas})
         signed = self.account.sign_transaction(tx)  # type: ignore[union-attr]
         return SignedTx(tx_hash="0x" + bytes(signed.hash).hex(), raw="0x" + bytes(signed.raw_transaction).hex(),
-                        nonce=nonce, sender=sender)
+                        nonce=nonce, sender=sender, gas=gas, fees=fees)
 
     def send(self, signed: SignedTx | str) -> str:
-        """Broadcast a signed transaction; a node that already has it is fine (re-broadcast after a crash)."""
+        """Broadcast a signed transaction; a node that already has it is fine (re-broadcast after a crash).
+        Rate limits are waited out as for every request (`guard`): sending the same bytes again is harmless."""
+        return self.guard("eth_sendRawTransaction", lambda: self._send_once(signed))
+
+    def _send_once(self, signed: SignedTx | str) -> str:
         from web3.exceptions import Web3RPCError
 
         raw = signed.raw if isinstance(signed, SignedTx) else signed
@@ -315,14 +435,23 @@ class ChainClient:
             message = _rpc_message(exc).lower()
             if "already known" in message or "already imported" in message or "known transaction" in message:
                 return signed.tx_hash if isinstance(signed, SignedTx) else ""
-            if "nonce too low" in message:
+            if "nonce too low" in message or "nonce has already been used" in message:
                 raise StaleNonce(f"transaction nonce is already used: {_rpc_message(exc)}") from None
+            if "underpriced" in message or "fee too low" in message:
+                raise Underpriced(f"Ethereum node {self.rpc_url} refused the transaction as underpriced: "
+                                  f"{_rpc_message(exc)}") from None
+            if is_rate_limit(message):
+                raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits eth_sendRawTransaction: "
+                                  f"{_rpc_message(exc)}") from None
             data = _revert_data(exc)
             if data is not None:
                 raise ContractReverted("eth_sendRawTransaction", *decode_revert_data(self.abi, data)) from None
             raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused the transaction: {_rpc_message(exc)}") \
                 from None
         except Exception as exc:
+            if _http_status(exc) == 429:
+                raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits eth_sendRawTransaction (HTTP 429)") \
+                    from None
             if _is_transport_failure(exc):
                 raise ChainUnavailable(f"Ethereum node {self.rpc_url} is unreachable (eth_sendRawTransaction): "
                                        f"{type(exc).__name__}") from None
@@ -392,12 +521,31 @@ class ChainClient:
         sender = self.sender
         return int(self.guard("eth_getTransactionCount", lambda: self.w3.eth.get_transaction_count(sender, "pending")))
 
+    def mined_nonce(self) -> int:
+        """How many transactions of the hub account are mined (the latest block's nonce): a nonce below it is used
+        for good, by whichever transaction."""
+        sender = self.sender
+        return int(self.guard("eth_getTransactionCount", lambda: self.w3.eth.get_transaction_count(sender, "latest")))
+
+    def block_hash(self, number: int) -> str | None:
+        """The hash of the canonical block `number` (0x hex), None above the head."""
+        from web3.exceptions import BlockNotFound
+
+        def get() -> Any:
+            try:
+                return self.w3.eth.get_block(int(number))
+            except BlockNotFound:
+                return None
+
+        block = self.guard("eth_getBlockByNumber", get)
+        return None if block is None else "0x" + bytes(block["hash"]).hex()
+
     def burn_nonce(self, why: str) -> None:
         """Use up the account's next nonce with a 0-wei transfer to itself (so that its next contract gets a new
         address: see settlement.system); waits for the receipt."""
         sender = self.sender
         tx = {"from": sender, "to": sender, "value": 0, "nonce": self.next_nonce(), "chainId": self.chain_id,
-              "gas": 21_000, **self._fees()}
+              "gas": 21_000, **self.fees().tx_fields()}
         signed = self.account.sign_transaction(tx)  # type: ignore[union-attr]
         tx_hash = self.send("0x" + bytes(signed.raw_transaction).hex()) or "0x" + bytes(signed.hash).hex()
         self.wait(tx_hash, why)
@@ -419,6 +567,11 @@ class ChainClient:
 
 class StaleNonce(ChainUnavailable):
     """The nonce of a signed transaction is used already: re-check the chain, then re-sign."""
+
+
+class Underpriced(ChainUnavailable):
+    """The node refused a transaction's fees (a replacement bumped too little, or below the pool's minimum):
+    the transaction already in the pool keeps its place; tried again at the next check."""
 
 
 def _rpc_message(exc: BaseException) -> str:

@@ -36,8 +36,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from energy_manager.models import StoredReading
 from energy_manager.reading import verify_reading
 from mam_client.models import ATTACHED, OutboxMessage
-from settlement.chain import ChainClient, ContractReverted, NoContract, StaleNonce
+from settlement.chain import ChainClient, ContractReverted, NoContract, SignedTx, StaleNonce, Underpriced
 from settlement.clock import ChainClock
+from settlement.fees import FeeAboveCap, Fees, bump
 from settlement.merkle import build_reading_tree, reading_proof, to_hex
 from settlement.models import (
     ABANDONED,
@@ -47,6 +48,7 @@ from settlement.models import (
     ReadingProof,
     SettlementPeriod,
     SettlementState,
+    SettlementTransaction,
     utcnow,
 )
 from settlement.solar_property import PeriodInfo, SolarProperty
@@ -55,6 +57,7 @@ from scb.db import load_json_value, save_json_value, transaction
 from scb.errors import ChainRefused, ChainUnavailable, ConfigError, DataError, TransportError
 from scb.loop import describe
 from scb.retry import Backoff
+from scb.timefmt import as_utc
 
 log = logging.getLogger("settlement.job")
 
@@ -62,6 +65,10 @@ GENERATION = "generation"
 CONSUMPTION = "consumption"
 #: receipt wait inside one job run; a longer wait continues on the next run (the hash is stored)
 RUN_RECEIPT_WAIT_S = 30.0
+#: settled periods whose root the periodic check compares with the chain: the newest ones. Why not all: a reorg
+#: deeper than a hundred periods (days of blocks) does not happen on any chain a community would use, and each
+#: period is one eth_call against a provider that counts them
+ROOT_CHECK_PERIODS = 100
 
 
 class PeriodConflict(ChainRefused):
@@ -112,6 +119,31 @@ def save_json_state(session: Session, key: str, value: dict) -> None:
     save_json_value(session, SettlementState, key, value)
 
 
+#: why a settle transaction was signed (settlement_transactions.reason)
+FIRST, REPLACEMENT, NEW_NONCE = "first", "replacement", "new nonce"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One signed settle transaction of a period (a row of settlement_transactions)."""
+
+    tx_hash: str
+    raw: str
+    nonce: int
+    gas: int
+    fees: Fees | None  # None: signed before fees were recorded
+    created_at: float  # wall-clock seconds
+
+
+def _attempt_row(period_ref: int, signed: SignedTx, reason: str) -> SettlementTransaction:
+    fees = signed.fees
+    return SettlementTransaction(period_ref=period_ref, tx_hash=signed.tx_hash, raw_tx=signed.raw,
+                                 nonce=signed.nonce, gas=signed.gas, reason=reason,
+                                 max_fee_wei=str(fees.max_fee if fees else 0),
+                                 tip_wei=None if fees is None or fees.tip is None else str(fees.tip),
+                                 created_at=utcnow())
+
+
 #: gas of writing a new storage slot (EIP-2929 cold SSTORE 0 -> non-zero: 22,100), reserved per holder in settle
 NEW_SLOT_GAS = 22_100
 
@@ -135,7 +167,7 @@ class Settler:
     def __init__(self, factory: sessionmaker[Session], client: ChainClient, system: SystemRef, *, hub_id: str,
                  period_s: int, lateness_s: int, clock: Clock, chain_clock: ChainClock,
                  retry_initial_s: float = 5.0, retry_max_s: float = 300.0,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, receipt_wait_s: float = RUN_RECEIPT_WAIT_S) -> None:
         self.factory = factory
         self.client = client
         self.system = system
@@ -164,6 +196,12 @@ class Settler:
         self._last_wait_reason: str | None = None
         #: gas used by the last settle transaction this process saw confirmed (None: none yet)
         self.last_settle_gas: int | None = None
+        #: how long one run waits for a just-sent transaction's receipt (the hash is stored: a longer wait goes on
+        #: at the next run)
+        self.receipt_wait_s = receipt_wait_s
+        #: what the pending period waits for (confirmations, a receipt), set while finishing it
+        self.waiting: str | None = None
+        self.root_check_key = f"root-check:{system.ref}"
 
     # -- the job ----------------------------------------------------------------------------------------------
     def run(self, force: bool = False) -> RunReport:
@@ -181,6 +219,20 @@ class Settler:
             self.settle_closed(report)
         except NoContract:
             raise  # the contract is gone (a reset development chain): the service resolves the system again
+        except FeeAboveCap as exc:
+            # the chain asks more than the operator's cap: wait for fees to fall, looking again at every check
+            # (no growing back-off: a fee spike ends by itself, and the next check should see that at once)
+            if exc.message != self.backoff.last_error:
+                log.warning("settlement of system %d waits: %s", self.system.system_id, exc)
+            self.backoff.failures += 1
+            self.backoff.last_error = str(exc)
+            self.backoff.not_before = now
+            self.trouble = report.trouble = "fee-cap"
+            report.waiting = str(exc)
+            self._save_backoff()
+            if force:
+                raise
+            return report
         except PeriodConflict as exc:
             # Two hubs settle this system, or this database is not the one that settled it: a person decides.
             # Recorded on the period row (by _finish), here and in the log; looked at again on the slow schedule.
@@ -236,7 +288,10 @@ class Settler:
                                                         "kind": self.trouble})
 
     def settle_closed(self, report: RunReport) -> RunReport:
-        """Finish pending periods, adopt periods only the chain knows, then prepare and settle closed ones."""
+        """Finish pending periods, adopt periods only the chain knows, then prepare and settle closed ones (and,
+        every `root_check_interval_s`, check the settled periods' roots on chain)."""
+        self.waiting = None
+        self._check_roots_when_due()
         while True:
             pending = self._pending_row()
             if pending is not None:
@@ -247,7 +302,8 @@ class Settler:
                 if outcome == ABANDONED:
                     report.abandoned.append(pending.period_id)
                     continue
-                report.waiting = f"period {pending.period_id}: transaction {pending.tx_hash} not final yet"
+                report.waiting = self.waiting or f"period {pending.period_id}: transaction {pending.tx_hash} not " \
+                                                 "final yet"
                 return report
             report.adopted.extend(self._adopt_chain_periods())
             plan, why = self.next_closed_period()
@@ -375,19 +431,54 @@ class Settler:
         return self.chain.settle_call(row.period_id, row.start_s, row.end_s, bytes.fromhex(row.readings_root[2:]),
                                       row.mam_root, row.reading_count, row.generation_wh, consumption)
 
+    def _attempts(self, row: SettlementPeriod) -> list[Attempt]:
+        """The transactions signed for `row`'s current nonce, oldest first (a replaced one may still be mined)."""
+        if row.nonce is None or row.tx_hash is None:
+            return []
+        with self.factory() as session:
+            rows = session.scalars(select(SettlementTransaction).where(
+                SettlementTransaction.period_ref == row.id, SettlementTransaction.nonce == row.nonce)
+                .order_by(SettlementTransaction.id)).all()
+            found = [Attempt(r.tx_hash, r.raw_tx, r.nonce, r.gas,
+                             Fees(int(r.max_fee_wei), None if r.tip_wei is None else int(r.tip_wei)),
+                             as_utc(r.created_at).timestamp()) for r in rows]
+        if all(a.tx_hash != row.tx_hash for a in found):
+            # signed by an SCB before transactions were recorded (migration 0005): its fees are unknown
+            found.append(Attempt(row.tx_hash, row.raw_tx or "", row.nonce, 0, None, as_utc(row.created_at).timestamp()))
+        return found
+
+    def _mined(self, attempts: list[Attempt]) -> tuple[Attempt, dict] | None:
+        for attempt in attempts:
+            receipt = self.client.receipt(attempt.tx_hash)
+            if receipt is not None:
+                return attempt, receipt
+        return None
+
     def _finish(self, row: SettlementPeriod) -> str:
         """Bring a prepared/submitted period to `settled` or `abandoned`; returns the state it is in afterwards.
 
-        The chain is asked before anything is (re)sent: what it holds wins.
+        The chain is asked before anything is (re)sent: what it holds wins. A receipt of *any* transaction signed
+        for the period's nonce counts; the period is settled once that receipt is `confirmations` blocks deep on
+        the canonical chain. A receipt that disappears, or moves to a block with another hash, is a reorg: the
+        depth counts again, and a transaction the reorg dropped is sent again (docs/settlement.md "Finality").
         """
         what = f"settle period {row.period_id}"
-        if row.tx_hash:
-            receipt = self.client.receipt(row.tx_hash)
-            if receipt is not None and receipt["status"] == 1:
-                try:  # our transaction is mined: wait for the confirmation depth before calling it settled
-                    self.client.wait(row.tx_hash, what, timeout_s=RUN_RECEIPT_WAIT_S)
-                except ChainUnavailable:
+        attempts = self._attempts(row)
+        mined = self._mined(attempts)
+        if mined is not None:
+            attempt, receipt = mined
+            if receipt["status"] == 1:
+                if not self._deep_enough(row, attempt, receipt):
                     return SUBMITTED
+            else:
+                failure = self.client.explain_failure(receipt, what, self._settle_fn(row))
+                log.error("period %d: transaction %s failed: %s", row.period_id, attempt.tx_hash, failure)
+                self._record_error(row.id, str(failure))
+        elif row.block_hash is not None:
+            log.warning("period %d: block %s that held transaction %s was reorganised away; settling again",
+                        row.period_id, row.block_hash, row.tx_hash)
+            self._set_block(row, None, None)
+            row = self._reload(row)
         view = self.chain.snapshot()  # the period and the system's last period from the same block
         on_chain = self.chain_period(row.period_id, view)
         if on_chain is not None:
@@ -398,39 +489,97 @@ class Settler:
                            "system, or this database is not the one that settled it; an operator must decide")
                 self._record_error(row.id, message)
                 raise PeriodConflict(message, row.period_id, root, row.readings_root)
-            self._mark_settled(row, due_time=on_chain.due_time)
-            return SETTLED
+            if mined is None or mined[1]["status"] == 1:
+                self._mark_settled(row, due_time=on_chain.due_time, mined=mined)
+                return SETTLED
         last_id, last_end = self.chain_last(view)
         if last_id >= row.period_id or last_end > row.start_s:
             self._abandon(row, last_id)
             return ABANDONED
+        if attempts and mined is None:
+            try:
+                return self._pending(row, attempts)
+            except StaleNonce:
+                log.info("period %d: the nonce of %s is used by another transaction; signing again with the next "
+                         "nonce", row.period_id, row.tx_hash)
         if row.tx_hash:
-            receipt = self.client.receipt(row.tx_hash)
-            if receipt is None and (self.client.known(row.tx_hash) or row.raw_tx):
-                try:
-                    if not self.client.known(row.tx_hash) and row.raw_tx:
-                        self.client.send(row.raw_tx)  # lost before reaching the node (crash, node restart)
-                        log.info("period %d: re-broadcast transaction %s", row.period_id, row.tx_hash)
-                    self.client.wait(row.tx_hash, what, self._settle_fn(row), timeout_s=RUN_RECEIPT_WAIT_S)
-                    return self._finish(self._reload(row))
-                except StaleNonce:
-                    log.info("period %d: the nonce of %s is used by another transaction; signing again",
-                             row.period_id, row.tx_hash)
-                except ContractReverted as exc:
-                    self._record_error(row.id, str(exc))
-                    self._clear_tx(row)
-                    raise
-                except ChainUnavailable:
-                    return SUBMITTED
-            elif receipt is not None and receipt["status"] != 1:
-                failure = self.client.explain_failure(receipt, what, self._settle_fn(row))
-                log.error("period %d: transaction %s failed: %s", row.period_id, row.tx_hash, failure)
-                self._record_error(row.id, str(failure))
             self._clear_tx(row)
             row = self._reload(row)
-        return self._submit(row)
+        return self._submit(row, reason=NEW_NONCE if attempts else FIRST)
 
-    def _submit(self, row: SettlementPeriod) -> str:
+    def _deep_enough(self, row: SettlementPeriod, attempt: Attempt, receipt: dict) -> bool:
+        """Whether the receipt is `confirmations` blocks deep on the canonical chain; records its block."""
+        number, block_hash = int(receipt["blockNumber"]), "0x" + bytes(receipt["blockHash"]).hex()
+        if row.block_hash != block_hash or row.tx_hash != attempt.tx_hash:
+            if row.block_hash is not None and row.block_hash != block_hash:
+                log.warning("period %d: its transaction moved from block %s to block %d (%s): a reorg; counting "
+                            "confirmations again", row.period_id, row.block_hash, number, block_hash)
+            self._set_block(row, number, block_hash, attempt)
+        depth = self.client.block_number() - number + 1
+        confirmations = self.client.settings.confirmations
+        if depth < confirmations:
+            self.waiting = (f"period {row.period_id}: transaction {attempt.tx_hash} in block {number}, {depth} of "
+                            f"{confirmations} confirmations")
+            return False
+        if self.client.block_hash(number) != block_hash:  # the node is switching branches: look again later
+            self.waiting = f"period {row.period_id}: block {number} is being reorganised"
+            return False
+        return True
+
+    def _pending(self, row: SettlementPeriod, attempts: list[Attempt]) -> str:
+        """Our transaction is not mined: see whether its nonce was taken, it was dropped, or it is stuck; act."""
+        newest = attempts[-1]
+        if self.client.mined_nonce() > newest.nonce and self._mined(attempts) is None:
+            # the account's nonce moved past ours and none of ours is mined: another transaction took it
+            raise StaleNonce(f"nonce {newest.nonce} was taken by another transaction of {self.client.sender}")
+        if not any(self.client.known(a.tx_hash) for a in attempts):
+            if not newest.raw:
+                raise StaleNonce(f"transaction {newest.tx_hash} is gone and its bytes were not kept")
+            self.client.send(newest.raw)  # dropped by the node (pool eviction, node restart) or never sent
+            log.info("period %d: the node does not know transaction %s (dropped): sent it again", row.period_id,
+                     newest.tx_hash)
+        elif self.wall() - newest.created_at >= self.client.settings.replace_after_s:
+            self._replace(row, newest)
+        return self._await(row)
+
+    def _replace(self, row: SettlementPeriod, stuck: Attempt) -> None:
+        """Re-sign the stuck transaction's nonce with both fee fields raised (settlement.fees.bump) and send it;
+        the stuck one stays recorded (it may still be mined instead)."""
+        s = self.client.settings
+        try:
+            current: Fees | None = self.client.fees()
+        except FeeAboveCap:
+            current = None
+        old = stuck.fees or (current if current is not None else self.client.fees())
+        if stuck.fees is None:  # unknown fees (signed before they were recorded): at least what the chain asks now
+            old = Fees(max(1, old.max_fee * 8 // 9), None if old.tip is None else old.tip * 8 // 9)
+        fees = bump(old, current, max_fee_cap=s.max_fee_wei, tip_cap=s.max_priority_fee_wei)
+        gas = stuck.gas or None
+        signed = self.client.sign(self._settle_fn(row), f"settle period {row.period_id}", nonce=stuck.nonce,
+                                  fees=fees, gas=gas, extra_gas=NEW_SLOT_GAS * len(json.loads(row.consumption_json)))
+        self._record_attempt(row, signed, REPLACEMENT)
+        log.warning("period %d: transaction %s not mined after %.0f s: replaced by %s (nonce %d, %s)", row.period_id,
+                    stuck.tx_hash, self.wall() - stuck.created_at, signed.tx_hash, signed.nonce, fees.describe())
+        try:
+            self.client.send(signed)
+        except Underpriced as exc:  # the pool wants more than +12.5 %: the stuck one stays; next check bumps again
+            log.warning("period %d: replacement %s refused: %s", row.period_id, signed.tx_hash, exc)
+
+    def _await(self, row: SettlementPeriod) -> str:
+        """Wait (at most `receipt_wait_s`) for a receipt of any of the period's transactions, then look again."""
+        deadline = time.monotonic() + self.receipt_wait_s
+        delay = 0.05
+        while True:
+            fresh = self._reload(row)
+            if self._mined(self._attempts(fresh)) is not None:
+                return self._finish(fresh)
+            if time.monotonic() >= deadline:
+                self.waiting = f"period {row.period_id}: transaction {fresh.tx_hash} not mined yet"
+                return SUBMITTED
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+    def _submit(self, row: SettlementPeriod, reason: str = "first") -> str:
         now_ms = self.clock.now_ms()
         if now_ms is not None:
             self.chain_clock.before_transaction(now_ms // 1000)
@@ -452,17 +601,31 @@ class Settler:
             fresh.tx_hash, fresh.raw_tx, fresh.nonce = signed.tx_hash, signed.raw, signed.nonce
             fresh.state = SUBMITTED
             fresh.attempts += 1
-        log.info("period %d: sending settle transaction %s (nonce %d)", row.period_id, signed.tx_hash, signed.nonce)
-        self.client.send(signed)
+            session.add(_attempt_row(row.id, signed, reason))
+        log.info("period %d: sending settle transaction %s (nonce %d, %s)", row.period_id, signed.tx_hash,
+                 signed.nonce, signed.fees.describe() if signed.fees else "")
         try:
-            self.client.wait(signed.tx_hash, f"settle period {row.period_id}", fn, timeout_s=RUN_RECEIPT_WAIT_S)
-        except ContractReverted as exc:
-            self._record_error(row.id, str(exc))
-            self._clear_tx(row)
-            raise
-        except ChainUnavailable:
+            self.client.send(signed)
+        except StaleNonce:  # taken between signing and sending: the next run re-signs with the next nonce
             return SUBMITTED
-        return self._finish(self._reload(row))
+        return self._await(row)
+
+    def _record_attempt(self, row: SettlementPeriod, signed: SignedTx, reason: str) -> None:
+        with transaction(self.factory) as session:
+            fresh = session.get(SettlementPeriod, row.id)
+            assert fresh is not None
+            fresh.tx_hash, fresh.raw_tx, fresh.nonce = signed.tx_hash, signed.raw, signed.nonce
+            fresh.attempts += 1
+            session.add(_attempt_row(row.id, signed, reason))
+
+    def _set_block(self, row: SettlementPeriod, number: int | None, block_hash: str | None,
+                   attempt: Attempt | None = None) -> None:
+        with transaction(self.factory) as session:
+            fresh = session.get(SettlementPeriod, row.id)
+            assert fresh is not None
+            fresh.block_number, fresh.block_hash = number, block_hash
+            if attempt is not None:  # the mined one of several: the period's transaction from now on
+                fresh.tx_hash, fresh.raw_tx = attempt.tx_hash, attempt.raw or fresh.raw_tx
 
     # -- row updates ------------------------------------------------------------------------------------------
     def _reload(self, row: SettlementPeriod) -> SettlementPeriod:
@@ -485,24 +648,32 @@ class Settler:
             fresh.nonce = None
             fresh.state = PREPARED
 
-    def _mark_settled(self, row: SettlementPeriod, due_time: int) -> None:
-        block = None
-        if row.tx_hash:
+    def _mark_settled(self, row: SettlementPeriod, due_time: int,
+                      mined: tuple[Attempt, dict] | None = None) -> None:
+        block = block_hash = None
+        tx_hash = row.tx_hash
+        if mined is None and row.tx_hash:
             receipt = self.client.receipt(row.tx_hash)
-            if receipt is not None and receipt["status"] == 1:
-                block = int(receipt["blockNumber"])
-                self.last_settle_gas = int(receipt["gasUsed"])
+            if receipt is not None:
+                mined = (Attempt(row.tx_hash, row.raw_tx or "", row.nonce or 0, 0, None, 0.0), receipt)
+        if mined is not None and mined[1]["status"] == 1:
+            receipt = mined[1]
+            tx_hash = mined[0].tx_hash
+            block, block_hash = int(receipt["blockNumber"]), "0x" + bytes(receipt["blockHash"]).hex()
+            self.last_settle_gas = int(receipt["gasUsed"])
         with transaction(self.factory) as session:
             fresh = session.get(SettlementPeriod, row.id)
             assert fresh is not None
             fresh.state = SETTLED
+            fresh.tx_hash = tx_hash
             fresh.raw_tx = None
             fresh.block_number = block
+            fresh.block_hash = block_hash
             fresh.due_time = due_time
             fresh.settled_at = utcnow()
             fresh.last_error = None
-        log.info("period %d settled on chain (transaction %s, bills due at %d)", row.period_id, row.tx_hash,
-                 due_time)
+        log.info("period %d settled on chain (transaction %s, block %s, bills due at %d)", row.period_id, tx_hash,
+                 block, due_time)
 
     def _abandon(self, row: SettlementPeriod, chain_last: int) -> None:
         """The chain moved past this period without it: release its readings to the next period."""
@@ -523,6 +694,54 @@ class Settler:
                                 f"{len(reading_ids)} readings go to the next period")
         log.warning("period %d abandoned: the chain is at period %d; %d readings released", row.period_id,
                     chain_last, len(reading_ids))
+
+    # -- after finality: the settled periods' roots on chain -------------------------------------------------
+    def _check_roots_when_due(self) -> None:
+        with self.factory() as session:
+            state = load_json_state(session, self.root_check_key) or {}
+        if self.wall() < float(state.get("next_at", 0.0)):
+            return
+        self.check_roots()
+        with transaction(self.factory) as session:
+            save_json_state(session, self.root_check_key,
+                            {"next_at": self.wall() + self.client.settings.root_check_interval_s,
+                             "checked_at": self.wall()})
+
+    def check_roots(self) -> list[int]:
+        """Compare the newest ROOT_CHECK_PERIODS settled periods' roots on chain (one snapshot) with ours; returns
+        the periods a reorg deeper than `confirmations` removed, which are set back to `submitted` so that the
+        next step sends their transaction again. Another root on chain is a PeriodConflict."""
+        with self.factory() as session:
+            rows = session.scalars(select(SettlementPeriod).where(
+                SettlementPeriod.system_ref == self.system.ref, SettlementPeriod.state == SETTLED)
+                .order_by(SettlementPeriod.period_id.desc()).limit(ROOT_CHECK_PERIODS)).all()
+        if not rows:
+            return []
+        view = self.chain.snapshot()
+        reopened: list[int] = []
+        for row in rows:
+            on_chain = self.chain_period(row.period_id, view)
+            if on_chain is None:
+                log.error("period %d was settled (block %s) but the chain no longer holds it: a reorg deeper than "
+                          "ethereum.confirmations (%d); settling it again", row.period_id, row.block_number,
+                          self.client.settings.confirmations)
+                with transaction(self.factory) as session:
+                    fresh = session.get(SettlementPeriod, row.id)
+                    assert fresh is not None
+                    fresh.state = SUBMITTED if fresh.nonce is not None else PREPARED
+                    fresh.block_number = fresh.block_hash = None
+                    fresh.settled_at = None
+                    fresh.last_error = "removed from the chain by a reorg after it was final; settled again"
+                reopened.append(row.period_id)
+            elif on_chain.readings_root_hex != row.readings_root:
+                message = (f"period {row.period_id} of system {self.system.system_id} is on chain with readings root "
+                           f"{on_chain.readings_root_hex}, but this hub settled {row.readings_root}; an operator "
+                           "must decide")
+                self._record_error(row.id, message)
+                raise PeriodConflict(message, row.period_id, on_chain.readings_root_hex, row.readings_root)
+        if not reopened:
+            log.debug("root check: the %d newest settled periods hold their roots on chain", len(rows))
+        return reopened
 
     # -- adoption of periods only the chain knows -------------------------------------------------------------
     def _adopt_chain_periods(self) -> list[int]:

@@ -16,7 +16,15 @@ from mam_client.crypto.trits import ascii_to_trytes
 from mam_client.outbox import enqueue
 from scb.db import transaction
 from scb.errors import ChainUnavailable
-from settlement.models import ABANDONED, PREPARED, SETTLED, SUBMITTED, ReadingProof, SettlementPeriod
+from settlement.models import (
+    ABANDONED,
+    PREPARED,
+    SETTLED,
+    SUBMITTED,
+    ReadingProof,
+    SettlementPeriod,
+    SettlementTransaction,
+)
 from tests.conftest import run_node
 from tests.settlement.conftest import START_MS, Hub
 
@@ -123,15 +131,15 @@ def test_crash_after_signing_before_sending_settles_once(hub: Hub, monkeypatch: 
 
 def test_crash_after_sending_before_recording_settles_once(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     hub.run_until(START_MS + 2 * HOUR_MS + 20 * 60_000)
-    real_wait = hub.client.wait
+    real_wait = hub.settler._await
 
     def crash(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt("killed while waiting for the receipt")
 
-    monkeypatch.setattr(hub.client, "wait", crash)
+    monkeypatch.setattr(hub.settler, "_await", crash)
     with pytest.raises(KeyboardInterrupt):
         hub.settle()
-    monkeypatch.setattr(hub.client, "wait", real_wait)
+    monkeypatch.setattr(hub.settler, "_await", real_wait)
     report = hub.settle()
     assert report.settled == [1, 2]
     assert [e["periodId"] for e in settled_events(hub)] == [1, 2]
@@ -162,6 +170,7 @@ def test_database_behind_the_chain_adopts_instead_of_billing_twice(hub: Hub) -> 
     # restore an "older backup": the database forgets both settlements
     with transaction(hub.factory) as session:
         session.query(ReadingProof).delete()
+        session.query(SettlementTransaction).delete()
         session.query(SettlementPeriod).delete()
         session.execute(update(StoredReading).values(period=None))
     hub.run_until(START_MS + 3 * HOUR_MS + 20 * 60_000)
