@@ -3,19 +3,30 @@ corrupted CRC are counted as their own kinds ("wrong_unit", "crc"), not as timeo
 and the other meter on the bus goes on being read."""
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from energy_manager.drivers.modbus import CRC, TIMEOUT, WRONG_UNIT, Link, ModbusDevice
+from energy_manager.models import InputCounter, StoredReading
 from energy_manager.modbus import frames
 from energy_manager.modbus.profiles import load_profile
+from energy_manager.monitor import EnergyMonitor
+from energy_manager.service import build_device
+from energy_manager.settings import load_energy_settings
+from hub.cli import main
+from scb.config import Config
+from scb.db import make_engine, make_sessionmaker, upgrade
 from tests.energy_manager.modbus.meter_sim import Unit
 from tests.energy_manager.modbus.raw_rtu import RawResponder, crc16_modbus, registers_answer, with_crc
 from tests.energy_manager.modbus.test_tcp import Collect, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(120)
 
 
 def sdm120(import_kwh: float, power_w: float) -> Unit:
@@ -61,7 +72,7 @@ def bus() -> Iterator[Bus]:
 
 def meter(bus: Bus, unit: int) -> ModbusDevice:
     return ModbusDevice(f"h{unit}", Link("rtu", serial_port=bus.responder.path, baud=9600), unit,
-                        load_profile("sdm120"), timeout_s=0.3, poll_interval_s=0.05, retry_min_s=0.05,
+                        load_profile("sdm120"), timeout_s=0.5, poll_interval_s=0.05, retry_min_s=0.05,
                         retry_max_s=0.2)
 
 
@@ -167,3 +178,85 @@ def test_crc_check_agrees_with_the_tests_own_crc() -> None:
     for body in (b"\x01\x04\x02\x00\x0a", bytes(range(40)), b"\xff" * 7):
         assert frames.crc_ok(with_crc(body))
         assert not frames.crc_ok(body + (crc16_modbus(body) ^ 0x0100).to_bytes(2, "little"))
+
+
+# -- through the sampling loop and `scb meters scan` ---------------------------------------------------------
+def test_the_sampling_loop_counts_crc_and_wrong_unit_and_goes_on(bus: Bus, tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'scb.sqlite3'}")
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    common = {"driver": "modbus", "transport": "rtu", "serial_port": bus.responder.path, "profile": "sdm120",
+              "timeout_s": 0.5, "poll_interval_s": 0.05}
+    settings = load_energy_settings(Config(data={"energy": {
+        "clock_speed": 1, "publish_window_s": 60,
+        "devices": {"m1": {**common, "unit": 1}, "m2": {**common, "unit": 2}},
+        "meters": {f"h{u}": {"device": f"m{u}", "circuit": "consumption", "party": f"h{u}",
+                             "register": "import_wh", "power": "power_w"} for u in (1, 2)},
+    }}))
+    devices = {name: build_device(d, settings, 0) for name, d in settings.devices.items()}
+    for d in devices.values():
+        d.open()
+    try:
+        mon = EnergyMonitor(settings, factory, devices)
+
+        def counted() -> dict[tuple[str, str], InputCounter]:
+            with factory() as s:
+                return {(c.source, c.kind): c for c in s.execute(select(InputCounter)).scalars()}
+
+        def tick_until(done: Callable[[], bool]) -> None:
+            def step() -> bool:
+                time.sleep(0.06)
+                assert mon.tick(int(time.time() * 1000)).committed
+                return done()
+            wait_for(step, timeout=30)
+
+        def readings(meter: str) -> int:
+            with factory() as s:
+                return len(s.execute(select(StoredReading).where(StoredReading.meter == meter)).scalars().all())
+
+        tick_until(lambda: readings("h1") > 0 and readings("h2") > 0)
+        for mode, kind in (("wrong_unit", WRONG_UNIT), ("bad_crc", CRC)):
+            bus.mode[2] = mode
+            tick_until(lambda kind=kind: ("m2", kind) in counted())  # type: ignore[misc]
+            n = readings("h1")
+            tick_until(lambda n=n: readings("h1") > n + 1)  # the other meter on the bus goes on
+        bus.mode[2] = "good"
+        n2 = readings("h2")
+        tick_until(lambda: readings("h2") > n2)
+    finally:
+        for d in devices.values():
+            d.close()
+    counters = counted()
+    assert "unit 7 answered a request to unit 2" in counters[("m2", WRONG_UNIT)].last_detail
+    assert "| raw b'07 04 " in counters[("m2", WRONG_UNIT)].last_detail
+    assert "bad CRC" in counters[("m2", CRC)].last_detail and "| raw b'02 04 " in counters[("m2", CRC)].last_detail
+    assert ("m2", TIMEOUT) not in counters and not any(source == "m1" for source, _ in counters)
+    with factory() as s:
+        h2 = s.execute(select(StoredReading).where(StoredReading.meter == "h2")).scalars().all()
+    assert {r.register_wh for r in h2} == {2500}  # nothing from a refused frame was stored
+
+
+def test_scan_names_a_wrong_unit(bus: Bus, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bus.mode[1] = "wrong_unit"
+    path = tmp_path / "scb.toml"
+    path.write_text(f"""[hub]
+data_dir = "{tmp_path / 'data'}"
+[energy]
+clock_speed = 1
+[energy.devices.m1]
+driver = "modbus"
+transport = "rtu"
+serial_port = "{bus.responder.path}"
+unit = 1
+profile = "sdm120"
+timeout_s = 0.5
+[energy.meters.h1]
+device = "m1"
+circuit = "consumption"
+party = "h1"
+register = "import_wh"
+""")
+    assert main(["--config", str(path), "meters", "scan", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)["devices"][0]
+    assert result["ok"] is False
+    assert result["reason"].startswith("wrong_unit: unit 7 answered a request to unit 1")
