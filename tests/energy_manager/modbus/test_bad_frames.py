@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -260,3 +262,66 @@ register = "import_wh"
     result = json.loads(capsys.readouterr().out)["devices"][0]
     assert result["ok"] is False
     assert result["reason"].startswith("wrong_unit: unit 7 answered a request to unit 1")
+
+
+class RawTcpGateway:
+    """A Modbus TCP gateway that answers every request with the right registers but another unit id (as some
+    gateways and inverters do when `unit` is set wrong); pymodbus drops such answers as it does over RTU."""
+
+    def __init__(self, answer_unit: int, registers: dict[int, int]) -> None:
+        self.answer_unit, self.registers = answer_unit, registers
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(0.1)
+                buffer = b""
+                while not self._stop.is_set():
+                    try:
+                        data = conn.recv(256)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    buffer += data
+                    while len(buffer) >= 12:  # MBAP (7) + function, address, count (5)
+                        request, buffer = buffer[:12], buffer[12:]
+                        address, count = int.from_bytes(request[8:10], "big"), int.from_bytes(request[10:12], "big")
+                        body = b"".join(self.registers.get(a, 0).to_bytes(2, "big")
+                                        for a in range(address, address + count))
+                        pdu = bytes([request[7], len(body)]) + body
+                        conn.sendall(request[:4] + (len(pdu) + 1).to_bytes(2, "big") + bytes([self.answer_unit]) + pdu)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+def test_a_wrong_unit_over_tcp_is_counted_as_such() -> None:
+    gateway = RawTcpGateway(answer_unit=3, registers=sdm120(1.5, 100.0).input)
+    d = ModbusDevice("pv", Link("tcp", host="127.0.0.1", port=gateway.port), 1, load_profile("sdm120"),
+                     timeout_s=0.5, poll_interval_s=0.05, retry_min_s=0.05, retry_max_s=0.2)
+    seen = Collect(d)
+    d.open()
+    try:
+        wait_for(lambda: (seen(), len(seen.events) >= 2)[1], timeout=30)
+    finally:
+        d.close()
+        gateway.close()
+    assert seen.samples == []
+    assert {e.kind for e in seen.events} == {WRONG_UNIT}, [e.detail for e in seen.events]
+    assert "unit 3 answered a request to unit 1" in seen.events[0].detail
+    assert seen.events[0].raw is not None and bytes.fromhex(seen.events[0].raw.decode())[6] == 3
