@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "settlement.cli",
     "settlement.households",
     "dashboard.cli",
+    "home_assistant.bridge",
     "hub.commands",
     "hub.export",
     "hub.db_commands",

@@ -4,7 +4,8 @@ Processes, in start order (ARCHITECTURE.md "Processes"):
 1. anvil, the local Ethereum chain (state kept in the data directory) - only when no external RPC is configured;
 2. `scb tangle-node` - only when no external IOTA node is configured;
 3. `scb energy-manager`, 4. `scb mam-client`, 5. `scb settlement`, 6. `scb dashboard`;
-7. `scb demo-households` - only on the embedded chain's demo system (settlement.households).
+7. `scb demo-households` - only on the embedded chain's demo system (settlement.households);
+8. `scb home-assistant` - only when `[mqtt] url` is set (home_assistant.bridge).
 8. `scb fleet-upload` - only when `[fleet] url` is set (docs/fleet.md).
 
 The process table (`<data_dir>/run/processes.json`) says where each runs and how it fares; `scb status` and the
@@ -156,6 +157,10 @@ def plan(config: Config, config_path: str | None) -> list[Child]:
     # the demo households pay from the development accounts: on the embedded chain's demo system only
     if "demo-households" in commands and eth.embedded and settlement_settings(config).system_id is None:
         children.append(Child("demo-households", scb + ["demo-households"], logs / "demo-households.log"))
+    from home_assistant.settings import mqtt_enabled
+
+    if "home-assistant" in commands and mqtt_enabled(config):
+        children.append(Child("home-assistant", scb + ["home-assistant"], logs / "home-assistant.log"))
     return children
 
 

@@ -72,7 +72,8 @@ def alert_settings(config: Config) -> AlertSettings:
 
 #: Every module that owns configuration sections (its SECTIONS); `scb` refuses any other section.
 SETTINGS_MODULES = ("scb.config", "mam_client.settings", "mam_client.node.settings", "energy_manager.settings",
-                    "settlement.settings", "dashboard.settings", "hub.settings", "hub.fleet.settings")
+                    "settlement.settings", "dashboard.settings", "hub.settings", "hub.fleet.settings",
+                    "home_assistant.settings")
 
 
 def known_sections() -> list[str]:

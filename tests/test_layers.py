@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PROJECT = ("scb", "hub", "energy_manager", "mam_client", "settlement", "dashboard", "fleet")
+PROJECT = ("scb", "hub", "energy_manager", "mam_client", "settlement", "dashboard", "fleet", "home_assistant")
 COMPONENTS = ("energy_manager", "mam_client", "settlement")
 
 
@@ -50,7 +50,7 @@ def test_plumbing_imports_no_component() -> None:
 def test_components_do_not_reach_up_or_into_each_others_cli_and_service(component: str) -> None:
     def allowed(name: str) -> bool:
         parts = name.split(".")
-        if parts[0] in ("hub", "dashboard"):
+        if parts[0] in ("hub", "dashboard", "home_assistant"):  # the application layer and its front ends
             return False
         if parts[0] != component and parts[0] in COMPONENTS and {"cli", "service"} & set(parts[1:]):
             return False
