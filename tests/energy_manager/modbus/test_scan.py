@@ -66,3 +66,42 @@ def test_scan_of_a_gateway_that_is_not_there(tmp_path: Path, capsys: pytest.Capt
 def test_scan_of_an_unknown_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", config(tmp_path, 5020), "meters", "scan", "nope"]) == 2
     assert "scb: no device 'nope' in [energy.devices]; configured: m1" in capsys.readouterr().err
+
+
+def test_scan_of_a_sunspec_meter_shows_its_models_and_common_model(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.energy_manager.modbus.test_sunspec import common, meter_203, sunspec_unit
+
+    server = MeterServer({126: sunspec_unit(50000, common(), meter_203())}, ranges=((50000, 300),)).start_tcp()
+    path = tmp_path / "scb.toml"
+    path.write_text(f"""[hub]
+data_dir = "{tmp_path / 'data'}"
+[energy]
+clock_speed = 1
+[energy.devices.grid]
+driver = "modbus"
+transport = "tcp"
+host = "127.0.0.1"
+port = {server.port}
+unit = 126
+profile = "sunspec"
+[energy.meters.grid-import]
+device = "grid"
+circuit = "grid_import"
+register = "import_wh"
+""")
+    try:
+        assert main(["--config", str(path), "meters", "scan"]) == 0
+        text = capsys.readouterr().out
+        assert main(["--config", str(path), "meters", "scan", "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)["devices"][0]
+    finally:
+        server.stop()
+    assert "grid (modbus, 127.0.0.1:" in text and "unit 126): profile sunspec, Fronius Smart Meter 63A" in text
+    for line in ("  base: 50000", "  models: 1, 203", "  manufacturer: Fronius", "  model: Smart Meter 63A",
+                 "  serial: SN-0042"):
+        assert line in text.splitlines(), text
+    assert result["details"] == {"base": 50000, "models": [1, 203], "manufacturer": "Fronius",
+                                 "model": "Smart Meter 63A", "version": "1.2", "serial": "SN-0042"}
+    assert result["values"]["import_wh"] == {"value": pytest.approx(1_234_560.0), "unit": "Wh"}
+    assert result["values"]["power_w"] == {"value": -1500.0, "unit": "W"}
