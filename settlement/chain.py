@@ -562,7 +562,9 @@ class ChainClient:
         factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
         receipt = self.transact(factory.constructor(to_checksum_address(admin), to_checksum_address(approver)),
                                 "deploy SolarProperty")
-        return str(receipt["contractAddress"])
+        address = str(receipt["contractAddress"])
+        self.remember_deployment(address, int(receipt["blockNumber"]), "0x" + bytes(receipt["transactionHash"]).hex())
+        return address
 
 
 class StaleNonce(ChainUnavailable):

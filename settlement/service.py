@@ -40,6 +40,7 @@ from settlement.chain import ChainClient, NoContract, connect
 from settlement.clock import ChainClock, CommunityTime
 from settlement.health import last_settle_gas, record_hub_account
 from settlement.job import RunReport, Settler
+from settlement.logscan import DeploymentStore
 from settlement.models import SCHEDULER_TABLE
 from settlement.settings import EthereumSettings, SettlementSettings, ethereum_settings, settlement_settings
 from settlement.supply import SupplyWatcher, make_actuator
@@ -102,6 +103,8 @@ class SettlementService:
             return False
         try:
             client = connect(self.eth, provider=self.provider)
+            # deployment blocks (the floor of every log scan) are found once and kept in the hub's database
+            client.deployment_store = DeploymentStore(self.factory)
             system = resolve_system(self.config, self.factory, client, self.eth, self.settings, self.energy)
             chain_clock = ChainClock.for_setting(client, self.eth.time_sync)
         except TransportError as exc:
@@ -187,7 +190,9 @@ class SettlementService:
         assert self.system is not None
         self.heartbeat.beat(SETTLE, detail={"system_id": self.system.system_id, "contract": self.system.contract,
                                             "waiting": report.waiting, "trouble": report.trouble,
-                                            "settled": report.settled[-1] if report.settled else None})
+                                            "settled": report.settled[-1] if report.settled else None,
+                                            # the chain asks more than [ethereum] max_fee_gwei: waiting, not paying
+                                            "fee_cap_wait": report.trouble == "fee-cap"})
         return Waiting(report.waiting or report.trouble) if report.trouble else None
 
     def supply_step(self) -> Waiting | None:

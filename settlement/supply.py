@@ -38,8 +38,6 @@ from scb.errors import ScbError, TransportError
 from scb.timefmt import utc_iso
 
 log = logging.getLogger("settlement.supply")
-#: blocks scanned for Repossessed events on the very first check
-EVENT_LOOKBACK_BLOCKS = 50_000
 
 
 class ActuatorError(TransportError):
@@ -176,9 +174,9 @@ class SupplyWatcher:
         """account (lowercase) -> transaction hash of the Repossessed events since the last scan."""
         with self.factory() as session:
             state = load_json_state(session, self.scan_key) or {}
-        # first scan: the recent past only (providers limit log ranges; standing itself is read from the views,
-        # the events only add the repossession's transaction to the reason)
-        start = int(state.get("next_block", max(0, to_block - EVENT_LOOKBACK_BLOCKS)))
+        # first scan: from the contract's deployment block (the client raises 0 to it and scans in chunks the
+        # provider accepts, settlement.logscan); later scans go on from the last block scanned
+        start = int(state.get("next_block", 0))
         if start > to_block:
             return {}
         return {event.holder.lower(): event.tx_hash for event in self.chain.repossessed_events(start, to_block)}
