@@ -19,7 +19,7 @@ from energy_manager.settings import EnergySettings, load_energy_settings
 from hub.cli import main
 from scb.config import Config
 from scb.errors import ConfigError, SecretFileError
-from tests.services.mosquitto import Broker, BrokerTls, TlsFiles, wait_for
+from tests.services.mosquitto import AUTH_PASSWORD, AUTH_USER, Broker, BrokerTls, TlsFiles, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 TOPIC = "tele/plug-h1/SENSOR"
@@ -87,6 +87,28 @@ def test_values_arrive_over_a_verified_tls_connection(tls_broker: Broker, tls_fi
         d.close()
     assert samples[0].values == {"import_wh": 1250.0, "power_w": 80.0, "voltage_v": 230.0, "current_a": 0.5}
     assert events == []
+
+
+def test_user_and_password_over_tls(mosquitto: str, tls_files: TlsFiles, tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(f"{AUTH_PASSWORD}\n")
+    secret.chmod(0o600)
+    with Broker(mosquitto, tmp_path, users={AUTH_USER: AUTH_PASSWORD}, tls=BrokerTls(tls_files)) as broker:
+        o = settings_for(url=broker.url, ca_file=str(tls_files.ca_cert), username=AUTH_USER,
+                         password_file=str(secret)).devices["meter"].options
+        d = MqttDevice("meter", o["host"], o["port"], o["topics"], max_age_ms=180_000, tls=True,
+                       ca_file=o["ca_file"], username=o["username"], password_file=o["password_file"],
+                       retry_min_s=0.05, retry_max_s=0.5)
+        d.open()
+        try:
+            wait_for(d.connected.is_set, what="logged in over TLS")
+            publish.single(TOPIC, tasmota(4.0, 5.0), qos=1, hostname=broker.host, port=broker.port,
+                           tls={"ca_certs": str(tls_files.ca_cert)},
+                           auth={"username": AUTH_USER, "password": AUTH_PASSWORD})
+            samples, events = collect_until(d, lambda s, e: s, what="a sample with a login over TLS")
+        finally:
+            d.close()
+    assert samples[0].values["import_wh"] == 4000.0 and events == []
 
 
 def test_a_client_certificate_is_presented_when_the_broker_asks(client_cert_broker: Broker,
