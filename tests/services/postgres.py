@@ -126,6 +126,7 @@ class PostgresServer:
         self.socket_dir = self.root / "socket"
         self.log_path = self.root / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._version_num = 0
         self.socket_dir.mkdir()
         if self._user is not None:
             # mkdtemp is 0700 root: the server's user must own its directory (initdb also insists on that).
@@ -200,6 +201,13 @@ class PostgresServer:
             time.sleep(0.1)
         self.stop()
         return False
+
+    @property
+    def version_num(self) -> int:
+        """The server's `server_version_num` (e.g. 150008), asked once."""
+        if not self._version_num:
+            self._version_num = int(self.psql("SHOW server_version_num")[0][0])
+        return self._version_num
 
     def _ready(self) -> bool:
         import psycopg
