@@ -51,7 +51,7 @@ def backend_url(backend: str, tmp: Path, request: pytest.FixtureRequest) -> str:
     return server.create_database()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tangle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
     settings = NodeSettings(db=tmp_path_factory.mktemp("tangle") / "tangle.sqlite3", port=0, mwm=TEST_MWM,
                             pow_threads=2)
@@ -101,3 +101,17 @@ def drain(uploader: Uploader, ceiling: int = 1000) -> int:
         if uploader.step() is None:
             return steps
     raise AssertionError(f"the uploader still had work after {ceiling} batches")
+
+
+@pytest.fixture(scope="session")
+def hubs(tmp_path_factory: pytest.TempPathFactory, tangle: RunningNode) -> Iterator[tuple[FleetHub, FleetHub]]:
+    """Two hubs, each on its own anvil, with two settled periods (shared by the fleet test modules: building them
+    is the expensive part). Hub A uploads with its hub account (dev account 0, holding the hub role on its
+    contract), hub B with dev account 7 (admitted by `scb fleet allow`)."""
+    a = make_fleet_hub(tmp_path_factory.mktemp("hub-a"), tangle, "hub-a", 0)
+    b = make_fleet_hub(tmp_path_factory.mktemp("hub-b"), tangle, "hub-b", 7)
+    try:
+        yield a, b
+    finally:
+        a.anvil.stop()
+        b.anvil.stop()

@@ -27,20 +27,9 @@ from settlement.chain import dev_account
 from settlement.models import SETTLED, ReadingProof, SettlementPeriod
 from settlement.verify import VALID
 from tests.conftest import REPO, run_node
-from tests.fleet.conftest import BACKENDS, FleetHub, backend_url, drain, make_fleet_hub, start_fleet
+from tests.fleet.conftest import BACKENDS, FleetHub, backend_url, drain, start_fleet
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def hubs(tmp_path_factory: pytest.TempPathFactory, tangle) -> Iterator[tuple[FleetHub, FleetHub]]:  # type: ignore[no-untyped-def]
-    a = make_fleet_hub(tmp_path_factory.mktemp("hub-a"), tangle, "hub-a", 0)
-    b = make_fleet_hub(tmp_path_factory.mktemp("hub-b"), tangle, "hub-b", 7)
-    try:
-        yield a, b
-    finally:
-        a.anvil.stop()
-        b.anvil.stop()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
