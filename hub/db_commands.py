@@ -41,9 +41,9 @@ def _url(args: argparse.Namespace) -> str:
 
 def _safe(url: str) -> str:
     """The URL without a password, for printing."""
-    from sqlalchemy.engine import make_url
+    from scb.db import safe_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return safe_url(url)
 
 
 def _upgrade(args: argparse.Namespace) -> int:
