@@ -177,10 +177,13 @@ async def read_block(client: ModbusBaseClient, unit: int, block: Block) -> list[
     if response.dev_id not in (unit, 0) and unit != 0:
         raise PollError(WRONG_UNIT, f"unit {response.dev_id} answered a request to unit {unit}")
     registers = list(response.registers)
-    if len(registers) < block.count:
-        raise PollError(BAD_VALUE, f"{len(registers)} registers in the answer for {where}",
+    if len(registers) != block.count:
+        # exactly `count` registers or none: a longer answer is no bonus but another request's (a late answer
+        # to the request before, which RTU, having no transaction id, cannot tell apart), and taking its first
+        # words would store one register's value as another's
+        raise PollError(BAD_VALUE, f"{len(registers)} registers in the answer for {where}, not {block.count}",
                         show_registers(registers, block.address))
-    return registers[: block.count]
+    return registers
 
 
 async def read_profile(client: ModbusBaseClient, unit: int, profile: Profile) -> tuple[dict[str, float], bytes]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from energy_manager.drivers.modbus import CRC, TIMEOUT, WRONG_UNIT, Link, ModbusDevice
+from energy_manager.drivers.modbus import BAD_VALUE, CRC, TIMEOUT, WRONG_UNIT, Link, ModbusDevice
 from energy_manager.models import InputCounter, StoredReading
 from energy_manager.modbus import frames
 from energy_manager.modbus.profiles import load_profile
@@ -47,6 +47,7 @@ class Bus:
     def __init__(self) -> None:
         self.units = {1: sdm120(1.5, 100.0), 2: sdm120(2.5, 200.0)}
         self.mode = {1: "good", 2: "good"}
+        self.previous: bytes | None = None
         self.responder = RawResponder(self.answer)
 
     def answer(self, unit: int, function: int, address: int, count: int) -> bytes | None:
@@ -62,6 +63,9 @@ class Bus:
             return frame[:-2] + bytes([frame[-2] ^ 0x5A, frame[-1]])
         if mode == "noise":
             return b"\x00\xff\x13\x37\x00"
+        if mode == "late":  # a slow meter: each answer is the one to the request before
+            previous, self.previous = self.previous, frame
+            return previous
         return frame
 
 
@@ -139,6 +143,15 @@ def test_noise_on_the_line_is_counted_as_crc(bus: Bus) -> None:
     _, h2 = run_bad_unit(bus, "noise", CRC)
     assert {e.kind for e in h2.events} == {CRC}, h2.kinds()
     assert h2.events[0].raw == b"00 ff 13 37 00"
+
+
+def test_a_late_answer_to_the_request_before_is_never_taken(bus: Bus) -> None:
+    # unit 2's two requests (input registers 0..13 and 70..75) are each answered with the other's registers
+    h1, h2 = run_bad_unit(bus, "late", BAD_VALUE)
+    assert {e.kind for e in h2.events} <= {BAD_VALUE, TIMEOUT}, h2.kinds()
+    details = [e.detail for e in h2.events if e.kind == BAD_VALUE]
+    assert any("14 registers in the answer for input registers 70..75 of unit 2, not 6" in d for d in details)
+    assert all(s.values["import_wh"] == 2500.0 for s in h2.samples)  # no register's value taken for another's
 
 
 def test_a_unit_that_says_nothing_is_still_a_timeout(bus: Bus) -> None:
