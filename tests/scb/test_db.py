@@ -206,3 +206,45 @@ def test_the_test_server_is_private_and_unprivileged(postgres_server: PostgresSe
     assert data_dir == postgres_server.data_dir and data_dir.is_relative_to(Path(os.environ.get("TMPDIR", "/tmp")))
     pid = int((data_dir / "postmaster.pid").read_text().split()[0])
     assert os.stat(f"/proc/{pid}").st_uid != 0 and data_dir.stat().st_uid != 0 or os.geteuid() != 0
+
+
+def test_the_writer_lock_dies_with_a_killed_process(database_url: str, tmp_path: Path) -> None:
+    """kill -9 of a process in the middle of a write transaction: its lock (SQLite's write lock, PostgreSQL's
+    advisory lock) is gone with it, and its uncommitted row too; the next writer goes ahead."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    engine = _table(database_url)
+    flag = tmp_path / "holding"
+    code = ("import sys, time; from pathlib import Path; from sqlalchemy import text; from scb.db import make_engine\n"
+            "e = make_engine(sys.argv[1])\n"
+            "with e.begin() as c:\n"
+            "    c.execute(text('INSERT INTO t VALUES (7)'))\n"
+            "    Path(sys.argv[2]).write_text('x')\n"
+            "    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, database_url, str(flag)])
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder did not start its write"
+            time.sleep(0.02)
+        with pytest.raises(OperationalError):  # held: the busy timeout (200 ms) passes
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (8)"))
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(60)
+        waiting = make_engine(database_url, busy_timeout_ms=60_000)  # a generous ceiling; returns once free
+        try:
+            with waiting.begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (9)"))
+            with waiting.connect() as conn:
+                assert sorted(conn.execute(text("SELECT n FROM t")).scalars()) == [1, 9]
+        finally:
+            waiting.dispose()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(60)
+        engine.dispose()
