@@ -38,6 +38,7 @@ LOOP = "publish"
 #: Messages paho keeps while a publish waits for the network: beyond it, publish fails at once rather than piling
 #: up memory on a Pi while the broker is away (the next step sends the current values anyway).
 MAX_QUEUED = 1000
+REFUSED = "the broker refused the connection"
 
 
 class Bridge:
@@ -77,10 +78,11 @@ class Bridge:
 
     def _on_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
-            self.last_error = f"the broker refused the connection: {reason}"
+            self.last_error = f"{REFUSED}: {reason}"
             log.error("MQTT broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
             return
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
+        self.last_error = ""
         client.subscribe(self.topics.birth, qos=1)
         with self._lock:
             self._holders = None
@@ -89,6 +91,8 @@ class Bridge:
 
     def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()
+        if self.last_error.startswith(REFUSED):
+            return  # paho disconnects after a refused login: the refusal is what to show
         self.last_error = f"disconnected from the broker ({reason})"
         log.warning("MQTT broker %s:%d: %s; reconnecting", self.settings.host, self.settings.port, self.last_error)
 
