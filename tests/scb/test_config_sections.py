@@ -62,5 +62,5 @@ def test_a_misspelt_section_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_section_nobody_reads_is_refused_from_the_environment() -> None:
-    with pytest.raises(ConfigError, match=r"unknown section \[mqtt\] set by environment variable SCB_MQTT__URL"):
-        load_config(environ={"SCB_MQTT__URL": "x"}).check_sections(all_sections())
+    with pytest.raises(ConfigError, match=r"unknown section \[weather\] set by environment variable SCB_WEATHER__URL"):
+        load_config(environ={"SCB_WEATHER__URL": "x"}).check_sections(all_sections())
