@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -203,7 +205,9 @@ class DevTools:
         raise AssertionError(f"timed out waiting for {expression}")
 
 
-async def _click_verify(url: str, address: str, profile: str, screenshot: Path) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def devtools_page(profile: str) -> AsyncIterator[DevTools]:
+    """Chromium with its DevTools port open on one blank page, and a DevTools client of that page."""
     import aiohttp
 
     proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",  # type: ignore[list-item]
@@ -222,35 +226,7 @@ async def _click_verify(url: str, address: str, profile: str, screenshot: Path) 
                 tools = DevTools(ws)
                 for domain in ("Page", "Runtime", "Log"):
                     await tools.send(f"{domain}.enable")
-                await tools.send("Page.navigate", url=url)
-                await tools.wait_for("document.body && document.body.dataset.loaded === 'yes'")
-                selector = json.dumps(f'button.verify[data-address="{address}"]')
-                assert await tools.evaluate(f"!!document.querySelector({selector})"), "no verify button"
-                await tools.evaluate(f"document.querySelector({selector}).click()")
-                verdict = await tools.wait_for("(() => { const v = document.getElementById('verify-verdict')"
-                                               ".textContent; return v && v !== '…' ? v : null; })()")
-                # the messages list shows the verdict of the row that was verified
-                row = await tools.wait_for(
-                    f"(() => {{ const b = document.querySelector({selector}); const v = b && "
-                    "b.parentElement.querySelector('.verdict'); return v ? v.textContent : null; })()")
-                info = {
-                    "verdict": verdict, "row": row,
-                    "subject": await tools.evaluate("document.getElementById('verify-subject').textContent"),
-                    "steps": await tools.evaluate("document.querySelectorAll('#verify-steps li').length"),
-                    "points": await tools.evaluate("document.querySelectorAll('#chart circle.gen-point').length"),
-                }
-                # one holder: their consumption against their share of the generation
-                await tools.evaluate("(() => { const s = document.getElementById('holder'); s.value = 'h2'; "
-                                     "s.dispatchEvent(new Event('change')); })()")
-                info["legend"] = await tools.wait_for(
-                    "(() => { const t = document.getElementById('legend').textContent; "
-                    "return t.includes(\"h2's share\") ? t : null; })()")
-                info["parties_shown"] = await tools.evaluate(
-                    "[...new Set([...document.querySelectorAll('#chart rect.bar')].map((r) => r.dataset.party))]")
-                info["problems"] = tools.problems()
-                shot = await tools.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-                screenshot.write_bytes(base64.b64decode(shot["data"]))
-                return info
+                yield tools
     finally:
         proc.terminate()
         try:
@@ -258,6 +234,39 @@ async def _click_verify(url: str, address: str, profile: str, screenshot: Path) 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def _click_verify(url: str, address: str, profile: str, screenshot: Path) -> dict[str, Any]:
+    async with devtools_page(profile) as tools:
+        await tools.send("Page.navigate", url=url)
+        await tools.wait_for("document.body && document.body.dataset.loaded === 'yes'")
+        selector = json.dumps(f'button.verify[data-address="{address}"]')
+        assert await tools.evaluate(f"!!document.querySelector({selector})"), "no verify button"
+        await tools.evaluate(f"document.querySelector({selector}).click()")
+        verdict = await tools.wait_for("(() => { const v = document.getElementById('verify-verdict')"
+                                       ".textContent; return v && v !== '…' ? v : null; })()")
+        # the messages list shows the verdict of the row that was verified
+        row = await tools.wait_for(
+            f"(() => {{ const b = document.querySelector({selector}); const v = b && "
+            "b.parentElement.querySelector('.verdict'); return v ? v.textContent : null; })()")
+        info = {
+            "verdict": verdict, "row": row,
+            "subject": await tools.evaluate("document.getElementById('verify-subject').textContent"),
+            "steps": await tools.evaluate("document.querySelectorAll('#verify-steps li').length"),
+            "points": await tools.evaluate("document.querySelectorAll('#chart circle.gen-point').length"),
+        }
+        # one holder: their consumption against their share of the generation
+        await tools.evaluate("(() => { const s = document.getElementById('holder'); s.value = 'h2'; "
+                             "s.dispatchEvent(new Event('change')); })()")
+        info["legend"] = await tools.wait_for(
+            "(() => { const t = document.getElementById('legend').textContent; "
+            "return t.includes(\"h2's share\") ? t : null; })()")
+        info["parties_shown"] = await tools.evaluate(
+            "[...new Set([...document.querySelectorAll('#chart rect.bar')].map((r) => r.dataset.party))]")
+        info["problems"] = tools.problems()
+        shot = await tools.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        return info
 
 
 def test_clicking_verify_shows_the_verdict(filled: Filled, dashboard: Server, profile: str,
@@ -271,3 +280,80 @@ def test_clicking_verify_shows_the_verdict(filled: Filled, dashboard: Server, pr
     assert info["problems"] == []  # no script error, no blocked resource, no failed request
     png = screenshot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+# ------------------------------------------------------------------------------------------------ a household's page
+
+
+def test_household_page_shows_bills_and_proofs_that_verify(filled: Filled, dashboard: Server, profile: str,
+                                                          tmp_path: Path) -> None:
+    """h2 opens its page with period 1's readings, downloads a reading's proof from the link the page shows, and
+    checks it with `scb verify --proof` as a user would."""
+    import requests
+
+    from tests.settlement.conftest import write_toml
+
+    dom = dump_dom(f"{dashboard.url}/holder/h2?period=1", profile)
+    assert dom.find("body", **{"data-loaded": "yes"}), "the page's script did not finish loading its data"
+    assert dom.text["party"] == "h2" and dom.text["status"] == "paying" and dom.text["good"] == "yes"
+    assert "equity paid" in dom.text["equity-text"]
+    assert [r["data-period"] for r in dom.find("tr") if "data-period" in r] == ["3", "2", "1"]
+    assert dom.find("svg", id="chart")[0]["data-points"] == "17"
+    assert {b["data-party"] for b in dom.find("rect", class_="bar")} == {"h2"}
+    assert [r["data-event"] for r in dom.find("tr") if "data-event" in r] == ["Paid"]
+    links = dom.find("a", class_="proof")
+    assert len(links) == len([r for r in dom.find("tr") if "data-reading" in r]) > 0
+    assert dom.find("a", id="bills-csv")[0]["href"] == "/api/export/bills.csv?holder=h2"
+    href = links[2]["href"]
+    proof = tmp_path / "proof.json"
+    proof.write_bytes(requests.get(dashboard.url + href, timeout=60).content)
+    config = write_toml(filled.hub.config, tmp_path / "scb.toml")
+    verified = subprocess.run([sys.executable, "-m", "hub.cli", "--config", str(config), "verify", "--proof",
+                               str(proof)], capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0 and "VALID" in verified.stdout, verified.stdout + verified.stderr
+
+
+def test_household_out_of_good_standing(dashboard: Server, profile: str) -> None:
+    dom = dump_dom(f"{dashboard.url}/holder/h3", profile)
+    assert dom.text["good"].startswith("no") and "GRID" in dom.text["supply"]
+    assert dom.text["debt"] != "0 ETH" and dom.text["problem"] == ""
+
+
+async def _household_by_keyboard(url: str, profile: str, screenshot: Path) -> dict[str, Any]:
+    async with devtools_page(profile) as tools:
+        # a phone: 390 CSS pixels wide, touch, as the page's responsive layout is meant for
+        await tools.send("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2,
+                         mobile=True)
+        await tools.send("Page.navigate", url=url)
+        await tools.wait_for("document.body && document.body.dataset.loaded === 'yes'")
+        info: dict[str, Any] = {"overflow": await tools.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")}
+        # the keyboard alone: Tab to the first period's "readings" button, Enter opens its readings
+        for _ in range(40):
+            await tools.send("Input.dispatchKeyEvent", type="keyDown", key="Tab", code="Tab",
+                             windowsVirtualKeyCode=9)
+            await tools.send("Input.dispatchKeyEvent", type="keyUp", key="Tab", code="Tab", windowsVirtualKeyCode=9)
+            if await tools.evaluate("document.activeElement.matches('button.readings')"):
+                break
+        info["focused"] = await tools.evaluate("document.activeElement.dataset.period || null")
+        for kind in ("keyDown", "keyUp"):
+            await tools.send("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter",
+                             windowsVirtualKeyCode=13, **({"text": "\r"} if kind == "keyDown" else {}))
+        info["title"] = await tools.wait_for(
+            "(() => { const t = document.getElementById('readings-title'); return t && "
+            "/: \\d+/.test(t.textContent) ? t.textContent : null; })()")
+        info["title_focused"] = await tools.evaluate("document.activeElement.id === 'readings-title'")
+        info["proofs"] = await tools.evaluate("document.querySelectorAll('#readings a.proof').length")
+        info["problems"] = tools.problems()
+        shot = await tools.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        return info
+
+
+def test_household_page_on_a_phone_with_the_keyboard(dashboard: Server, profile: str, tmp_path: Path) -> None:
+    info = asyncio.run(_household_by_keyboard(f"{dashboard.url}/holder/h1", profile, tmp_path / "holder.png"))
+    assert info["overflow"] <= 0, info  # nothing wider than the phone: wide tables scroll inside their box
+    assert info["focused"] == "3", info  # the newest period's button, reached with Tab
+    assert info["title"].startswith("Readings of period 3") and info["title_focused"], info
+    assert info["proofs"] > 0 and info["problems"] == [], info
+    assert (tmp_path / "holder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
