@@ -287,17 +287,19 @@ class ModbusDevice(Device):
             self._bus = None
 
     # -- called on the bus's thread ---------------------------------------------------------------------
-    async def poll(self, client: ModbusBaseClient) -> None:
+    async def poll(self, client: ModbusBaseClient) -> str | None:
+        """One poll; the kind of bad input that ended it, or None when a frame was kept."""
         try:
             values, raw = await self.reader(client, self.unit)
         except PollError as exc:
             log.warning("meter device %s: %s%s", self.name, exc.detail,
                         f": {exc.raw.decode('ascii', 'replace')[:300]}" if exc.raw else "")
             self.events.add(InputEvent(exc.kind, exc.detail, exc.raw))
-            return
+            return exc.kind
         now = self.clock_ms()
         self._latest.put(now, values, raw)
         self.polls += 1
+        return None
 
     def event(self, kind: str, detail: str) -> None:
         self.events.add(InputEvent(kind, detail))
@@ -413,7 +415,15 @@ class Bus:
                         if self._stop.is_set():
                             break
                         async with lock:
-                            await device.poll(client)
+                            failed = await device.poll(client)
+                            if failed == TIMEOUT and self.link.transport == "rtu":
+                                # RTU answers carry no transaction id: an answer that comes after the timeout
+                                # would be taken for the next request, and when that one asks for as many
+                                # registers (EM24/EM340 blocks, custom maps) its words would be stored as
+                                # another register's, one answer behind for as long as the meter keeps pace.
+                                # A quiet time with no request out lets it arrive and be dropped (pymodbus
+                                # ignores an answer with no request waiting). TCP has transaction ids.
+                                await self._sleep(timeout_s)
                     await self._sleep(poll_s - (time.monotonic() - started))
             except BusLost as exc:
                 down_since = time.monotonic()

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from energy_manager.drivers.modbus import BAD_VALUE, CRC, TIMEOUT, WRONG_UNIT, Link, ModbusDevice
 from energy_manager.models import InputCounter, StoredReading
 from energy_manager.modbus import frames
-from energy_manager.modbus.profiles import load_profile
+from energy_manager.modbus.profiles import custom_profile, load_profile
 from energy_manager.monitor import EnergyMonitor
 from energy_manager.service import build_device
 from energy_manager.settings import load_energy_settings
@@ -42,18 +42,22 @@ def sdm120(import_kwh: float, power_w: float) -> Unit:
 
 class Bus:
     """Two SDM120s, units 1 and 2; `mode[unit]` says how a unit answers: "good", "wrong_unit" (as unit 7),
-    "bad_crc" (the right frame, its CRC's low byte flipped) or "noise" (bytes that are no frame)."""
+    "bad_crc" (the right frame, its CRC's low byte flipped), "noise" (bytes that are no frame), "late" (each
+    answer is the one to the request before) or "late_once" (the request for `late_address` is answered once,
+    `slow_s` later, then the unit is good again)."""
 
     def __init__(self) -> None:
         self.units = {1: sdm120(1.5, 100.0), 2: sdm120(2.5, 200.0)}
         self.mode = {1: "good", 2: "good"}
         self.previous: bytes | None = None
+        self.slow_s = 0.0
+        self.late_address = 0
         self.responder = RawResponder(self.answer)
 
     def answer(self, unit: int, function: int, address: int, count: int) -> bytes | None:
-        if unit not in self.units or function != 4:
+        if unit not in self.units or function not in (3, 4):
             return None
-        table = self.units[unit].input
+        table = self.units[unit].input if function == 4 else self.units[unit].holding
         registers = [table.get(a, 0) for a in range(address, address + count)]
         mode = self.mode[unit]
         if mode == "wrong_unit":
@@ -63,7 +67,11 @@ class Bus:
             return frame[:-2] + bytes([frame[-2] ^ 0x5A, frame[-1]])
         if mode == "noise":
             return b"\x00\xff\x13\x37\x00"
-        if mode == "late":  # a slow meter: each answer is the one to the request before
+        if mode == "late_once" and address == self.late_address:  # once after the driver gave up
+            self.mode[unit] = "good"
+            time.sleep(self.slow_s)
+            return frame
+        if mode == "late":  # each answer is the one to the request before
             previous, self.previous = self.previous, frame
             return previous
         return frame
@@ -152,6 +160,37 @@ def test_a_late_answer_to_the_request_before_is_never_taken(bus: Bus) -> None:
     details = [e.detail for e in h2.events if e.kind == BAD_VALUE]
     assert any("14 registers in the answer for input registers 70..75 of unit 2, not 6" in d for d in details)
     assert all(s.values["import_wh"] == 2500.0 for s in h2.samples)  # no register's value taken for another's
+
+
+def test_one_late_answer_does_not_shift_the_answers_that_follow(bus: Bus) -> None:
+    # two blocks of the same size: an answer one request late fits the request after it, and a meter that is
+    # late once and then answers each request at once would be one answer behind for ever
+    unit = Unit()
+    unit.put("holding", 0x0010, "int32", "high_first", -1500)       # power_w
+    unit.put("holding", 0x0100, "uint32", "high_first", 1_234_567)  # import_wh
+    bus.units[1] = unit
+    bus.slow_s = 0.8  # the driver waits 0.5 s
+    bus.late_address = 0x0100  # the second block: the request after it is the first block of the next poll
+    profile = custom_profile("energy.devices.dds.registers", {
+        "power_w": {"address": 0x0010, "function": "holding", "type": "int32"},
+        "import_wh": {"address": 0x0100, "function": "holding", "type": "uint32"}})
+    assert [b.count for b in profile.blocks] == [2, 2]
+    d = ModbusDevice("dds", Link("rtu", serial_port=bus.responder.path), 1, profile, timeout_s=0.5,
+                     poll_interval_s=0.05, retry_min_s=0.05, retry_max_s=0.2)
+    kept: list[dict[str, float]] = []  # every frame the driver keeps, not only those a sample happens to take
+    put = d._latest.put
+    d._latest.put = lambda ts, values, raw: (kept.append(dict(values)), put(ts, values, raw))[1]  # type: ignore
+    seen = Collect(d)
+    d.open()
+    try:
+        wait_for(lambda: (seen(), seen.samples)[1], timeout=30)
+        bus.mode[1] = "late_once"
+        wait_for(lambda: (seen(), TIMEOUT in seen.kinds())[1], timeout=30)
+        n = len(kept)
+        wait_for(lambda: (seen(), len(kept) > n + 5)[1], timeout=30)
+    finally:
+        d.close()
+    assert {(v["power_w"], v["import_wh"]) for v in kept} == {(-1500.0, 1_234_567.0)}
 
 
 def test_a_unit_that_says_nothing_is_still_a_timeout(bus: Bus) -> None:
