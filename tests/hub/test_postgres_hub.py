@@ -2,7 +2,8 @@
 
 A login role with a password (read from a 0600 `password_file`, never in the URL) owns an empty database on the
 test server (tests/services/postgres.py). The hub migrates it, samples readings, publishes them to its local
-tangle node, settles periods on its local anvil; then `scb verify`, `scb status --json` and the dashboard read
+tangle node (the publisher and the energy manager are killed with SIGKILL once each on the way: nothing is
+lost, no one-time key is used twice), settles periods on its local anvil; then `scb verify`, `scb status --json` and the dashboard read
 them, the hub stops on SIGTERM, and the readings have neither gaps nor duplicates. The password appears in no
 log, no status and no command output.
 """
@@ -96,6 +97,12 @@ def wait_for(what: str, check: Callable[[], Any], ceiling: float, hub: subproces
     raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
 
 
+def process_entry(data: Path, name: str) -> dict[str, Any]:
+    """The supervisor's row for process `name` (pid, state, restarts) from its process table."""
+    table = json.loads((data / "run" / "processes.json").read_text())
+    return next(p for p in table["processes"] if p["name"] == name)
+
+
 def stop_everything(hub: subprocess.Popen[bytes], data: Path) -> None:
     """After a failure: SIGTERM (scb run stops its children), then SIGKILL whatever of ours still runs (a
     SIGKILLed supervisor would leave anvil running for the rest of the suite)."""
@@ -148,6 +155,15 @@ def test_the_hub_runs_on_postgresql(postgres_server: PostgresServer, tmp_path: P
         wait_for("the announcement", lambda: "first MAM message at" in log.read_text(), START_CEILING_S, hub, log)
         factory = open_database(config)
 
+        # kill -9 the two busiest writers once each, mid-work: a dead process's connection ends its transaction and
+        # releases the writer lock with it, and the restarted process resumes from the database
+        for victim in ("mam-client", "energy-manager"):
+            before = process_entry(data, victim)
+            os.kill(before["pid"], signal.SIGKILL)
+            wait_for(f"{victim} restarted", lambda v=victim, b=before: (
+                (e := process_entry(data, v))["restarts"] > b["restarts"] and e["state"] == "running"
+                and e["pid"] != b["pid"]), START_CEILING_S, hub, log)
+
         def settled_address() -> str | None:
             with factory() as s:
                 period = s.scalars(select(SettlementPeriod).where(SettlementPeriod.state == SETTLED)
@@ -194,6 +210,13 @@ def test_the_hub_runs_on_postgresql(postgres_server: PostgresServer, tmp_path: P
         assert [pid for pid in pids if alive(pid)] == []
 
         with factory() as s:
+            sent = s.execute(select(OutboxMessage.channel, OutboxMessage.key_index, OutboxMessage.address)
+                             .where(OutboxMessage.key_index.is_not(None))).all()
+            assert sent
+            for channel in {c for c, _, _ in sent}:  # no one-time key used twice, none skipped, across the kill
+                indexes = sorted(k for c, k, _ in sent if c == channel)
+                assert indexes == list(range(indexes[0], indexes[0] + len(indexes))), f"{channel}: {indexes}"
+            assert len({a for _, _, a in sent}) == len(sent), "two messages at one address"
             per_meter = s.execute(select(StoredReading.meter, func.count(), func.min(StoredReading.seq),
                                          func.max(StoredReading.seq)).group_by(StoredReading.meter)).all()
             assert per_meter
