@@ -163,7 +163,10 @@ class Config:
         raw = check.read_section(self, "database", DATABASE_DEFAULTS)
         url = raw.string("url", expected='an SQLAlchemy database URL (or "" for <data_dir>/scb.sqlite3)')
         password_file = raw.string("password_file", expected="the path of a 0600 file holding the password")
-        if password_file and url:
+        if password_file and not url.startswith("postgresql"):
+            raise ConfigError("database.password_file is for a PostgreSQL database.url "
+                              "(postgresql+psycopg://ROLE@HOST/DATABASE); SQLite has no password")
+        if password_file:
             # carried in the URL as SCB's own query parameter, so that every engine (make_engine) and every
             # `--url` finds it; scb.db strips it before connecting
             from sqlalchemy.engine import make_url

@@ -167,6 +167,14 @@ def test_a_password_in_the_url_beside_a_file_is_refused(hub_role: tuple[str, Pat
         make_engine(config.database_url)
 
 
+@pytest.mark.parametrize("url", ["", "sqlite:////tmp/scb.sqlite3"])
+def test_a_password_file_without_postgresql_is_refused(url: str, tmp_path: Path) -> None:
+    config = Config(data={"hub": {"data_dir": str(tmp_path)},
+                          "database": {"url": url, "password_file": str(tmp_path / "pw")}})
+    with pytest.raises(ConfigError, match="password_file is for a PostgreSQL"):
+        config.database_url  # noqa: B018
+
+
 def test_urls_in_messages_hide_the_password() -> None:
     shown = safe_url("postgresql+psycopg://hub:s3cret@db.example:5432/scb")
     assert "s3cret" not in shown and "hub" in shown and "db.example:5432/scb" in shown
