@@ -102,6 +102,18 @@ def _server_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam("nobody")
 
 
+def _temp_base(user: pwd.struct_passwd | None) -> str | None:
+    """Where the temporary directory goes: $TMPDIR as usual, unless the server's user could not reach it (a TMPDIR
+    under /root, mode 0700), then /tmp."""
+    base = Path(tempfile.gettempdir()).resolve()
+    if user is None:
+        return None
+    for directory in (base, *base.parents):
+        if not directory.stat().st_mode & 0o001:  # others may not traverse it
+            return "/tmp"
+    return str(base)
+
+
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -121,7 +133,7 @@ class PostgresServer:
         self.port = 0
         self.superuser = SUPERUSER
         self._user = _server_user()
-        self.root = Path(tempfile.mkdtemp(prefix="scb-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="scb-pg-", dir=_temp_base(self._user)))
         self.data_dir = self.root / "data"
         self.socket_dir = self.root / "socket"
         self.log_path = self.root / "server.log"
@@ -145,7 +157,7 @@ class PostgresServer:
     def _initdb(self) -> None:
         proc = subprocess.run(
             [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.superuser, "--auth=trust",
-             "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
+             "--encoding=UTF8", "--no-locale", "--no-sync"],
             capture_output=True,
             timeout=START_CEILING_S,
             **self._popen_kwargs(),
