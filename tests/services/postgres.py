@@ -12,10 +12,12 @@ Interface (import the fixtures into a test module, or into a conftest.py, so pyt
         url = postgres_server.create_database(template="t_ab12")  # a copy of a prepared one (CREATE ... TEMPLATE)
         postgres_server.create_role("hub", "s3cret")      # a login role that needs its password (scram-sha-256)
         postgres_server.psql("SELECT 1")                  # run SQL as the superuser, in database "postgres"
-        postgres_server.restart()                         # stop and start again on the same port and data
+        postgres_server.drop_database(database_name(url)) # even with connections still open (WITH FORCE)
+        postgres_server.stop(); postgres_server.start()   # down and back on the same port and data (restart())
 
 - `postgres_server` (session scope): the running server. `.host`, `.port`, `.superuser` ("scb_admin"),
-  `.url(database, user=None, password=None)` builds a `postgresql+psycopg://` URL.
+  `.url(database, user=None, password=None)` builds a `postgresql+psycopg://` URL; `.version_num` (e.g. 150018).
+  A test that stops the server starts it again before it ends (the next tests share it).
 - `postgresql_url` (function scope): `postgres_server.create_database()`; the database is dropped after the test.
 - `database_url` (function scope, parametrised "sqlite"/"postgresql"): an empty database on each backend, for the
   tests that must hold on both; `backend(url)` says which one a test got.
@@ -30,7 +32,7 @@ Why the set-up is what it is:
 - One server per session (initdb costs about a second, start-up another), one cheap database per test: the
   singleton below survives pytest registering the session fixture once per importing module.
 - `fsync=off` and friends: durability of the test server itself is not under test (the hub's processes are killed
-  in some tests, never this server), and fsync on a shared 2-core CI machine is the slowest part of CREATE DATABASE.
+  in some tests; this server is only ever stopped cleanly), and fsync on a shared 2-core CI machine is the slowest part of CREATE DATABASE.
 """
 from __future__ import annotations
 
