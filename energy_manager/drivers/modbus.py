@@ -416,13 +416,14 @@ class Bus:
                             break
                         async with lock:
                             failed = await device.poll(client)
-                            if failed == TIMEOUT and self.link.transport == "rtu":
+                            if failed == TIMEOUT:
                                 # RTU answers carry no transaction id: an answer that comes after the timeout
                                 # would be taken for the next request, and when that one asks for as many
                                 # registers (EM24/EM340 blocks, custom maps) its words would be stored as
                                 # another register's, one answer behind for as long as the meter keeps pace.
                                 # A quiet time with no request out lets it arrive and be dropped (pymodbus
-                                # ignores an answer with no request waiting). TCP has transaction ids.
+                                # ignores an answer with no request waiting). TCP too: a gateway may answer a
+                                # late request with the newest transaction id (pymodbus's own server does).
                                 await self._sleep(timeout_s)
                     await self._sleep(poll_s - (time.monotonic() - started))
             except BusLost as exc:
