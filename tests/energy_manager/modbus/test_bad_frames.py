@@ -377,3 +377,15 @@ def test_a_wrong_unit_over_tcp_is_counted_as_such() -> None:
     assert {e.kind for e in seen.events} == {WRONG_UNIT}, [e.detail for e in seen.events]
     assert "unit 3 answered a request to unit 1" in seen.events[0].detail
     assert seen.events[0].raw is not None and bytes.fromhex(seen.events[0].raw.decode())[6] == 3
+
+
+def test_any_bytes_get_a_verdict_never_an_exception() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        buffers = [bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40))) for _ in range(rng.randrange(4))]
+        for verdict in (frames.diagnose_rtu(buffers, rng.randrange(1, 248)),
+                        frames.diagnose_tcp(buffers, rng.randrange(1, 248))):
+            assert verdict.kind in (TIMEOUT, CRC, WRONG_UNIT)
+            assert verdict.raw == b"" or bytes.fromhex(verdict.raw.decode())
