@@ -8,8 +8,9 @@ from `read()` without waiting for the bus (a slow meter never delays the others'
 
 Bad input is counted as events and never leaves the poll: a timeout (no answer), a Modbus exception response, a
 CRC error and an answer from another unit (pymodbus drops both frames and times out; `Wire` records the bytes it
-received so `energy_manager.modbus.frames` tells them apart), NaN or infinite floats. A frame with any bad value is not kept, so a meter's register never
-mixes two polls. A register that goes down (a reset or a replaced meter) is the sampling loop's business
+received so `energy_manager.modbus.frames` tells them apart), NaN or infinite floats, an answer with the wrong
+number of registers. A frame with any bad value is not kept, so a meter's register never mixes two polls, and
+after a timeout the bus is quiet for a while so that a late answer is never taken for the next request. A register that goes down (a reset or a replaced meter) is the sampling loop's business
 (`energy_manager.registers`: recorded as a reset, never negative energy). A gateway or adapter that disappears
 is reconnected with backoff (`scb.retry.Backoff`), reported once per outage as `unavailable` and `reconnected`.
 """
