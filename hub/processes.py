@@ -154,8 +154,10 @@ def plan(config: Config, config_path: str | None) -> list[Child]:
         children.append(Child("fleet-upload", scb + ["fleet-upload"], logs / "fleet-upload.log"))
     from settlement.settings import settlement_settings
 
-    # the demo households pay from the development accounts: on the embedded chain's demo system only
-    if "demo-households" in commands and eth.embedded and settlement_settings(config).system_id is None:
+    # the demo households pay from the development accounts: on the embedded chain's demo system only (not for a
+    # system or holders an operator configured)
+    demo = settlement_settings(config)
+    if "demo-households" in commands and eth.embedded and demo.system_id is None and not demo.holders:
         children.append(Child("demo-households", scb + ["demo-households"], logs / "demo-households.log"))
     from home_assistant.settings import mqtt_enabled
 
