@@ -567,11 +567,13 @@ class MqttDevice(Device):
         failure, self._tls_failure = self._tls_failure, None
         if not self._started:
             return
-        if failure is not None:
-            self._went_down(f"broker {self.host}:{self.port} refused by TLS: {failure}")
-        elif was_up:
+        if was_up:
+            # a broker that goes away mid-session over TLS often ends with an SSL error (EOF without close_notify):
+            # that is a lost broker, not a refusal
             self._down_since = None
-            self._went_down(f"lost broker {self.host}:{self.port} ({reason})")
+            self._went_down(f"lost broker {self.host}:{self.port} ({failure or reason})")
+        elif failure is not None:
+            self._went_down(f"broker {self.host}:{self.port} refused by TLS: {failure}")
         else:
             # closed before it accepted us: plain MQTT sent to a TLS port, a broker that drops the client at once
             self._went_down(f"broker {self.host}:{self.port} closed the connection before accepting it ({reason})")

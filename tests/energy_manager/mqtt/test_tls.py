@@ -14,7 +14,7 @@ import paho.mqtt.publish as publish
 import pytest
 
 from energy_manager.drivers.mqtt import MqttDevice
-from energy_manager.drivers.serial_line import UNAVAILABLE
+from energy_manager.drivers.serial_line import RECONNECTED, UNAVAILABLE
 from energy_manager.settings import EnergySettings, load_energy_settings
 from hub.cli import main
 from scb.config import Config
@@ -141,6 +141,24 @@ def test_without_the_client_certificate_the_broker_is_an_outage(client_cert_brok
     # with TLS 1.3 the broker refuses after the handshake, in its first record; the reason is OpenSSL's
     assert events[0].detail.startswith(f"broker 127.0.0.1:{client_cert_broker.port} refused by TLS: ")
     assert "certificate" in events[0].detail
+
+
+def test_a_tls_broker_that_disappears_is_reconnected(tls_broker: Broker, tls_files: TlsFiles) -> None:
+    d = device_for(settings_for(url=tls_broker.url, ca_file=str(tls_files.ca_cert)))
+    d.open()
+    try:
+        wait_for(d.connected.is_set, what="subscribed over TLS")
+        tls_broker.stop()
+        _, events = collect_until(d, lambda s, e: e, what="the loss reported")
+        tls_broker.start()
+        wait_for(d.connected.is_set, what="subscribed again")
+        send(tls_broker, tls_files, tasmota(5.0, 1.0))
+        samples, later = collect_until(d, lambda s, e: s, what="a sample after the return")
+    finally:
+        d.close()
+    assert [e.kind for e in events + later] == [UNAVAILABLE, RECONNECTED]
+    assert events[0].detail.startswith(f"lost broker 127.0.0.1:{tls_broker.port}")
+    assert samples[0].values["import_wh"] == 5000.0
 
 
 def test_a_broker_certificate_from_another_ca_is_refused(tls_broker: Broker, tls_files: TlsFiles) -> None:
