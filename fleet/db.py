@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table
+from sqlalchemy import Engine, Table, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from scb.db import make_engine, make_sessionmaker
@@ -65,18 +65,28 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]], ke
     """Insert `rows`, skipping those whose unique `keys` exist already; returns how many were inserted.
 
     Why ON CONFLICT DO NOTHING and not select-then-insert: two uploads of the same rows at once (a hub's retry
-    racing its first try) must not fail on the unique key, and one statement per table and batch is what makes
-    ingest fast (executemany with insertmanyvalues on psycopg 3)."""
+    racing its first try) must not fail on the unique key. Why one statement per table and batch: per-row
+    statements are what makes a naive ingest slow (benchmarks/fleet_ingest.py measures both). On PostgreSQL the
+    rows go as one array per column through `unnest` (a single short statement whatever the batch size; a
+    multi-row VALUES list of thousands of placeholders costs more to build and parse than to insert). All `rows`
+    have the same keys."""
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - the fleet supports these two
-        raise SchemaError(f"the fleet supports SQLite and PostgreSQL, not {dialect}")
-    stmt = insert(table).on_conflict_do_nothing(index_elements=keys)
+    dialect = session.get_bind().dialect
     pk = list(table.primary_key.columns)[0]
-    result = session.execute(stmt.returning(pk), rows)
-    return len(result.all())
+    if dialect.name == "postgresql":
+        columns = list(rows[0])
+        casts = ", ".join(f"CAST(:c{i} AS {table.c[name].type.compile(dialect=dialect)}[])"
+                          for i, name in enumerate(columns))
+        names = ", ".join(f'"{name}"' for name in columns)
+        conflict = ", ".join(f'"{k}"' for k in keys)
+        statement = text(f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({casts}) '
+                         f'ON CONFLICT ({conflict}) DO NOTHING RETURNING "{pk.name}"')
+        params = {f"c{i}": [row[name] for row in rows] for i, name in enumerate(columns)}
+        return len(session.execute(statement, params).all())
+    if dialect.name != "sqlite":  # pragma: no cover - the fleet supports these two
+        raise SchemaError(f"the fleet supports SQLite and PostgreSQL, not {dialect.name}")
+    from sqlalchemy.dialects.sqlite import insert
+
+    stmt = insert(table).on_conflict_do_nothing(index_elements=keys)
+    return len(session.execute(stmt.returning(pk), rows).all())
