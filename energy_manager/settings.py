@@ -14,6 +14,7 @@ Every error names the offending key, because a typo in a meter map would otherwi
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -34,7 +35,7 @@ ENERGY_DEFAULTS: dict[str, Any] = {
     "sample_interval_s": 60.0,
     "publish_window_s": 300.0,
     "clock_speed": 60.0,
-    "start": "auto",  # see DEMO_START
+    "start": "auto",  # see DEMO_MORNING_GHI
     "seed": 1,
     "latitude": 40.4168,
     "longitude": -3.7038,
@@ -61,12 +62,41 @@ METER_DEFAULTS: dict[str, Any] = {
     "max_power_w": 0.0,  # 0: [energy].max_power_w
 }
 DEFAULT_PARTY = {"generation": "system", "grid_import": "grid", "grid_export": "grid"}
-#: Community time at the very first start of the simulated community on an accelerated clock when `start` is "auto"
-#: (the embedded default). Why a fixed morning and not now: a newcomer who starts the demo in the evening would see
-#: panels producing nothing, and so bills of nothing, for the first several minutes. 07:00 UTC at the default
-#: place (Madrid) is two hours after sunrise, and the simulator's weather (seed 1) is clear all of that day and the
-#: next, so the chart fills with generation within the first minute and every period has something to bill.
-DEMO_START = "2026-06-18T07:00:00Z"
+#: `start = "auto"` (the embedded default) for the simulated community on an accelerated clock: the first start is
+#: the next sunny morning, the moment clear-sky irradiance reaches DEMO_MORNING_GHI (or, on a winter day whose noon
+#: gives less, 80 % of noon's) on the first day from now on whose simulated weather (seed, place) stays clear for
+#: DEMO_CLEAR_HOURS. Why a morning and not now: a newcomer who starts the demo in the evening would see panels
+#: producing nothing, and so bills of nothing, for the first several minutes. Why ahead of now and not a fixed
+#: date: an accelerated clock runs ahead of the wall clock anyway, and the contract counts a system's first period
+#: from its registration (chain time, which starts at the wall clock), so community time must not start before it.
+DEMO_MORNING_GHI = 400.0  # W/m2: the 6 kW demo system then delivers about 2 kW, more than the households draw
+DEMO_CLEAR_HOURS = 6
+DEMO_CLEAR_FACTOR = 0.85
+
+
+def demo_start_ms(params: CommunityParams, now_ms: int) -> int:
+    """The next sunny morning at or after `now_ms` (see DEMO_MORNING_GHI), to the minute; the first morning at all
+    when the simulated weather has no clear one within 60 days."""
+    from energy_manager.simulation import DAY_MS, HOUR_MS, STEP_MS, clear_sky_ghi, cloud_factor
+
+    def solar(day_ms: int, hours: float) -> int:  # local solar time on a UTC day -> UTC ms, to the minute
+        t = day_ms + int((hours - params.longitude / 15) * HOUR_MS)
+        return t - t % STEP_MS
+
+    mornings = []
+    for d in range(-1, 62):
+        day = now_ms - now_ms % DAY_MS + d * DAY_MS
+        want = min(DEMO_MORNING_GHI, 0.8 * clear_sky_ghi(solar(day, 12), params.latitude, params.longitude))
+        morning = next(t for t in (solar(day, 5 + q / 12) for q in range(12 * 7 + 1))
+                       if clear_sky_ghi(t, params.latitude, params.longitude) >= want)
+        if morning >= now_ms:
+            mornings.append(morning)
+    for morning in mornings:
+        if all(cloud_factor(params.seed, morning + h * HOUR_MS) >= DEMO_CLEAR_FACTOR for h in range(DEMO_CLEAR_HOURS)):
+            return morning
+    return mornings[0]
+
+
 #: Largest message body: mam_client.outbox takes at most 65536 trytes, 2 per byte.
 MESSAGE_BYTES_RANGE = (2_000, 32_000)
 
@@ -245,15 +275,17 @@ def load_energy_settings(config: Config) -> EnergySettings:
     meters = {mid: _meter(mid, value, devices, max_power, community) for mid, value in meters_raw.items()}
     simulated = all(d.driver == "simulated" for d in devices.values())
     start = raw["start"]
-    if start == "auto":  # the demo's sunny morning for the simulated community on an accelerated clock, else now
-        start = DEMO_START if simulated and speed != 1 else ""
+    if start == "auto":  # the next clear morning for the simulated community on an accelerated clock, else now
+        start_ms = demo_start_ms(community, int(time.time() * 1000)) if simulated and speed != 1 else None
+    else:
+        start_ms = _timestamp(raw.key("start"), start)
     settings = EnergySettings(
         hub_id=hub_id,
         channel=channel,
         sample_interval_ms=round(interval * 1000),
         publish_window_ms=round(window * 1000),
         clock_speed=speed,
-        start_ms=_timestamp(raw.key("start"), start),
+        start_ms=start_ms,
         community=community,
         max_power_w=max_power,
         gap_after_ms=round(gap_after * 1000),
