@@ -382,6 +382,10 @@ class Bus:
         timeout_s, poll_s, retry_min, retry_max = self._settings()
         backoff = Backoff(retry_min, retry_max)
         down_since: float | None = None
+        #: a connection that served whole rounds of polls was closed (why): reconnect at once, and report an
+        #: outage only if that fails. Why: pymodbus closes a TCP connection itself after a few requests in a
+        #: row went unanswered (one silent unit behind a working gateway), which is timeouts, not an outage.
+        closed: str | None = None
         lock = asyncio.Lock()  # the bus lock: one request at a time (scan and polls alike)
         where = self.link.describe()
         while not self._stop.is_set():
@@ -392,6 +396,14 @@ class Bus:
                 ok, reason = False, str(exc) or type(exc).__name__
             else:
                 reason = "no connection"
+            if closed is not None and not ok:  # it was an outage after all: reported as the loss it was
+                log.warning("modbus bus %s: lost (%s); reconnecting", where, closed)
+                for d in self._units():
+                    d.event(UNAVAILABLE, f"lost {where}: {closed}")
+                down_since = time.monotonic()
+            elif closed is not None:
+                log.info("modbus bus %s: connection closed (%s); connected again at once", where, closed)
+            closed = None
             if not ok:
                 client.close()
                 if down_since is None:
@@ -409,6 +421,7 @@ class Bus:
             down_since = None
             backoff.succeed()
             self.connected.set()
+            rounds = 0  # whole rounds of polls on this connection
             try:
                 while not self._stop.is_set():
                     started = time.monotonic()
@@ -426,8 +439,12 @@ class Bus:
                                 # ignores an answer with no request waiting). TCP too: a gateway may answer a
                                 # late request with the newest transaction id (pymodbus's own server does).
                                 await self._sleep(timeout_s)
+                    rounds += 1
                     await self._sleep(poll_s - (time.monotonic() - started))
             except BusLost as exc:
+                if rounds > 0:  # no tight loop: a gateway that drops each new connection at once is an outage
+                    closed = str(exc)
+                    continue
                 down_since = time.monotonic()
                 log.warning("modbus bus %s: lost (%s); reconnecting", where, exc)
                 for d in self._units():

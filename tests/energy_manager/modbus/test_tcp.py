@@ -130,6 +130,25 @@ def test_a_silent_unit_times_out_and_the_other_units_go_on(server: MeterServer) 
     assert "no answer for input registers" in next(e.detail for e in s1.events if e.kind == TIMEOUT)
 
 
+def test_a_silent_unit_alone_behind_a_gateway_is_timeouts_not_an_outage(server: MeterServer) -> None:
+    # pymodbus closes a TCP connection itself after four unanswered requests in a row; the gateway is fine, so
+    # the bus connects again at once and counts timeouts only, never `unavailable`
+    server.silent.add(1)
+    server.silence_s = 0.6
+    d = device(server)
+    seen = Collect(d)
+    d.open()
+    try:
+        assert d._bus is not None
+        bus = d._bus
+        wait_for(lambda: (seen(), bus.connects >= 2 and seen.kinds().count(TIMEOUT) >= 6)[1], timeout=45)
+        server.silent.discard(1)
+        wait_for(lambda: (seen(), seen.samples)[1], timeout=30)
+    finally:
+        d.close()
+    assert set(seen.kinds()) == {TIMEOUT}, [e.detail for e in seen.events]
+
+
 def test_a_gateway_that_disappears_is_reconnected(server: MeterServer) -> None:
     d = device(server)
     seen = Collect(d)
