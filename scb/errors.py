@@ -23,9 +23,11 @@ slow schedule (a peer understood and said no), or fix the configuration and rest
     │   ├── MessageError            an MQTT meter's message that gives no values (energy_manager.drivers.mqtt)
     │   ├── BadValue, NotSunSpec, AddressRefused   a Modbus register or chain  (energy_manager.modbus.*)
     │   ├── PollError               one poll of a Modbus unit gave bad input    (energy_manager.drivers.modbus)
+    │   ├── BatchError, SignatureError  a fleet upload malformed / not signed by its hub  (hub.fleet.protocol)
     │   └── MerkleError             a tree or proof that does not hold                  (settlement.merkle)
     ├── Refused                     a peer understood the request and said no   -> retry only on a slow schedule
     │   ├── NodeRefused             the IOTA node rejected a request (HTTP 4xx with its reason)
+    │   ├── FleetRefused            the fleet server refused an upload or a query (4xx)     (hub.fleet.client)
     │   └── ChainRefused            the chain or the contract refused
     │       ├── ContractReverted    a call or transaction reverted, with the decoded error  (settlement.chain)
     │       ├── NoContract          no contract code at the address (a reset chain)        (settlement.chain)
@@ -36,6 +38,7 @@ slow schedule (a peer understood and said no), or fix the configuration and rest
     │   │   └── StaleNonce          a signed transaction's nonce is taken: re-sign        (settlement.chain)
     │   ├── DatabaseUnavailable     the database is locked, full or failing (I/O)
     │   ├── BusLost                 a Modbus serial port or TCP gateway went away (energy_manager.drivers.modbus)
+    │   ├── FleetUnavailable        the fleet server could not be reached, or failed (5xx) (hub.fleet.client)
     │   └── ActuatorError           a supply actuator (relay board...) did not answer    (settlement.supply)
     └── Interrupted                 work stopped on request before it finished
         ├── PowInterrupted          proof of work cancelled                                 (mam_client.pow)
