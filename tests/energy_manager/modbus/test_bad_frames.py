@@ -170,7 +170,7 @@ def test_one_late_answer_does_not_shift_the_answers_that_follow(bus: Bus) -> Non
     unit.put("holding", 0x0010, "int32", "high_first", -1500)       # power_w
     unit.put("holding", 0x0100, "uint32", "high_first", 1_234_567)  # import_wh
     bus.units[1] = unit
-    bus.slow_s = 0.8  # the driver waits 0.5 s
+    bus.slow_s = 0.75  # the driver waits 0.5 s, then 0.5 s quiet: the answer comes in the middle of it
     bus.late_address = 0x0100  # the second block: the request after it is the first block of the next poll
     profile = custom_profile("energy.devices.dds.registers", {
         "power_w": {"address": 0x0010, "function": "holding", "type": "int32"},
