@@ -22,16 +22,21 @@ from scb.timefmt import utc_iso
 OPEN_HUB_DATABASE: Any = object()
 
 
-def chain_view_factory(config: Config, rpc: str | None) -> Callable[[str, int], Any]:
-    """contract, system id -> a read-only view of that system on the configured (or `rpc`) chain."""
+def chain_view_factory(config: Config, rpc: str | None, factory: Any = None) -> Callable[[str, int], Any]:
+    """contract, system id -> a read-only view of that system on the configured (or `rpc`) chain. With the hub's
+    database (`factory`), log scans start at the deployment block stored there (settlement.logscan)."""
     from settlement.chain import ChainClient
+    from settlement.logscan import DeploymentStore
     from settlement.settings import ethereum_settings
     from settlement.verify import ChainView
 
     eth = ethereum_settings(config)
 
     def make(contract: str, system_id: int) -> ChainView:
-        return ChainView(ChainClient(eth, rpc_url=rpc), contract, system_id)
+        client = ChainClient(eth, rpc_url=rpc)
+        if factory is not None:
+            client.deployment_store = DeploymentStore(factory)
+        return ChainView(client, contract, system_id)
 
     return make
 
@@ -101,7 +106,7 @@ def verify_hub_address(config: Config, address: str, *, factory: Any = OPEN_HUB_
     ctx = AddressContext(
         transport=transport if transport is not None else make_transport(iota),
         archive=archive_reader(factory) if hub else None, mode=mode, side_key=side_key,
-        chain=chain_view_factory(config, rpc)(contract, system_id), root=root,
+        chain=chain_view_factory(config, rpc, factory)(contract, system_id), root=root,
         root_lookup=root_lookup(factory) if hub else None,
         reading_lookup=_reading_lookup(factory, system.ref if system else None) if hub else None)
     return verify_address(address, ctx)

@@ -437,7 +437,7 @@ class ChainClient:
                 return signed.tx_hash if isinstance(signed, SignedTx) else ""
             if "nonce too low" in message or "nonce has already been used" in message:
                 raise StaleNonce(f"transaction nonce is already used: {_rpc_message(exc)}") from None
-            if "underpriced" in message or "fee too low" in message:
+            if "underpriced" in message or "fee too low" in message or "less than block base fee" in message:
                 raise Underpriced(f"Ethereum node {self.rpc_url} refused the transaction as underpriced: "
                                   f"{_rpc_message(exc)}") from None
             if is_rate_limit(message):

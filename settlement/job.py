@@ -535,9 +535,14 @@ class Settler:
         if not any(self.client.known(a.tx_hash) for a in attempts):
             if not newest.raw:
                 raise StaleNonce(f"transaction {newest.tx_hash} is gone and its bytes were not kept")
-            self.client.send(newest.raw)  # dropped by the node (pool eviction, node restart) or never sent
-            log.info("period %d: the node does not know transaction %s (dropped): sent it again", row.period_id,
-                     newest.tx_hash)
+            try:
+                self.client.send(newest.raw)  # dropped by the node (pool eviction, node restart) or never sent
+                log.info("period %d: the node does not know transaction %s (dropped): sent it again",
+                         row.period_id, newest.tx_hash)
+            except Underpriced as exc:  # dropped because the base fee rose above its max fee: new fees now
+                log.info("period %d: transaction %s was dropped and its fees no longer do (%s): replacing it",
+                         row.period_id, newest.tx_hash, exc)
+                self._replace(row, newest)
         elif self.wall() - newest.created_at >= self.client.settings.replace_after_s:
             self._replace(row, newest)
         return self._await(row)

@@ -22,6 +22,7 @@ from scb.db import make_engine, make_sessionmaker, upgrade
 from settlement.chain import ChainClient, connect
 from settlement.clock import ChainClock, FixedTime
 from settlement.job import Settler
+from settlement.logscan import DeploymentStore
 from settlement.settings import ethereum_settings, settlement_settings
 from settlement.system import SystemRef, resolve_system
 from tests.memory_tangle import MemoryTangle
@@ -145,6 +146,7 @@ def make_hub(tmp_path: Path, rpc_url: str, start_ms: int = START_MS, **overrides
     eth = ethereum_settings(config)
     st = settlement_settings(config)
     client = connect(eth)
+    client.deployment_store = DeploymentStore(factory)  # as the service does (settlement.service)
     system = resolve_system(config, factory, client, eth, st, energy)
     clock = FixedTime(start_ms)
     settler = Settler(factory, client, system, hub_id=energy.hub_id, period_s=st.period_s,

@@ -68,9 +68,14 @@ class RpcProxy:
         app = web.Application()
         app.router.add_post("/", self._handle)
         self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._session = ClientSession()
+
+        async def setup() -> None:
+            assert self._runner is not None
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+            self._session = ClientSession()  # made inside the running loop, as aiohttp requires
+
+        self._loop.run_until_complete(setup())
         self._ready.set()
         self._loop.run_forever()
 

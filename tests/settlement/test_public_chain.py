@@ -1,0 +1,271 @@
+"""Settlement on anvil made to behave like a public chain: automine off (transactions wait in the pool), a base-fee
+spike above a pending transaction's max fee (replaced, then mined), a dropped transaction (sent again), a nonce
+taken by an operator's own transaction (re-signed), reorgs before and after finality (settled again, once), fee
+caps that wait, legacy gasPrice, and a provider-like proxy (eth_getLogs over 1,000 blocks refused, 429 and
+"limit exceeded" now and then) on a chain of more than 10,000 blocks: settlement, supply decisions and
+`scb verify` all through it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from eth_account import Account
+from sqlalchemy import select
+
+from hub.verification import verify_hub_address
+from mam_client.models import OutboxMessage
+from settlement.chain import dev_account
+from settlement.clock import ChainClock
+from settlement.models import PREPARED, SETTLED, SUBMITTED, SettlementPeriod, SettlementTransaction, SupplyDecision
+from settlement.supply import LoggingActuator, SupplyWatcher
+from settlement.verify import VALID
+from tests.settlement.conftest import START_MS, Anvil, Hub, make_hub, start_anvil
+from tests.settlement.rpc_proxy import RpcProxy
+
+HOUR_MS = 3600_000
+GWEI = 10**9
+
+
+def rpc(anvil: Anvil, method: str, *params: Any) -> Any:
+    """A call straight to anvil (not through the hub's client or the proxy)."""
+    answer = requests.post(anvil.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+                           timeout=30).json()
+    assert "error" not in answer, answer
+    return answer["result"]
+
+
+def mine(anvil: Anvil, blocks: int = 1) -> None:
+    rpc(anvil, "anvil_mine", hex(blocks))
+
+
+def periods(hub: Hub) -> list[SettlementPeriod]:
+    with hub.factory() as session:
+        return list(session.scalars(select(SettlementPeriod).order_by(SettlementPeriod.period_id)))
+
+
+def transactions(hub: Hub) -> list[SettlementTransaction]:
+    with hub.factory() as session:
+        return list(session.scalars(select(SettlementTransaction).order_by(SettlementTransaction.id)))
+
+
+def settled_event_periods(hub: Hub, anvil: Anvil) -> list[int]:
+    """PeriodSettled events on the canonical chain, read straight from anvil in one request."""
+    logs = rpc(anvil, "eth_getLogs", {"fromBlock": "0x0", "toBlock": "latest", "address": hub.system.contract})
+    c = hub.client.contract(hub.system.contract)
+    event = c.events.PeriodSettled()
+    out = []
+    for entry in logs:
+        try:
+            decoded = event.process_log({**entry, "topics": [bytes.fromhex(t[2:]) for t in entry["topics"]],
+                                         "data": bytes.fromhex(entry["data"][2:]),
+                                         "blockNumber": int(entry["blockNumber"], 16),
+                                         "transactionIndex": int(entry["transactionIndex"], 16),
+                                         "logIndex": int(entry["logIndex"], 16)})
+        except Exception:  # noqa: BLE001 - another event of the contract
+            continue
+        out.append(int(decoded["args"]["periodId"]))
+    return out
+
+
+@pytest.fixture
+def pool(tmp_path: Path, anvil: Anvil) -> Hub:
+    """A hub whose chain mines only when told (automine off after the bootstrap), replacing after 1 s."""
+    hub = make_hub(tmp_path, anvil.url, ethereum__replace_after_s=1.0)
+    hub.settler.receipt_wait_s = 0.3
+    rpc(anvil, "evm_setAutomine", False)
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)  # period 1 closed
+    return hub
+
+
+def settle_pending(hub: Hub) -> SettlementPeriod:
+    report = hub.settle()
+    assert report.settled == [] and "not mined yet" in (report.waiting or ""), report
+    (row,) = periods(hub)
+    assert row.state == SUBMITTED
+    return row
+
+
+def test_fee_spike_above_a_pending_transactions_max_fee_is_replaced_and_mined(pool: Hub, anvil: Anvil) -> None:
+    row = settle_pending(pool)
+    (first,) = transactions(pool)
+    assert first.tx_hash == row.tx_hash and first.reason == "first"
+    spike = 4 * int(first.max_fee_wei)
+    rpc(anvil, "anvil_setNextBlockBaseFeePerGas", hex(spike))
+    mine(anvil)
+    assert pool.client.receipt(row.tx_hash) is None  # its max fee is below the base fee: it cannot be mined
+    time.sleep(1.1)  # replace_after_s
+    assert pool.settle().settled == []
+    first, second = transactions(pool)
+    assert second.reason == "replacement" and second.nonce == first.nonce
+    assert int(second.max_fee_wei) >= spike  # what the chain asks now
+    assert int(second.tip_wei) * 8 >= int(first.tip_wei) * 9  # +12.5 % at least
+    mine(anvil)
+    assert pool.settle().settled == [1]
+    (row,) = periods(pool)
+    assert row.state == SETTLED and row.tx_hash == second.tx_hash
+    assert pool.client.receipt(first.tx_hash) is None
+    assert settled_event_periods(pool, anvil) == [1]
+
+
+def test_a_dropped_transaction_is_sent_again(pool: Hub, anvil: Anvil) -> None:
+    row = settle_pending(pool)
+    rpc(anvil, "anvil_dropTransaction", row.tx_hash)
+    assert not pool.client.known(row.tx_hash)
+    pool.settle()
+    assert pool.client.known(row.tx_hash)  # the same signed bytes, sent again
+    mine(anvil)
+    assert pool.settle().settled == [1]
+    assert [t.tx_hash for t in transactions(pool)] == [row.tx_hash]
+    assert settled_event_periods(pool, anvil) == [1]
+
+
+def test_a_nonce_taken_by_another_transaction_is_re_signed_with_the_next(pool: Hub, anvil: Anvil) -> None:
+    row = settle_pending(pool)
+    rpc(anvil, "anvil_dropTransaction", row.tx_hash)
+    # the operator sends something of their own from the hub account, with that very nonce
+    hub_key = dev_account(0)
+    fees = pool.client.fees()
+    manual = hub_key.sign_transaction({"to": hub_key.address, "value": 1, "nonce": row.nonce, "gas": 21_000,
+                                       "chainId": 31337, **fees.tx_fields()})
+    rpc(anvil, "eth_sendRawTransaction", "0x" + bytes(manual.raw_transaction).hex())
+    mine(anvil)
+    pool.settle()
+    first, second = transactions(pool)
+    assert second.reason == "new nonce" and second.nonce == first.nonce + 1
+    mine(anvil)
+    assert pool.settle().settled == [1]
+    assert settled_event_periods(pool, anvil) == [1]
+
+
+def test_reorg_before_finality_settles_again_once(tmp_path: Path, anvil: Anvil) -> None:
+    hub = make_hub(tmp_path, anvil.url)
+    # after the bootstrap (its deployment waits for the depth too, and automine makes no blocks on its own)
+    hub.client.settings = dataclasses.replace(hub.client.settings, confirmations=3)
+    hub.settler.receipt_wait_s = 0.3
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+    snapshot = rpc(anvil, "evm_snapshot")
+    report = hub.settle()
+    assert report.settled == [] and "1 of 3 confirmations" in (report.waiting or ""), report
+    (row,) = periods(hub)
+    assert row.block_hash is not None
+    rpc(anvil, "evm_revert", snapshot)  # the block with the settlement is gone...
+    mine(anvil, 3)  # ...and another branch grows in its place
+    assert hub.client.receipt(row.tx_hash) is None
+    report = hub.settle()  # sees the reorg, sends the same transaction again
+    assert report.settled == []
+    mine(anvil, 2)
+    assert hub.settle().settled == [1]
+    (row,) = periods(hub)
+    assert row.state == SETTLED and hub.client.block_hash(row.block_number) == row.block_hash
+    assert settled_event_periods(hub, anvil) == [1]
+
+
+def test_reorg_after_finality_is_found_by_the_root_check(tmp_path: Path, anvil: Anvil) -> None:
+    hub = make_hub(tmp_path, anvil.url)
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+    snapshot = rpc(anvil, "evm_snapshot")
+    assert hub.settle().settled == [1]
+    rpc(anvil, "evm_revert", snapshot)
+    mine(anvil, 2)
+    assert hub.settler.check_roots() == [1]
+    assert periods(hub)[0].state == SUBMITTED
+    assert hub.settle().settled == [1]
+    assert settled_event_periods(hub, anvil) == [1]
+    assert hub.settler.check_roots() == []
+
+
+def test_a_fee_above_the_cap_waits_then_settles(tmp_path: Path, anvil: Anvil) -> None:
+    hub = make_hub(tmp_path, anvil.url)
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+    rpc(anvil, "anvil_setNextBlockBaseFeePerGas", hex(50 * GWEI))
+    mine(anvil)
+    hub.client.settings = dataclasses.replace(hub.client.settings, max_fee_wei=20 * GWEI)
+    report = hub.settler.run()
+    assert report.trouble == "fee-cap" and "above ethereum.max_fee_gwei" in (report.waiting or "")
+    assert transactions(hub) == [] and periods(hub)[0].state == PREPARED  # nothing signed, nothing paid
+    mine(anvil, 40)  # empty blocks: the base fee falls by 1/8 per block
+    report = hub.settler.run()
+    assert report.settled == [1], report
+    (tx,) = transactions(hub)
+    assert int(tx.max_fee_wei) <= 20 * GWEI
+
+
+def test_legacy_gas_price(tmp_path: Path, anvil: Anvil) -> None:
+    hub = make_hub(tmp_path, anvil.url, ethereum__tx_type="legacy")
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+    assert hub.settle().settled == [1]
+    (tx,) = transactions(hub)
+    assert tx.tip_wei is None
+    onchain = hub.client.w3.eth.get_transaction(tx.tx_hash)
+    assert onchain["type"] == 0 and onchain["gasPrice"] == int(tx.max_fee_wei)
+
+
+def test_settlements_signed_by_the_keystore_account(tmp_path: Path, anvil: Anvil) -> None:
+    account = Account.create()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    keystore, password = secrets / "hub.keystore.json", secrets / "hub.password"
+    password.write_text("correct horse battery staple\n", encoding="utf-8")
+    keystore.write_text(json.dumps(Account.encrypt(account.key, "correct horse battery staple")), encoding="utf-8")
+    keystore.chmod(0o600)
+    password.chmod(0o600)
+    rpc(anvil, "anvil_setBalance", account.address, hex(10**19))
+    hub = make_hub(tmp_path, anvil.url, ethereum__keystore_file=str(keystore), ethereum__password_file=str(password))
+    assert hub.client.sender == account.address
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+    assert hub.settle().settled == [1]
+    (row,) = periods(hub)
+    assert hub.client.w3.eth.get_transaction(row.tx_hash)["from"] == account.address
+
+
+# ------------------------------------------------------------------------------------------------ a provider
+
+
+@pytest.fixture
+def long_chain() -> Iterator[tuple[Anvil, RpcProxy]]:
+    # A chain already 12,000 blocks long: its genesis is block 12,000. Why not anvil_mine(12000): anvil mines
+    # ever slower as its chain grows (minutes for 10,000 blocks on a loaded CI machine); what a provider's limits
+    # see is the block numbers, and the deployment block is found by the same search on either chain.
+    node = start_anvil(extra=["--number", "12000"])
+    proxy = RpcProxy(node.url, max_log_blocks=1000, http_429_every=13, rpc_limit_every=29).start()
+    try:
+        yield node, proxy
+    finally:
+        proxy.stop()
+        node.stop()
+
+
+def test_settlement_supply_and_verify_through_a_provider_on_a_long_chain(tmp_path: Path, long_chain) -> None:
+    anvil, proxy = long_chain
+    hub = make_hub(tmp_path, proxy.url)
+    floor = hub.client.log_floor(hub.system.contract)
+    assert floor > 12_000  # deployed after the 12,000 blocks, found by the client and kept
+    hub.run_until(START_MS + 2 * HOUR_MS + 20 * 60_000)
+    assert hub.settle().settled == [1, 2]
+    mine(anvil, 1_500)  # more than one of the provider's ranges past the deployment
+    watcher = SupplyWatcher(hub.factory, hub.client, hub.system, LoggingActuator(), hub.clock,
+                            ChainClock(hub.client, True))
+    assert len(watcher.run()) == 3  # one decision per holder, from standing and 12,000+ blocks of events
+    with hub.factory() as session:
+        assert session.scalar(select(SupplyDecision).limit(1)) is not None
+        message = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).first()
+    on_hub = verify_hub_address(hub.config, message.address, factory=hub.factory, transport=hub.tangle)
+    assert on_hub.verdict == VALID, on_hub.text()
+    c = proxy.counters
+    assert c.range_refused >= 1 and c.http_429 >= 1 and c.rpc_limited >= 1, c
+    assert c.log_ranges and all(hi - lo + 1 <= 1000 for lo, hi in c.log_ranges)
+    assert all(lo >= floor for lo, _ in c.log_ranges)  # never below the deployment block
+    assert max(hi for _, hi in c.log_ranges) >= floor + 1_500  # the scans reached the head
+    # an auditor's machine: no hub database; the deployment block is searched for again (this anvil has no
+    # state before its genesis block 12,000, so the search gives up and the scans start at block 0: slower,
+    # still in chunks the provider accepts)
+    away = verify_hub_address(hub.config, message.address, factory=None, transport=hub.tangle,
+                              contract=hub.system.contract)
+    assert away.verdict == VALID, away.text()
+    assert all(hi - lo + 1 <= 1000 for lo, hi in c.log_ranges)
