@@ -15,6 +15,13 @@ An unpinned facade reads each view at the node's latest block (fine for a single
 repossessed) and `inGoodStanding`, as the contract itself derives them. (Deriving "repossessed" from a zero share
 and "owned" from `supplyStatus` elsewhere would be a second definition that can drift.)
 
+**Two contract versions.** The hub deploys version 2 (`contracts/build/SolarProperty.json`); a system registered on
+a version-1 contract keeps working (`contracts/build/SolarProperty.v1.json`). The facade tells them apart by the
+deployed code (version 1 is exactly the committed v1 runtime bytecode) and reads each with its own ABI; fields and
+events that only version 2 has (`since=2` below) read as their defaults on version 1 (peak powers 0, no period
+cancelled, no repossession fee, `grid_energy_wh` None), and version-2 operations (`cancel_period_call`,
+`assign_share_call`, `set_beneficiary_call`) refuse a version-1 contract with an ArtifactError.
+
 Errors are the client's (settlement.chain): a node that cannot be reached is `ChainUnavailable`, a revert is
 `ContractReverted` (a `ChainRefused`) with the custom error by name, an address without code is `NoContract`.
 The provider under the client is injectable (`ChainClient(settings, provider=...)`): the tests run this facade
@@ -31,9 +38,10 @@ from typing import Any, TypeVar
 from eth_abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_utils import to_checksum_address
+from weakref import WeakKeyDictionary
 
 from settlement.chain import ChainClient, ContractReverted, NoContract, _canonical_type
-from settlement.contract_artifact import ArtifactError, load_artifact
+from settlement.contract_artifact import CURRENT_VERSION, ArtifactError, load_artifact
 
 T = TypeVar("T")
 
@@ -54,22 +62,24 @@ def _status(value: Any) -> str:
     return HOLDER_STATUS[index]
 
 
-def _abi(name: str, convert: Callable[[Any], Any] = int) -> Any:
-    """A dataclass field filled from the ABI output (or event argument) `name`, converted by `convert`."""
-    return field(metadata={"abi": name, "convert": convert})
+def _abi(name: str, convert: Callable[[Any], Any] = int, since: int = 1, default: Any = None) -> Any:
+    """A dataclass field filled from the ABI output (or event argument) `name`, converted by `convert`; a field
+    the contract has only from version `since` on reads as `default` on older contracts."""
+    return field(default=default, metadata={"abi": name, "convert": convert, "since": since})
 
 
 def _from_abi(cls: type[T], values: dict[str, Any], **extra: Any) -> T:
     kwargs = dict(extra)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if "abi" in f.metadata:
+        if "abi" in f.metadata and (f.metadata["abi"] in values or f.metadata["since"] == 1):
             kwargs[f.name] = f.metadata["convert"](values[f.metadata["abi"]])
     return cls(**kwargs)
 
 
-def abi_names(cls: type) -> set[str]:
-    """The ABI names a dataclass below is filled from."""
-    return {f.metadata["abi"] for f in dataclasses.fields(cls) if "abi" in f.metadata}
+def abi_names(cls: type, version: int = CURRENT_VERSION) -> set[str]:
+    """The ABI names a dataclass below is filled from (on a contract of `version`)."""
+    return {f.metadata["abi"] for f in dataclasses.fields(cls)
+            if "abi" in f.metadata and f.metadata["since"] <= version}
 
 
 # ------------------------------------------------------------------------------------------------ the views
@@ -89,6 +99,8 @@ class SystemInfo:
     last_period_id: int = _abi("lastPeriodId")
     last_period_end: int = _abi("lastPeriodEnd")
     registered_at: int = _abi("registeredAt")
+    peak_power_w: int = _abi("peakPowerW", since=2, default=0)  # 0: version 1 (no bound)
+    repossession_fee_bps: int = _abi("repossessionFeeBps", since=2, default=0)
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,8 @@ class PeriodInfo:
     settled_at: int = _abi("settledAt")
     due_time: int = _abi("dueTime")
     generation_wh: int = _abi("generationWh")
+    #: the approver cancelled the period's bills and it awaits its corrected settlement (settlement.disputes)
+    cancelled: bool = _abi("cancelled", bool, since=2, default=False)
 
     @property
     def readings_root_hex(self) -> str:
@@ -123,6 +137,7 @@ class HolderInfo:
     prepaid_wei: int = _abi("prepaid")
     in_good_standing: bool = _abi("inGoodStanding", bool)
     next_due_time: int = _abi("nextDueTime")  # 0 without debt
+    peak_power_w: int = _abi("peakPowerW", since=2, default=0)  # 0: version 1 (no bound)
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,8 @@ class PeriodSettledEvent:
     reading_count: int = _abi("readingCount")
     generation_wh: int = _abi("generationWh")
     due_time: int = _abi("dueTime")
+    #: generation x grid share / 10000 (Wh): the grid portion's energy, which the operator sells; None on version 1
+    grid_energy_wh: int | None = _abi("gridEnergyWh", since=2)
     tx_hash: str = ""
     block_number: int = 0
 
@@ -161,6 +178,7 @@ class RepossessedEvent:
     equity_returned_wei: int = _abi("equityReturned")
     debt_recovered_wei: int = _abi("debtRecovered")
     debt_remaining_wei: int = _abi("debtRemaining")
+    fee_wei: int = _abi("feeCharged", since=2, default=0)
     tx_hash: str = ""
     block_number: int = 0
 
@@ -175,6 +193,48 @@ class SystemRegisteredEvent:
     mam_channel_root: str = _abi("mamChannelRoot", str)
     holders: tuple[str, ...] = _abi("holders", lambda v: tuple(_address(a) for a in v))
     shares_bps: tuple[int, ...] = _abi("sharesBps", lambda v: tuple(int(s) for s in v))
+    peak_power_w: int = _abi("peakPowerW", since=2, default=0)
+    holder_peaks_w: tuple[int, ...] = _abi("holderPeaksW", lambda v: tuple(int(s) for s in v), since=2,
+                                           default=())
+    repossession_fee_bps: int = _abi("repossessionFeeBps", since=2, default=0)
+    tx_hash: str = ""
+    block_number: int = 0
+
+
+@dataclass(frozen=True)
+class BilledEvent:
+    """The bills of one settlement of a period, in holder order (`cancel_period_call` gives them back)."""
+
+    period_id: int = _abi("periodId")
+    amounts_wei: tuple[int, ...] = _abi("amounts", lambda v: tuple(int(a) for a in v))
+    unpaid_wei: tuple[int, ...] = _abi("unpaid", lambda v: tuple(int(a) for a in v))
+    tx_hash: str = ""
+    block_number: int = 0
+
+
+@dataclass(frozen=True)
+class PeriodCancelledEvent:
+    period_id: int = _abi("periodId", since=2)
+    debt_reversed_wei: int = _abi("debtReversed", since=2)
+    refunded_wei: int = _abi("refunded", since=2)
+    tx_hash: str = ""
+    block_number: int = 0
+
+
+@dataclass(frozen=True)
+class ShareAssignedEvent:
+    holder: str = _abi("holder", _address, since=2)
+    index: int = _abi("index", since=2)
+    share_bps: int = _abi("shareBps", since=2)
+    peak_power_w: int = _abi("peakPowerW", since=2)
+    tx_hash: str = ""
+    block_number: int = 0
+
+
+@dataclass(frozen=True)
+class BeneficiaryChangedEvent:
+    previous: str = _abi("previous", _address, since=2)
+    beneficiary: str = _abi("beneficiary", _address, since=2)
     tx_hash: str = ""
     block_number: int = 0
 
@@ -182,7 +242,11 @@ class SystemRegisteredEvent:
 #: view or event -> the dataclass its named outputs fill
 VIEWS: dict[str, type] = {"systemInfo": SystemInfo, "periodInfo": PeriodInfo, "holderInfo": HolderInfo}
 EVENTS: dict[str, type] = {"PeriodSettled": PeriodSettledEvent, "Repossessed": RepossessedEvent,
-                           "SystemRegistered": SystemRegisteredEvent}
+                           "SystemRegistered": SystemRegisteredEvent, "Billed": BilledEvent,
+                           "PeriodCancelled": PeriodCancelledEvent, "ShareAssigned": ShareAssignedEvent,
+                           "BeneficiaryChanged": BeneficiaryChangedEvent}
+#: events a version-1 contract does not have
+V2_EVENTS = ("PeriodCancelled", "ShareAssigned", "BeneficiaryChanged")
 
 
 def _abi_entry(abi: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -199,25 +263,46 @@ def _output_names(entry: dict[str, Any]) -> set[str]:
     return {o["name"] for o in outputs}
 
 
-def check_abi(abi: list[dict[str, Any]]) -> None:
-    """The dataclasses name exactly the fields the ABI's views and events have; ArtifactError otherwise."""
+def check_abi(abi: list[dict[str, Any]], version: int = CURRENT_VERSION) -> None:
+    """The dataclasses name exactly the fields the ABI's views and events have (on a contract of `version`);
+    ArtifactError otherwise."""
     for name, cls in VIEWS.items():
-        have, want = _output_names(_abi_entry(abi, "function", name)), abi_names(cls)
+        have, want = _output_names(_abi_entry(abi, "function", name)), abi_names(cls, version)
         if have != want:
             raise ArtifactError(f"SolarProperty.{name} returns {sorted(have)} but settlement.solar_property reads "
                                 f"{sorted(want)}: the artifact and this SCB disagree")
     for name, cls in EVENTS.items():
+        if version < 2 and name in V2_EVENTS:
+            continue
         have = {i["name"] for i in _abi_entry(abi, "event", name)["inputs"]} - {"systemId"}
-        want = abi_names(cls)
+        want = abi_names(cls, version)
         if have != want:
             raise ArtifactError(f"SolarProperty event {name} carries {sorted(have)} but settlement.solar_property "
                                 f"reads {sorted(want)}: the artifact and this SCB disagree")
 
 
-@lru_cache(maxsize=1)
-def _checked_abi() -> bool:
-    check_abi(load_artifact()["abi"])
-    return True
+@lru_cache(maxsize=4)
+def _checked_abi(version: int = CURRENT_VERSION) -> list[dict[str, Any]]:
+    abi = load_artifact(version)["abi"]
+    check_abi(abi, version)
+    return abi
+
+
+#: client -> {lowercase address: contract version}: the version of a deployed contract never changes
+_VERSIONS: WeakKeyDictionary[ChainClient, dict[str, int]] = WeakKeyDictionary()
+
+
+def contract_version(client: ChainClient, address: str) -> int:
+    """1 when the code at `address` is the committed version-1 runtime bytecode, else the current version (one
+    eth_getCode per client and address). Why by code rather than by calling `VERSION()`: version 1 has no such
+    function, and a call to a missing function is indistinguishable from any other revert without reason."""
+    known = _VERSIONS.setdefault(client, {})
+    key = address.lower()
+    if key not in known:
+        code = client.guard("eth_getCode", lambda: bytes(client.w3.eth.get_code(to_checksum_address(address))))
+        v1 = bytes.fromhex(load_artifact(1)["deployedBytecode"][2:])
+        known[key] = 1 if code == v1 else CURRENT_VERSION
+    return known[key]
 
 
 def _named(param: dict[str, Any], value: Any) -> Any:
@@ -245,19 +330,23 @@ class SolarProperty:
     (see `snapshot`).
     """
 
-    def __init__(self, client: ChainClient, address: str, system_id: int, block: int | None = None) -> None:
-        _checked_abi()
+    def __init__(self, client: ChainClient, address: str, system_id: int, block: int | None = None,
+                 version: int | None = None) -> None:
         self.client = client
         self.address = to_checksum_address(address)
         self.system_id = int(system_id)
         self.block = block
-        self.contract = client.contract(self.address)
-        self._functions = {e["name"]: e for e in client.abi if e.get("type") == "function"}
+        #: the contract's version (1 or 2), see `contract_version`
+        self.version = version if version is not None else contract_version(client, self.address)
+        abi = _checked_abi(self.version)
+        self.contract = (client.contract(self.address) if self.version == CURRENT_VERSION
+                         else client.w3.eth.contract(address=self.address, abi=abi))
+        self._functions = {e["name"]: e for e in abi if e.get("type") == "function"}
 
     # -- snapshots --------------------------------------------------------------------------------------------
     def at(self, block: int) -> SolarProperty:
         """The same system, every read pinned to `block`."""
-        return SolarProperty(self.client, self.address, self.system_id, int(block))
+        return SolarProperty(self.client, self.address, self.system_id, int(block), self.version)
 
     def snapshot(self) -> SolarProperty:
         """Pinned to the node's current head: a consistent set of views (one `eth_blockNumber`)."""
@@ -346,6 +435,21 @@ class SolarProperty:
     def repossessed_events(self, from_block: int, to_block: int | None = None) -> list[RepossessedEvent]:
         return self._events("Repossessed", RepossessedEvent, from_block, to_block, {})
 
+    def billed_events(self, period_id: int, from_block: int = 0) -> list[BilledEvent]:
+        """Billed events of period `period_id`, oldest first (a corrected period has one per settlement)."""
+        return self._events("Billed", BilledEvent, from_block, None, {"periodId": int(period_id)})
+
+    def period_cancelled_events(self, from_block: int = 0, to_block: int | None = None) -> list[PeriodCancelledEvent]:
+        """PeriodCancelled events of the system, oldest first (none on a version-1 contract)."""
+        if self.version < 2:
+            return []
+        return self._events("PeriodCancelled", PeriodCancelledEvent, from_block, to_block, {})
+
+    def share_assigned_events(self, from_block: int = 0) -> list[ShareAssignedEvent]:
+        if self.version < 2:
+            return []
+        return self._events("ShareAssigned", ShareAssignedEvent, from_block, None, {})
+
     def registration(self) -> SystemRegisteredEvent | None:
         """The SystemRegistered event (the MAM channel root in clear: the contract stores only its hash)."""
         found = self._events("SystemRegistered", SystemRegisteredEvent, 0, None, {})
@@ -358,3 +462,40 @@ class SolarProperty:
         return self.contract.functions.settle(self.system_id, int(period_id), int(start), int(end), readings_root,
                                               mam_root, int(reading_count), int(generation_wh),
                                               [int(c) for c in consumption_wh])
+
+    def _require_v2(self, what: str) -> None:
+        if self.version < 2:
+            raise ArtifactError(f"{what} needs SolarProperty version 2; the contract at {self.address} is version "
+                                f"{self.version} (docs/contract.md: moving a community to version 2)")
+
+    def cancel_period_call(self, period_id: int) -> Any:
+        """The approver's `cancelPeriod` of a settled period, with the bills of its latest settlement (its Billed
+        event, which the contract checks against the hash it stored), to sign with `ChainClient.sign`."""
+        self._require_v2("cancelling a period")
+        billed = self.billed_events(period_id)
+        if not billed:
+            raise ContractReverted("cancelPeriod", "PeriodNotSettled", (self.system_id, int(period_id)))
+        latest = billed[-1]
+        return self.contract.functions.cancelPeriod(self.system_id, int(period_id), list(latest.amounts_wei),
+                                                    list(latest.unpaid_wei))
+
+    def assign_share_call(self, holder: str, share_bps: int, peak_power_w: int) -> Any:
+        """The approver's `assignShare`: `share_bps` of the grid portion to the new holder `holder`."""
+        self._require_v2("assigning a share")
+        return self.contract.functions.assignShare(self.system_id, to_checksum_address(holder), int(share_bps),
+                                                   int(peak_power_w))
+
+    def set_beneficiary_call(self, beneficiary: str) -> Any:
+        """`setBeneficiary` (by the beneficiary or an approver): future revenue goes to `beneficiary`."""
+        self._require_v2("handing over the beneficiary role")
+        return self.contract.functions.setBeneficiary(self.system_id, to_checksum_address(beneficiary))
+
+
+def register_system_call(contract: Any, *, hub: str, beneficiary: str, price_per_kwh_wei: int, total_value_wei: int,
+                         grace_period_s: int, peak_power_w: int, repossession_fee_bps: int, mam_channel_root: str,
+                         holders: Sequence[str], shares_bps: Sequence[int], holder_peaks_w: Sequence[int]) -> Any:
+    """The approver's `registerSystem` call on a version-2 contract (web3 `Contract`), to sign and send."""
+    terms = (to_checksum_address(hub), to_checksum_address(beneficiary), int(price_per_kwh_wei), int(total_value_wei),
+             int(grace_period_s), int(peak_power_w), int(repossession_fee_bps))
+    return contract.functions.registerSystem(terms, mam_channel_root, [to_checksum_address(h) for h in holders],
+                                             [int(x) for x in shares_bps], [int(x) for x in holder_peaks_w])

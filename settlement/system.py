@@ -27,7 +27,7 @@ from mam_client.channels import ensure_channel
 from mam_client.settings import mam_settings
 from settlement.chain import ChainClient, ContractReverted, create_address, dev_account
 from settlement.models import SettlementSystem, latest_system
-from settlement.solar_property import SolarProperty
+from settlement.solar_property import SolarProperty, register_system_call
 from settlement.settings import EthereumSettings, SettlementSettings
 from scb.config import Config
 from scb.db import transaction
@@ -103,7 +103,8 @@ def _stored(session: Session, chain_id: int, contract: str | None, system_id: in
 
 
 def deploy_contract(client: ChainClient, admin: str | None = None, approver: str | None = None) -> str:
-    """Deploy SolarProperty (admin and approver default to the hub account)."""
+    """Deploy SolarProperty, the current version (2), from the committed artifact (admin and approver default to
+    the hub account). A system on a version-1 contract is adopted and read as it is, never redeployed."""
     address = client.deploy(admin or client.sender, approver or client.sender)
     log.info("deployed SolarProperty at %s on chain %d", address, client.chain_id)
     return address
@@ -122,8 +123,11 @@ def register_demo(config: Config, factory: sessionmaker[Session], client: ChainC
     c = client.contract(contract)
     beneficiary = demo.beneficiary or client.sender
     receipt = client.transact(
-        c.functions.registerSystem(client.sender, to_checksum_address(beneficiary), demo.price_per_kwh_wei,
-                                   demo.total_value_wei, demo.grace_period_s, root, accounts, shares),
+        register_system_call(c, hub=client.sender, beneficiary=beneficiary, price_per_kwh_wei=demo.price_per_kwh_wei,
+                             total_value_wei=demo.total_value_wei, grace_period_s=demo.grace_period_s,
+                             peak_power_w=demo.peak_power_w, repossession_fee_bps=demo.repossession_fee_bps,
+                             mam_channel_root=root, holders=accounts, shares_bps=shares,
+                             holder_peaks_w=[demo.holder_peak_w] * len(accounts)),
         "registerSystem")
     events = c.events.SystemRegistered().process_receipt(receipt, errors=DISCARD)
     system_id = int(events[0]["args"]["systemId"])

@@ -23,6 +23,9 @@ from settlement.contract_artifact import load_artifact
 from tests.conftest import REPO
 
 TRYTES_A = "A" * 80 + "9"
+#: the largest peak powers SolarProperty 2 takes: system (uint32) and holder (20 bits), in W
+SYSTEM_PEAK_W = 2**32 - 1
+MAX_HOLDER_PEAK_W = 2**20 - 1
 TRYTES_B = "SCBCHANNELROOT9" + "B" * 66
 
 
@@ -165,9 +168,19 @@ class Solar:
         total_value: int = 10**18,
         grace: int = 7 * 86400,
         channel: str = TRYTES_A,
+        peak: int = SYSTEM_PEAK_W,
+        holder_peaks: list[int] | None = None,
+        fee_bps: int = 0,
     ) -> tuple[int, dict[str, Any]]:
+        """Register a system; peaks default to the largest the contract takes (the bounds are tested on their own)."""
         receipt = self.transact(
-            "registerSystem", hub, beneficiary, price, total_value, grace, channel, holders, shares, sender=approver
+            "registerSystem",
+            (hub, beneficiary, price, total_value, grace, peak, fee_bps),
+            channel,
+            holders,
+            shares,
+            holder_peaks if holder_peaks is not None else [MAX_HOLDER_PEAK_W] * len(holders),
+            sender=approver,
         )
         (ev,) = self.events(receipt, "SystemRegistered")
         return ev["systemId"], receipt

@@ -16,6 +16,8 @@ from settlement import merkle
 from settlement.contract_artifact import load_artifact
 from tests.contracts.conftest import SHARES, Accounts
 from tests.contracts.solar import (
+    MAX_HOLDER_PEAK_W,
+    SYSTEM_PEAK_W,
     TRYTES_A,
     TRYTES_B,
     PeriodClock,
@@ -46,12 +48,17 @@ def register_args(a: Accounts, **over: object) -> list[object]:
         "price": PRICE,
         "total": TOTAL,
         "grace": GRACE,
+        "peak": SYSTEM_PEAK_W,
+        "fee": 0,
         "channel": TRYTES_A,
         "holders": a.holders,
         "shares": SHARES,
+        "peaks": None,
     }
     args.update(over)
-    return list(args.values())
+    terms = tuple(args[k] for k in ("hub", "beneficiary", "price", "total", "grace", "peak", "fee"))
+    peaks = args["peaks"] if args["peaks"] is not None else [MAX_HOLDER_PEAK_W] * len(args["holders"])  # type: ignore[arg-type]
+    return [terms, args["channel"], args["holders"], args["shares"], peaks]
 
 
 # ------------------------------------------------------------------------------------------------ deployment
@@ -275,8 +282,15 @@ def test_settle_retry_and_order(solar: Solar, system: int, accts: Accounts) -> N
     assert solar.system(system)["lastPeriodId"] == 5
 
 
+def later(solar: Solar, system: int, seconds: int = 1000) -> int:
+    """Mine a block `seconds` after the system's registration (periods may not start before it); returns its time."""
+    solar.set_next_timestamp(solar.system(system)["registeredAt"] + seconds)
+    solar.w3.provider.ethereum_tester.mine_blocks()
+    return solar.now()
+
+
 def test_settle_reverts(solar: Solar, system: int, accts: Accounts) -> None:
-    now = solar.now()
+    now = later(solar, system)
     ok = dict(pid=1, start=now - 100, end=now - 10, root=b"\x11" * 32, mam=TRYTES_B, count=5, gen=100, cons=[1, 2, 3])
 
     def attempt(sender: str = accts.hub, system_id: int = system, **over: object) -> tuple[str, tuple]:
@@ -301,11 +315,14 @@ def test_settle_reverts(solar: Solar, system: int, accts: Accounts) -> None:
     assert attempt(cons=[1, 2, 3, 4]) == ("LengthMismatch", (3, 4))
     assert attempt(mam=TRYTES_B.swapcase()) == ("InvalidTrytes", ())
     assert attempt(mam=TRYTES_B[:-1]) == ("InvalidTrytes", ())
-    # a hub of another system may not settle this one; a hub role for an unregistered id settles nothing
+    # a hub of another system may not settle this one; a hub role for an unregistered id cannot even be granted
     other, _ = solar.register(accts.approver, [accts.h1], [10_000], hub=accts.spare, beneficiary=accts.beneficiary)
     assert attempt(sender=accts.spare) == ("AccessControlUnauthorizedAccount", (accts.spare, role))
-    solar.transact("grantRole", hub_role(99), accts.hub, sender=accts.admin)
-    assert attempt(system_id=99) == ("UnknownSystem", (99,))
+    r = solar.reverts("grantRole", hub_role(99), accts.hub, sender=accts.admin)  # the admin of any undefined role
+    assert (r.name, r.args) == ("UnknownRole", (hub_role(99),))
+    r = solar.reverts("grantRole", hub_role(99), accts.hub, sender=accts.approver)
+    assert (r.name, r.args) == ("AccessControlUnauthorizedAccount", (accts.approver, b"\x00" * 32))
+    assert attempt(system_id=99) == ("AccessControlUnauthorizedAccount", (accts.hub, hub_role(99)))
 
 
 def test_two_settlements_in_one_block_share_a_due_time(solar: Solar, system: int, accts: Accounts) -> None:
@@ -315,7 +332,7 @@ def test_two_settlements_in_one_block_share_a_due_time(solar: Solar, system: int
     receipt = solar.w3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": accts.hub}))
     batcher = solar.w3.eth.contract(address=receipt["contractAddress"], abi=batcher_art["abi"])
     solar.transact("grantRole", hub_role(system), batcher.address, sender=accts.approver)
-    now = solar.now()
+    now = later(solar, system)
     tx = batcher.functions.settleTwice(
         solar.c.address, system, [1, 2], [now - 200, now - 100], [now - 100, now - 50], b"\x11" * 32, TRYTES_B, 10_000, [1000, 0, 0]
     ).transact({"from": accts.hub})
@@ -479,7 +496,8 @@ def test_standing_turns_false_after_grace_and_repossess(solar: Solar, system: in
     receipt = solar.transact("repossess", system, accts.h2, sender=accts.stranger)
     equity = 5 * 10**16
     assert solar.events(receipt, "Repossessed") == [
-        {"systemId": system, "holder": accts.h2, "shareBps": 3500, "equityReturned": equity - bill, "debtRecovered": bill, "debtRemaining": 0}
+        {"systemId": system, "holder": accts.h2, "shareBps": 3500, "equityReturned": equity - bill, "debtRecovered": bill, "debtRemaining": 0,
+         "feeCharged": 0}
     ]
     h = solar.holder(system, accts.h2)
     assert (h["status"], h["shareBps"], h["equityPaid"], h["debt"], h["inGoodStanding"]) == (REPOSSESSED, 0, 0, 0, False)
@@ -566,16 +584,15 @@ def test_verify_reading_with_python_tree(solar: Solar, system: int, accts: Accou
 # ------------------------------------------------------------------------------------------------ packing bounds
 
 
-def test_prepaid_is_bounded_by_its_80_bits(solar: Solar, system: int, accts: Accounts) -> None:
-    """A deposit that would take the prepaid balance past 2^80 - 1 wei (1.2 million ether) reverts, nothing lost."""
-    w3 = solar.w3
-    w3.eth.send_transaction({"from": accts.spare, "to": accts.h1, "value": 9 * 10**23})
-    solar.transact("deposit", system, sender=accts.h1, value=7 * 10**23)
-    r = solar.reverts("deposit", system, sender=accts.h1, value=6 * 10**23)
-    assert (r.name, r.args) == ("SafeCastOverflowedUintDowncast", (80, 13 * 10**23))
-    assert solar.holder(system, accts.h1)["prepaid"] == 7 * 10**23 == solar.balance()
-    solar.transact("deposit", system, sender=accts.h1, value=2**80 - 1 - 7 * 10**23)
-    assert solar.holder(system, accts.h1)["prepaid"] == 2**80 - 1
+def test_prepaid_is_bounded_by_its_72_bits(solar: Solar, system: int, accts: Accounts) -> None:
+    """A deposit that would take the prepaid balance past 2^72 - 1 wei (4722 ether) reverts, nothing lost."""
+    ether = 10**18
+    solar.transact("deposit", system, sender=accts.h1, value=4000 * ether)
+    r = solar.reverts("deposit", system, sender=accts.h1, value=800 * ether)
+    assert (r.name, r.args) == ("SafeCastOverflowedUintDowncast", (72, 4800 * ether))
+    assert solar.holder(system, accts.h1)["prepaid"] == 4000 * ether == solar.balance()
+    solar.transact("deposit", system, sender=accts.h1, value=2**72 - 1 - 4000 * ether)
+    assert solar.holder(system, accts.h1)["prepaid"] == 2**72 - 1
 
 
 def test_absurd_bills_revert_the_settlement_instead_of_wrapping(solar: Solar, accts: Accounts) -> None:
@@ -584,8 +601,9 @@ def test_absurd_bills_revert_the_settlement_instead_of_wrapping(solar: Solar, ac
     system, _ = solar.register(accts.approver, [accts.h1], [10_000], hub=accts.hub, beneficiary=accts.beneficiary, price=price)
     clock = PeriodClock(solar, system, accts.hub)
     now = solar.now()
-    bill = expected_bill(1_000_000, 2_000_000, 10_000, price)
-    r = solar.reverts("settle", system, 1, clock.cursor - 10, now - 1, b"\x11" * 32, TRYTES_B, 1, 2_000_000, [1_000_000], sender=accts.hub)
+    bill = expected_bill(1000, 2_000_000, 10_000, price)
+    solar.set_next_timestamp(now + 100)
+    r = solar.reverts("settle", system, 1, clock.cursor, now + 50, b"\x11" * 32, TRYTES_B, 1, 2_000_000, [1000], sender=accts.hub)
     assert (r.name, r.args) == ("SafeCastOverflowedUintDowncast", (88, bill))
     assert solar.system(system)["lastPeriodId"] == 0
     clock.settle([0], generation=2_000_000)  # the hub is not stuck: corrected data settles the period

@@ -1,6 +1,8 @@
 """The golden proof files in tests/settlement/data and the chain they are anchored on.
 
-`build_chain(url)` replays, on a fresh anvil, a small fixed history: deploy SolarProperty, register a system with
+`build_chain(url)` replays, on a fresh anvil, a small fixed history: deploy SolarProperty version 1 (the committed
+contracts/build/SolarProperty.v1.json: the golden files also prove that `scb verify` still reads a system that
+stays on version 1), register a system with
 two holders and a fixed MAM channel, settle two periods of fixed readings. Every transaction is signed with fixed
 nonce, gas and gas price, so the contract address and the transaction hashes are the same on every fresh anvil;
 the committed proof files refer to them. It deliberately uses plain web3 calls and the codec, not the hub's
@@ -64,7 +66,7 @@ def build_chain(url: str) -> dict[str, Any]:
     w3 = Web3(Web3.HTTPProvider(url))
     hub = Account.from_key(dev_account(0).key)
     h1, h2 = dev_account(1).address, dev_account(2).address
-    art = load_artifact()
+    art = load_artifact(1)
     factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
     deploy = factory.constructor(hub.address, hub.address).build_transaction(
         {"from": hub.address, "gas": 6_000_000, "gasPrice": GAS_PRICE, "nonce": 0})

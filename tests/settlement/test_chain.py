@@ -50,8 +50,9 @@ def test_dev_chain_account_deploy_and_decoded_errors(anvil: Anvil) -> None:
     stranger.account = dev_account(7)
     before = client.w3.eth.get_transaction_count(stranger.sender)
     with pytest.raises(ContractReverted) as err:
-        stranger.sign(c.functions.registerSystem(stranger.sender, stranger.sender, 1, 1, 1, "A" * 81,
-                                                 [stranger.sender], [10000]), "registerSystem")
+        stranger.sign(c.functions.registerSystem(
+            (stranger.sender, stranger.sender, 1, 1, 3600, 1, 0), "A" * 81, [stranger.sender], [10000], [1]),
+            "registerSystem")
     assert err.value.name == "AccessControlUnauthorizedAccount"
     assert client.w3.eth.get_transaction_count(stranger.sender) == before
 

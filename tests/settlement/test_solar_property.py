@@ -17,7 +17,9 @@ from scb.config import Config
 from scb.db import make_engine, make_sessionmaker, transaction, upgrade
 from scb.errors import ChainRefused, ChainUnavailable, DataError
 from scb.loop import Heartbeat, is_transient
-from settlement.chain import ChainClient, ContractReverted, NoContract, dev_account
+from eth_utils import keccak
+
+from settlement.chain import ChainClient, ContractReverted, NoContract, _canonical_type, dev_account
 from settlement.contract_artifact import ArtifactError, load_artifact
 from settlement.models import SettlementSystem
 from settlement.settings import ethereum_settings
@@ -31,7 +33,8 @@ HOUR_MS = 3600_000
 H1, H2, H3 = (dev_account(i).address for i in (1, 2, 3))
 BENEFICIARY = dev_account(9).address
 #: systemInfo of the fake: every field a different number, so a field read from the wrong position shows
-SYSTEM_VIEW = (BENEFICIARY, 11, 22, 33, b"\x44" * 32, 3, 55, 66, 77, 88)
+SYSTEM_VIEW = (BENEFICIARY, 11, 22, 33, b"\x44" * 32, 3, 55, 66, 77, 88, 99, 111)
+PERIOD_VIEW = (b"\x01" * 32, b"\x02" * 32, 10, 3600, 7200, 7300, 14500, 99)
 
 
 def fake_client(node: FakeNode) -> ChainClient:
@@ -40,9 +43,10 @@ def fake_client(node: FakeNode) -> ChainClient:
 
 
 def holder_view(account: str, index: int, share: int, status: int, debt: int = 0, good: bool = True) -> tuple:
-    # HolderView: account, index, shareBps, status, holdingValue, equityPaid, debt, prepaid, inGoodStanding, nextDue
+    # HolderView: account, index, shareBps, status, holdingValue, equityPaid, debt, prepaid, inGoodStanding, nextDue,
+    # peakPowerW (version 2)
     return (account, index, share, status, 1000 + index, 2000 + index, debt, 3000 + index, good,
-            1_900_000_000 if debt else 0)
+            1_900_000_000 if debt else 0, 4000 + index)
 
 
 @pytest.fixture
@@ -53,7 +57,7 @@ def node() -> FakeNode:
     fake.views.update({
         "systemInfo": lambda sid: SYSTEM_VIEW if sid == 1 else (_ for _ in ()).throw(Revert("UnknownSystem", sid)),
         "periodInfo": lambda sid, pid: (
-            (b"\x01" * 32, b"\x02" * 32, 10, 3600, 7200, 7300, 14500, 99) if pid == 1
+            PERIOD_VIEW + (pid == 1,) if pid == 1
             else (_ for _ in ()).throw(Revert("PeriodNotSettled", sid, pid))),
         "holderList": lambda sid: ([H1, H2, H3], [5000, 5000, 0]),
         "holderInfo": lambda sid, account: holders[account],
@@ -68,17 +72,51 @@ def test_views_are_decoded_by_name(node: FakeNode) -> None:
     info = chain.system_info()
     assert (info.beneficiary, info.price_per_kwh_wei, info.total_value_wei, info.grace_period_s,
             info.mam_channel_root_hash, info.holder_count, info.grid_share_bps, info.last_period_id,
-            info.last_period_end, info.registered_at) == SYSTEM_VIEW
+            info.last_period_end, info.registered_at, info.peak_power_w, info.repossession_fee_bps) == SYSTEM_VIEW
     period = chain.period_info(1)
     assert period is not None and period.readings_root_hex == "0x" + "01" * 32
     assert (period.reading_count, period.start, period.end, period.settled_at, period.due_time,
-            period.generation_wh) == (10, 3600, 7200, 7300, 14500, 99)
+            period.generation_wh, period.cancelled) == (10, 3600, 7200, 7300, 14500, 99, True)
     assert chain.period_info(2) is None  # PeriodNotSettled is "no such period", not an error
     assert [(h.account, h.share_bps) for h in chain.holder_list()] == [(H1, 5000), (H2, 5000), (H3, 0)]
     h3 = chain.holder_info(H3)
-    assert (h3.index, h3.debt_wei, h3.prepaid_wei, h3.in_good_standing, h3.next_due_time) == \
-        (2, 7, 3002, False, 1_900_000_000)
+    assert (h3.index, h3.debt_wei, h3.prepaid_wei, h3.in_good_standing, h3.next_due_time, h3.peak_power_w) == \
+        (2, 7, 3002, False, 1_900_000_000, 4002)
     assert chain.is_hub(BENEFICIARY) and not chain.is_hub(H1)
+    assert chain.version == 2
+
+
+def v1_node(node: FakeNode) -> FakeNode:
+    """The fake as a version-1 contract: its committed runtime code, its ABI, its shorter views."""
+    abi = load_artifact(1)["abi"]
+    node.abi = abi
+    node.functions = {keccak(text=f"{e['name']}({','.join(_canonical_type(i) for i in e['inputs'])})")[:4]: e
+                      for e in abi if e.get("type") == "function"}
+    node.code = load_artifact(1)["deployedBytecode"]
+    node.views["systemInfo"] = lambda sid: SYSTEM_VIEW[:10]
+    node.views["periodInfo"] = lambda sid, pid: PERIOD_VIEW
+    holders = {H1: holder_view(H1, 0, 5000, 1)[:10], H2: holder_view(H2, 1, 5000, 2)[:10]}
+    node.views["holderList"] = lambda sid: ([H1, H2], [5000, 5000])
+    node.views["holderInfo"] = lambda sid, account: holders[account]
+    return node
+
+
+def test_a_version_1_contract_is_read_with_its_own_abi(node: FakeNode) -> None:
+    """A community that stays on version 1 keeps working: the facade knows it by its code and reads the fields
+    version 1 has; version-2 fields read as their defaults, version-2 operations are refused."""
+    chain = SolarProperty(fake_client(v1_node(node)), ADDRESS, 1)
+    assert chain.version == 1
+    info = chain.system_info()
+    assert (info.beneficiary, info.last_period_id, info.registered_at) == (BENEFICIARY, 66, 88)
+    assert (info.peak_power_w, info.repossession_fee_bps) == (0, 0)
+    period = chain.snapshot().period_info(1)
+    assert period is not None and (period.generation_wh, period.cancelled) == (99, False)
+    assert [(h.status, h.peak_power_w) for h in chain.holders()] == [("paying", 0), ("owned", 0)]
+    assert chain.period_cancelled_events() == []
+    with pytest.raises(ArtifactError, match="version 2"):
+        chain.assign_share_call(H3, 100, 1000)
+    with pytest.raises(ArtifactError, match="version 2"):
+        chain.cancel_period_call(1)
 
 
 def test_a_snapshot_reads_every_view_at_one_block(node: FakeNode) -> None:
@@ -240,17 +278,20 @@ def test_the_facade_reads_what_web3_reads_and_snapshots_stay_put(hub: Hub) -> No
     info = before.system_info()
     assert (info.beneficiary, info.price_per_kwh_wei, info.total_value_wei, info.grace_period_s,
             info.mam_channel_root_hash, info.holder_count, info.grid_share_bps, info.last_period_id,
-            info.last_period_end, info.registered_at) == tuple(raw)
+            info.last_period_end, info.registered_at, info.peak_power_w, info.repossession_fee_bps) == tuple(raw)
+    assert (info.peak_power_w, info.repossession_fee_bps) == (24_000, 0)  # the [settlement.demo] defaults
     period = before.period_info(1)
     assert period is not None and tuple(c.functions.periodInfo(1, 1).call()) == (
         period.readings_root, period.mam_root_hash, period.reading_count, period.start, period.end,
-        period.settled_at, period.due_time, period.generation_wh)
+        period.settled_at, period.due_time, period.generation_wh, period.cancelled)
     for h in before.holders():
         assert tuple(c.functions.holderInfo(1, h.account).call()) == (
             h.account, h.index, h.share_bps, ["none", "paying", "owned", "repossessed"].index(h.status),
-            h.holding_value_wei, h.equity_paid_wei, h.debt_wei, h.prepaid_wei, h.in_good_standing, h.next_due_time)
+            h.holding_value_wei, h.equity_paid_wei, h.debt_wei, h.prepaid_wei, h.in_good_standing, h.next_due_time,
+            h.peak_power_w)
     (event,) = before.period_settled_events(1)
     assert event.readings_root == period.readings_root and event.tx_hash == _row(hub, 1).tx_hash
+    assert event.grid_energy_wh == 0  # nothing repossessed: no grid portion
     hub.run_until(START_MS + 2 * HOUR_MS + 20 * 60_000)
     assert hub.settle().settled == [2]
     assert before.system_info().last_period_id == 1  # the snapshot still reads its own block
