@@ -178,3 +178,20 @@ def test_scb_run_plans_the_uploader_only_with_a_fleet_url(tmp_path: Path) -> Non
     assert "fleet-upload" not in without
     child = next(c for c in with_fleet if c.name == "fleet-upload")
     assert child.argv[-3:] == ["--config", "/etc/scb.toml", "fleet-upload"] and child.beats
+
+
+def test_scb_status_shows_the_upload_backlog(hubs: tuple[FleetHub, FleetHub], capsys: pytest.CaptureFixture[str]) \
+        -> None:
+    from hub.commands import print_status
+    from hub.status import hub_status
+
+    _, b = hubs
+    b.reset_cursors()
+    config = Config(data={**copy.deepcopy(b.hub.config.data), "fleet": {"url": "http://127.0.0.1:1"}})
+    status = hub_status(config, b.hub.factory)
+    fleet = status["fleet_upload"]
+    assert fleet["url"] == "http://127.0.0.1:1" and fleet["waiting"]["reading"] == hub_readings(b)
+    assert fleet["total"] >= hub_readings(b) and fleet["batches_sent"] == 0
+    print_status(status)
+    assert f"fleet upload to http://127.0.0.1:1: waiting reading {hub_readings(b)}" in capsys.readouterr().out
+    assert hub_status(b.hub.config, b.hub.factory)["fleet_upload"] is None  # no [fleet] url: no line
