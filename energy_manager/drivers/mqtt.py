@@ -242,7 +242,7 @@ def tls_context(section: str, ca_file: str, cert_file: str, key_file: str) -> ss
         context = ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"{section}.ca_file {ca_file} is not a PEM CA certificate that can be read "
-                          f"({getattr(exc, 'strerror', None) or exc})") from None
+                          f"({_file_reason(exc)})") from None
     if cert_file:
         read_secret_file(key_file, f"{section}.key_file: MQTT TLS client key")  # refuses a key others can read
         try:
@@ -251,8 +251,15 @@ def tls_context(section: str, ca_file: str, cert_file: str, key_file: str) -> ss
             context.load_cert_chain(cert_file, key_file, password=lambda: "")
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{section}.cert_file {cert_file} and key_file {key_file} are not a PEM certificate "
-                              f"and its unencrypted key ({getattr(exc, 'strerror', None) or exc})") from None
+                              f"and its unencrypted key ({_file_reason(exc)})") from None
     return context
+
+
+def _file_reason(exc: OSError) -> str:
+    """OpenSSL's or the OS's reason, without the `(_ssl.c:NNNN)` source position an operator cannot use."""
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or "").replace("_", " ").lower() or "not readable as PEM"
+    return exc.strerror or str(exc)
 
 
 def parse_options(section: str, options: Mapping[str, Any]) -> dict[str, Any]:
