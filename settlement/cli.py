@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from scb.config import load_config
 from scb.db import open_existing
@@ -26,9 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     chain = sub.add_parser("chain", help="the SolarProperty contract: deploy it, show the hub's system")
     chain_sub = chain.add_subparsers(dest="chain_command", metavar="ACTION", required=True)
-    deploy = chain_sub.add_parser("deploy", help="deploy SolarProperty with the hub account; prints its address")
-    deploy.add_argument("--admin", help="DEFAULT_ADMIN_ROLE holder (default: the hub account)")
-    deploy.add_argument("--approver", help="APPROVER_ROLE holder (default: the hub account)")
+    deploy = chain_sub.add_parser("deploy", help="deploy SolarProperty (hub account, or --keystore); prints its "
+                                                 "address, records it and its deployment block in the hub's database")
+    deploy.add_argument("--admin", help="DEFAULT_ADMIN_ROLE holder (default: the signing account)")
+    deploy.add_argument("--approver", help="APPROVER_ROLE holder (default: the signing account)")
+    deploy.add_argument("--keystore", type=Path, metavar="FILE",
+                        help="sign with this encrypted keystore (mode 0600; e.g. the approver's) instead of the hub "
+                             "account")
+    deploy.add_argument("--password-file", type=Path, metavar="FILE",
+                        help="the keystore's password (a 0600 file: never on the command line)")
     deploy.add_argument("--register-demo", action="store_true",
                         help="also register the demo system (development chains) and remember it")
     deploy.set_defaults(handler=cmd_deploy)
@@ -68,21 +75,32 @@ def cmd_settle(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from energy_manager.settings import load_energy_settings
-    from settlement.chain import connect
+    from settlement.chain import connect, load_keystore
+    from settlement.logscan import DeploymentStore
     from settlement.settings import ethereum_settings, settlement_settings
     from settlement.system import deploy_contract, register_demo
     from scb.db import open_database
 
     config = load_config(args.config)
     eth = ethereum_settings(config)
-    client = connect(eth)
+    if (args.keystore is None) != (args.password_file is None):
+        raise UsageError("--keystore and --password-file go together")
+    client = connect(eth, with_account=args.keystore is None)
+    if args.keystore is not None:
+        client.account = load_keystore(args.keystore, args.password_file)
+    factory = open_database(config)
+    client.deployment_store = DeploymentStore(factory)  # the deployment block goes to the hub's database
     address = deploy_contract(client, args.admin, args.approver)
+    block = client.log_floor(address)
     print(address)
+    print(f"deployed SolarProperty at {address} on chain {client.chain_id} in block {block}, signed by "
+          f"{client.sender} (admin {args.admin or client.sender}, approver {args.approver or client.sender}); "
+          "recorded with its deployment block in the hub's database", file=sys.stderr)
     if args.register_demo:
         if not client.is_dev_chain():
             raise UsageError("--register-demo registers the demo households' development accounts: only on a "
                              "development chain")
-        ref = register_demo(config, open_database(config), client, address, load_energy_settings(config),
+        ref = register_demo(config, factory, client, address, load_energy_settings(config),
                             settlement_settings(config))
         print(f"registered system {ref.system_id}", file=sys.stderr)
     return 0

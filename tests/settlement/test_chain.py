@@ -121,3 +121,40 @@ def test_scb_chain_deploy(anvil: Anvil, tmp_path: Path) -> None:
     approver_role = c.functions.APPROVER_ROLE().call()
     assert c.functions.hasRole(approver_role, dev_account(3).address).call()
     assert not c.functions.hasRole(approver_role, dev_account(0).address).call()
+
+
+def test_scb_chain_deploy_with_the_approvers_keystore_records_the_deployment(anvil: Anvil, tmp_path: Path) -> None:
+    import json as _json
+
+    import requests
+    from eth_account import Account
+
+    from scb.config import load_config
+    from scb.db import open_database
+    from settlement.logscan import DeploymentStore
+    from tests.settlement.test_verify import scb
+
+    approver = Account.create()
+    requests.post(anvil.url, json={"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance",
+                                   "params": [approver.address, hex(10**18)]}, timeout=10)
+    keystore, password = tmp_path / "approver.json", tmp_path / "approver.password"
+    password.write_text("s3cret", encoding="utf-8")
+    keystore.write_text(_json.dumps(Account.encrypt(approver.key, "s3cret")), encoding="utf-8")
+    keystore.chmod(0o600)
+    password.chmod(0o600)
+    config = tmp_path / "scb.toml"
+    config.write_text(f'[hub]\ndata_dir = "{tmp_path / "data"}"\n[ethereum]\nrpc_url = "{anvil.url}"\n')
+    deployed = scb("--config", str(config), "chain", "deploy", "--keystore", str(keystore), "--password-file",
+                   str(password))
+    assert deployed.returncode == 0, deployed.stderr
+    address = deployed.stdout.strip()
+    assert f"signed by {approver.address}" in deployed.stderr and "in block 1" in deployed.stderr
+    client = ChainClient(settings(anvil.url))
+    c = client.contract(address)
+    assert c.functions.hasRole(c.functions.APPROVER_ROLE().call(), approver.address).call()
+    store = DeploymentStore(open_database(load_config(str(config))))
+    assert store.load(31337, address) == 1  # the first block of this fresh anvil holds the deployment
+    password.chmod(0o644)
+    refused = scb("--config", str(config), "chain", "deploy", "--keystore", str(keystore), "--password-file",
+                  str(password))
+    assert refused.returncode == 2 and "readable by others" in refused.stderr and "Traceback" not in refused.stderr
