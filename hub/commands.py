@@ -135,6 +135,12 @@ def print_status(status: dict) -> None:  # type: ignore[type-arg]
         print("settlement: no system yet")
     else:
         print(f"settlement: system {s['system_id']} on {s['contract']} (chain {s['chain_id']})")
+        account = s.get("hub_account")
+        if account:
+            funded = account["settlements_funded"]
+            print(f"  hub account {account['account']}: {account['balance_eth']} ether"
+                  + (f", gas for about {funded} settlements" if funded is not None else "")
+                  + f" (checked {account['checked_at']})")
         p = s["last_period"]
         if p:
             print(f"  last period {p['period_id']} [{p['start']} .. {p['end']}) {p['state']}, {p['readings']} "

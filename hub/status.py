@@ -65,6 +65,7 @@ def collect_status(factory: sessionmaker[Session]) -> dict[str, Any]:
                                 "since": utc_iso_dt(d.decided_at) if d else None}
         out["settlement"] = {
             "chain_id": system.chain_id, "contract": system.contract, "system_id": system.system_id,
+            "hub_account": hub_account_summary(session),
             "last_period": None if period is None else {
                 "period_id": period.period_id, "state": period.state, "start": utc_iso(period.start_s),
                 "end": utc_iso(period.end_s), "readings": period.reading_count, "tx": period.tx_hash,
@@ -73,6 +74,21 @@ def collect_status(factory: sessionmaker[Session]) -> dict[str, Any]:
             "holders": decisions,
         }
     return out
+
+
+def hub_account_summary(session: Session) -> dict[str, Any] | None:
+    """The hub account's balance as the settlement service last recorded it (settlement.health), with how many
+    settlements it pays for at the recorded gas price; None before the service reached the chain."""
+    from settlement.health import hub_account_state
+
+    account = hub_account_state(session)
+    if account is None:
+        return None
+    cost = account["settle_gas"] * account["gas_price_wei"]
+    return {"account": account["account"], "balance_wei": str(account["balance_wei"]),
+            "balance_eth": f"{account['balance_wei'] / 10**18:.6f}",
+            "settlements_funded": account["balance_wei"] // cost if cost else None,
+            "checked_at": utc_iso(account["checked_at"])}
 
 
 def snapshot(config: Config, factory: sessionmaker[Session] | None, processes: list[dict[str, Any]],

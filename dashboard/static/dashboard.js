@@ -122,6 +122,8 @@ function renderStatus(s) {
     `outbox: ${Object.entries(out).map(([k, v]) => `${v} ${k}`).join(", ") || "empty"}`];
   if (st.settlement && st.settlement.last_period)
     parts.push(`last period ${st.settlement.last_period.period_id} ${st.settlement.last_period.state}`);
+  if (st.settlement && st.settlement.hub_account)  // the low-balance alert, if any, is in the alerts below
+    parts.push(`hub account ${st.settlement.hub_account.balance_eth} ether`);
   const procs = st.processes || [];
   if (procs.length) {
     const unwell = procs.filter((p) => !p.running || ["failing", "hung", "restarting"].includes(p.state))

@@ -269,3 +269,20 @@ def test_settlement_supply_and_verify_through_a_provider_on_a_long_chain(tmp_pat
                               contract=hub.system.contract)
     assert away.verdict == VALID, away.text()
     assert all(hi - lo + 1 <= 1000 for lo, hi in c.log_ranges)
+
+
+def test_the_hub_accounts_balance_in_scb_status(hub: Hub, anvil: Anvil, capsys: pytest.CaptureFixture[str]) -> None:
+    from hub.commands import print_status
+    from hub.status import collect_status
+    from settlement.health import record_hub_account
+
+    record_hub_account(hub.factory, hub.client, holders=3)
+    balance = int(rpc(anvil, "eth_getBalance", hub.client.sender, "latest"), 16)
+    price = int(rpc(anvil, "eth_gasPrice"), 16)
+    account = collect_status(hub.factory)["settlement"]["hub_account"]
+    assert account["account"] == hub.client.sender and int(account["balance_wei"]) == balance
+    # before any settlement: the worst-case estimate, 160,000 + 30,000 per holder
+    assert account["settlements_funded"] == balance // (250_000 * price)
+    print_status({"processes": [], "readings": None, "outbox": None, "alerts": [],
+                  "settlement": {**collect_status(hub.factory)["settlement"]}})
+    assert f"hub account {hub.client.sender}: {balance / 10**18:.6f} ether" in capsys.readouterr().out
