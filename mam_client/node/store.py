@@ -18,6 +18,15 @@ transactions and validates bundles later):
   of it is stored; a tail stored earlier that turns out invalid when the rest arrives is only marked invalid,
   so that junk cannot make valid transactions unstorable.
 Only solid tails of valid bundles are offered by getTransactionsToApprove and reported as included.
+
+Tips (getTips: every transaction nothing approves) are a maintained table, updated as transactions arrive, so
+that getTips reads only the tips and never scans the tangle.
+
+Pruning (`prune`, driven by mam_client.node.prune) is a local snapshot: the transactions of bundles the hub has
+archived are deleted, after which they are unknown to every query, as on IRI after a local snapshot. A pruned
+transaction that a stored one still references becomes a *solid entry point*: it counts as solid, so that
+transactions approving it stay (and become) solid. Tips and tip candidates are never pruned: the tangle must
+keep something to build on.
 """
 from __future__ import annotations
 
@@ -30,7 +39,9 @@ from pathlib import Path
 from mam_client.node import transaction as tx
 from scb.errors import DataError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+#: Schemas this version opens and upgrades in place (1: before the tips table and pruning).
+_UPGRADABLE = ("1",)
 
 PENDING, VALID, INVALID = 0, 1, 2
 
@@ -63,7 +74,15 @@ CREATE INDEX IF NOT EXISTS tx_trunk ON transactions (trunk);
 CREATE INDEX IF NOT EXISTS tx_branch ON transactions (branch);
 CREATE INDEX IF NOT EXISTS tx_missing ON transactions (missing) WHERE missing IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tip_candidates (hash TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS tips (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS solid_entry_points (hash TEXT PRIMARY KEY);
 """
+#: Fills the tips table of a schema 1 file once (the one full scan, at upgrade).
+_FILL_TIPS = (
+    "INSERT OR IGNORE INTO tips (seq, hash) SELECT t.seq, t.hash FROM transactions t"
+    " WHERE NOT EXISTS (SELECT 1 FROM transactions a WHERE a.trunk=t.hash)"
+    " AND NOT EXISTS (SELECT 1 FROM transactions b WHERE b.branch=t.hash)"
+)
 
 
 class BundleRejected(DataError):
@@ -96,6 +115,11 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             self.db.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] in _UPGRADABLE:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(_FILL_TIPS)
+            self.db.execute("UPDATE meta SET value=? WHERE key='schema'", (SCHEMA_VERSION,))
+            self.db.execute("COMMIT")
         elif row[0] != SCHEMA_VERSION:
             raise DataError(f"{self.path} has tangle schema {row[0]}, this node reads schema {SCHEMA_VERSION}")
 
@@ -127,6 +151,7 @@ class Store:
                         t.current_index, t.last_index, now,
                     ),
                 )
+            self._update_tips(new)
             newly_solid = self._update_solidity(new)
             touched_tails, validated = self._update_bundles(new, {t.hash for t in new})
             self._update_tip_candidates(touched_tails | newly_solid)
@@ -136,11 +161,77 @@ class Store:
             raise
         return StoreResult(stored=len(new), duplicates=duplicates, bundles_validated=validated)
 
+    def _update_tips(self, new: Sequence[tx.Transaction]) -> None:
+        """New transactions are tips unless a stored one approves them; what they approve is no tip any more."""
+        db = self.db
+        for t in new:
+            db.execute("DELETE FROM tips WHERE hash IN (?, ?)", (t.trunk, t.branch))
+        for t in new:
+            approved = db.execute(
+                "SELECT 1 FROM transactions WHERE trunk=? UNION ALL SELECT 1 FROM transactions WHERE branch=?"
+                " LIMIT 1", (t.hash, t.hash)).fetchone()
+            if not approved:
+                db.execute("INSERT OR IGNORE INTO tips (seq, hash) SELECT seq, hash FROM transactions WHERE hash=?",
+                           (t.hash,))
+
     def _parent_ok(self, h: str) -> bool:
         if h == tx.NULL_HASH:
             return True
         row = self.db.execute("SELECT solid FROM transactions WHERE hash=?", (h,)).fetchone()
-        return bool(row and row[0])
+        if row is not None:
+            return bool(row[0])
+        return self.db.execute("SELECT 1 FROM solid_entry_points WHERE hash=?", (h,)).fetchone() is not None
+
+    # ---- pruning (a local snapshot) ----
+
+    def prune(self, hashes: Sequence[str]) -> int:
+        """Delete these transactions (those of archived bundles) in one SQLite transaction; return how many.
+
+        Skipped, and so kept: unknown hashes, tips and tip candidates (something to build on), and transactions
+        not yet solid members of a valid bundle (a pending walk may still need them). A deleted transaction that
+        a stored one still references becomes a solid entry point; entry points nothing references any more
+        are dropped.
+        """
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            deleted: list[tuple[str, str, str]] = []
+            for h in dict.fromkeys(hashes):
+                row = db.execute(
+                    "SELECT trunk, branch FROM transactions WHERE hash=? AND solid=1 AND in_valid_bundle=1"
+                    " AND hash NOT IN (SELECT hash FROM tips) AND hash NOT IN (SELECT hash FROM tip_candidates)",
+                    (h,)).fetchone()
+                if row is None:
+                    continue
+                db.execute("DELETE FROM transactions WHERE hash=?", (h,))
+                deleted.append((h, row[0], row[1]))
+            for h, trunk, branch in deleted:
+                if self._referenced(h):
+                    db.execute("INSERT OR IGNORE INTO solid_entry_points (hash) VALUES (?)", (h,))
+                for parent in (trunk, branch):
+                    if not self._referenced(parent):
+                        db.execute("DELETE FROM solid_entry_points WHERE hash=?", (parent,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(deleted)
+
+    def _referenced(self, h: str) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM transactions WHERE trunk=? UNION ALL SELECT 1 FROM transactions WHERE branch=? LIMIT 1",
+            (h, h)).fetchone() is not None
+
+    def solid_entry_point_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM solid_entry_points").fetchone()[0])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
 
     def _update_solidity(self, new: Iterable[tx.Transaction]) -> set[str]:
         """Mark solid every transaction whose past cone is now complete; return the hashes that became solid."""
@@ -304,14 +395,12 @@ class Store:
             result = {h: s for h, s in result.items() if h in other}
         return [h for h, _ in sorted(result.items(), key=lambda item: item[1])]
 
+    #: getTips' query: the newest tips, read from the maintained table (never a scan of `transactions`).
+    TIPS_SQL = "SELECT hash FROM tips ORDER BY seq DESC LIMIT ?"
+
     def tips(self, limit: int) -> list[str]:
-        """Every stored transaction that no stored transaction approves (IRI getTips)."""
-        rows = self.db.execute(
-            "SELECT t.hash FROM transactions t WHERE NOT EXISTS (SELECT 1 FROM transactions a WHERE a.trunk=t.hash)"
-            " AND NOT EXISTS (SELECT 1 FROM transactions b WHERE b.branch=t.hash) ORDER BY t.seq DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [h for (h,) in rows]
+        """Every stored transaction that no stored transaction approves (IRI getTips), newest first."""
+        return [h for (h,) in self.db.execute(self.TIPS_SQL, (limit,)).fetchall()]
 
     def tip_candidates(self, n: int) -> list[str]:
         """Up to `n` distinct random tips to approve: solid tails of valid bundles not yet approved."""
