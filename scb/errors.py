@@ -31,11 +31,15 @@ slow schedule (a peer understood and said no), or fix the configuration and rest
     │   └── ChainRefused            the chain or the contract refused
     │       ├── ContractReverted    a call or transaction reverted, with the decoded error  (settlement.chain)
     │       ├── NoContract          no contract code at the address (a reset chain)        (settlement.chain)
+    │       ├── FeeAboveCap         the chain asks more than [ethereum] max_fee_gwei: wait    (settlement.fees)
     │       └── PeriodConflict      the chain holds another settlement of this period        (settlement.job)
     ├── TransportError              a peer or a local resource failed          -> retry with backoff
     │   ├── NodeUnavailable         the IOTA node could not be reached, timed out, or failed (5xx)
     │   ├── ChainUnavailable        the Ethereum JSON-RPC endpoint, likewise
-    │   │   └── StaleNonce          a signed transaction's nonce is taken: re-sign        (settlement.chain)
+    │   │   ├── StaleNonce          a signed transaction's nonce is taken: re-sign        (settlement.chain)
+    │   │   ├── Underpriced         the node refused a transaction's fees                 (settlement.chain)
+    │   │   ├── RateLimited         HTTP 429 / "limit exceeded": backed off per request   (settlement.chain)
+    │   │   └── RangeRefused        eth_getLogs over too many blocks: halve the chunk   (settlement.logscan)
     │   ├── DatabaseUnavailable     the database is locked, full or failing (I/O)
     │   ├── BusLost                 a Modbus serial port or TCP gateway went away (energy_manager.drivers.modbus)
     │   ├── FleetUnavailable        the fleet server could not be reached, or failed (5xx) (hub.fleet.client)
