@@ -2,9 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from scb.config import load_config
+from scb.config import Config, load_config
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from mam_client.node.prune import Hold, Pruner
+    from mam_client.node.settings import NodeSettings
+    from mam_client.node.store import Store
+
+log = logging.getLogger("mam_client.node")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,5 +46,38 @@ def run_command(args: argparse.Namespace) -> int:
                  if v is not None}
     if overrides:
         settings = replace(settings, **overrides)
-    run(settings, data_dir=config.data_dir)
+    run(settings, data_dir=config.data_dir,
+        make_pruner=pruner_factory(config, settings, getattr(args, "prune_holds", ())))
     return 0
+
+
+def pruner_factory(config: Config, settings: "NodeSettings",
+                   holds: Sequence["Hold"] = ()) -> "Callable[[Store], Pruner] | None":
+    """How this node prunes (mam_client.node.prune), or None when `prune_after_s = 0`.
+
+    `holds` come from the application layer (a parser default `prune_holds` on this command). While
+    `[fleet] url` is set and no hold is given, nothing is pruned: the fleet upload may still need the node's
+    copy, and only hub.fleet knows how far it got. The url is read raw here (a component must not import the
+    application layer's settings); only whether it is set matters.
+    """
+    from mam_client.node.prune import Pruner
+
+    if settings.prune_after_s <= 0:
+        return None
+    held_back = bool(str(config.table("fleet").get("url") or "").strip()) and not holds
+    if held_back:
+        log.warning("[fleet] url is set and no fleet hold was given: the tangle node prunes nothing")
+
+    def open_hub() -> "sessionmaker[Session] | None":
+        from scb.db import database_exists, make_engine, make_sessionmaker
+
+        if not database_exists(config):
+            return None
+        return make_sessionmaker(make_engine(config.database_url, config.sqlite_synchronous,
+                                             config.sqlite_busy_timeout_ms, read_only=True))
+
+    def make(store: "Store") -> Pruner:
+        return Pruner(store=store, hub=open_hub, prune_after_s=settings.prune_after_s, holds=tuple(holds),
+                      held_back=held_back)
+
+    return make

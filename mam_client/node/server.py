@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from iota import Address
@@ -34,6 +34,10 @@ from mam_client.node.settings import NodeSettings
 from mam_client.node.store import Store
 from scb import __version__, http, safejson
 from scb.errors import BadRequest, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from mam_client.node.prune import Pruner
+    from scb.loop import Heartbeat
 
 log = logging.getLogger("mam_client.node")
 
@@ -486,21 +490,58 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(settings: NodeSettings, data_dir: Path | None = None) -> None:
+def prune_while_serving(app: web.Application, heartbeat: "Heartbeat",
+                        make_pruner: Callable[[Store], "Pruner"], interval_s: float) -> None:
+    """Run pruning passes (mam_client.node.prune) under the failure policy, in the store's database thread,
+    `interval_s` apart, at once again while a backlog remains."""
+    from scb.loop import Guard
+
+    node = app[NODE_KEY]
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    pruners: list["Pruner"] = []
+
+    def one_pass() -> float | None:
+        if not pruners:
+            pruners.append(make_pruner(node._require_store()))
+        return 0.0 if pruners[0].run_pass().more else None
+
+    async def step() -> float | None:
+        return await node._in_db(one_pass)
+
+    async def start(_app: web.Application) -> None:
+        guard = Guard("prune", heartbeat, interval_s=interval_s)
+        tasks.append(asyncio.get_running_loop().create_task(guard.run_async(step, stop)))
+
+    async def finish(_app: web.Application) -> None:
+        stop.set()
+        for task in tasks:
+            await task
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, finish)
+
+
+def run(settings: NodeSettings, data_dir: Path | None = None,
+        make_pruner: Callable[[Store], "Pruner"] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (the `scb tangle-node` command); with `data_dir`, beat the process's
-    heartbeat (scb.loop) from the event loop, probing the store in its database thread."""
+    heartbeat (scb.loop) from the event loop, probing the store in its database thread; with `make_pruner`,
+    prune archived transactions every `prune_interval_s`."""
+    from scb.loop import Heartbeat
+
     sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     app = create_app(settings)
+    heartbeat = Heartbeat(data_dir, "tangle-node")
     if data_dir is not None:
-        from scb.loop import Heartbeat
-
         node = app[NODE_KEY]
 
         async def probe() -> None:
             await node._in_db(lambda: node._require_store().db.execute("SELECT 1").fetchone())
 
-        http.beat_while_serving(app, Heartbeat(data_dir, "tangle-node"), probe)
+        http.beat_while_serving(app, heartbeat, probe)
+    if make_pruner is not None:
+        prune_while_serving(app, heartbeat, make_pruner, settings.prune_interval_s)
 
     async def announce(_app: web.Application) -> None:  # after the store opened: the node is really up
         log.info("tangle node listening on http://%s:%d", settings.host, port)

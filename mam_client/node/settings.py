@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "max_find_transactions": 100_000,
     "max_tips": 10_000,
     "max_depth": 15,
+    # pruning (mam_client.node.prune): transactions of messages the hub archived this long ago are deleted; 0: never
+    "prune_after_s": 86_400.0,
+    "prune_interval_s": 60.0,
 }
 
 
@@ -50,6 +53,8 @@ class NodeSettings:
     max_find_transactions: int = DEFAULTS["max_find_transactions"]
     max_tips: int = DEFAULTS["max_tips"]
     max_depth: int = DEFAULTS["max_depth"]
+    prune_after_s: float = DEFAULTS["prune_after_s"]
+    prune_interval_s: float = DEFAULTS["prune_interval_s"]
 
     def __post_init__(self) -> None:
         # Also checks a NodeSettings built in code; port 0 (the OS picks a free port) is allowed there, for tests,
@@ -65,6 +70,10 @@ class NodeSettings:
             check.integer(f"{s}.{name}", getattr(self, name), 1, 10_000_000)
         check.integer(f"{s}.max_depth", self.max_depth, 0, 1000)
         check.boolean(f"{s}.remote_pow", self.remote_pow)
+        # up to a year: a longer wait is a typo, and 0 switches pruning off
+        check.number(f"{s}.prune_after_s", self.prune_after_s, 0, 366 * 86_400)
+        # at least a second: each pass is a write transaction that holds up storeTransactions
+        check.number(f"{s}.prune_interval_s", self.prune_interval_s, 1, 86_400)
 
     @classmethod
     def from_config(cls, config: Config) -> "NodeSettings":
