@@ -7,7 +7,8 @@
 Why these numbers: the hub settles every period, so settle must stay cheap as holders grow and must not grow
 with the number of readings (only the Merkle root goes on chain). The reference, measured in the same run, is
 contracts/bench/BareAnchor.sol: one storage slot and one event, the least a contract can do to anchor a root
-(the issue's "26-48k gas on a bare contract"); settle is also reported as a multiple of it.
+(the issue's "26-48k gas on a bare contract"); settle is also reported as a multiple of it. SolarProperty 2 (the
+committed artifact) is measured; version 1's figures are in docs/contract.md "Gas".
 
 Settle is measured in steady state (the second period of a system, so one-time zero-to-non-zero writes of the
 first period are excluded) in three shapes:
@@ -40,6 +41,9 @@ GRACE = 86400
 CHANNEL = "SCB9GAS9BENCHMARK" + "9" * 64
 MAM_ROOT = "A" * 81
 ROOT = keccak(b"period root")
+SYSTEM_PEAK_W = 2**32 - 1  # the bounds are checked on every settle whatever their values
+HOLDER_PEAK_W = 2**20 - 1
+FEE_BPS = 500
 
 
 class Chain:
@@ -82,14 +86,27 @@ class Chain:
         shares = [10_000 // n] * n
         shares[-1] += 10_000 - sum(shares)
         before = int(self.c.functions.systemCount().call())
-        gas = self.gas("registerSystem", self.hub, self.beneficiary, PRICE, TOTAL, GRACE, CHANNEL, holders, shares, sender=self.approver)
+        terms = (self.hub, self.beneficiary, PRICE, TOTAL, GRACE, SYSTEM_PEAK_W, FEE_BPS)
+        gas = self.gas("registerSystem", terms, CHANNEL, holders, shares, [HOLDER_PEAK_W] * n, sender=self.approver)
+        self.cursor = max(self.cursor, self.now())  # no period may start before the registration
         return before + 1, gas
 
     def settle(self, system_id: int, period_id: int, n: int, count: int = 96) -> int:
+        return int(self.settle_receipt(system_id, period_id, n, count)["gasUsed"])
+
+    def settle_receipt(self, system_id: int, period_id: int, n: int, count: int = 96) -> Any:
         start, end = self.cursor, self.cursor + 900
         self.tester.time_travel(max(end + 1, self.now() + 1))
         self.cursor = end
-        return self.gas("settle", system_id, period_id, start, end, ROOT, MAM_ROOT, count, 1_000_000, [1_000] * n, sender=self.hub)
+        tx = self.c.functions.settle(system_id, period_id, start, end, ROOT, MAM_ROOT, count, 1_000_000,
+                                     [1_000] * n).transact({"from": self.hub, "gas": 20_000_000})
+        return self._wait(tx)
+
+    def billed(self, receipt: Any) -> tuple[list[int], list[int]]:
+        from web3.logs import DISCARD
+
+        (ev,) = self.c.events.Billed().process_receipt(receipt, errors=DISCARD)
+        return list(ev["args"]["amounts"]), list(ev["args"]["unpaid"])
 
     def info(self, system_id: int, holder: str) -> dict[str, Any]:
         names = [o["name"] for o in next(e for e in self.abi if e.get("name") == "holderInfo")["outputs"][0]["components"]]
@@ -161,8 +178,18 @@ def measure() -> dict[str, Any]:
     ops["withdrawDeposit"] = chain.gas("withdrawDeposit", system, 10**15, sender=h[0])
     chain.settle(system, 3, 8)  # new bills: h[2] (equity paid) and h[4] (nothing paid) owe again
     chain.tester.time_travel(chain.now() + GRACE + 10)
-    ops["repossess (equity and debt)"] = chain.gas("repossess", system, h[2], sender=chain.payer)
+    ops["repossess (equity, debt and fee)"] = chain.gas("repossess", system, h[2], sender=chain.payer)
     ops["repossess (no equity)"] = chain.gas("repossess", system, h[4], sender=chain.payer)
+    ops["assignShare (new holder)"] = chain.gas("assignShare", system, chain.holders[20], 1000, HOLDER_PEAK_W,
+                                                sender=chain.approver)
+    ops["setBeneficiary"] = chain.gas("setBeneficiary", system, chain.beneficiary, sender=chain.approver)
+    receipt = chain.settle_receipt(system, 4, 9)  # the assigned holder is billed too
+    amounts, unpaid = chain.billed(receipt)
+    ops["cancelPeriod (9 holders, 8 billed)"] = chain.gas("cancelPeriod", system, 4, amounts, unpaid,
+                                                           sender=chain.approver)
+    ops["settle again (correction, 9 holders)"] = chain.gas(
+        "settle", system, 4, chain.cursor - 900, chain.cursor, ROOT, MAM_ROOT, 96, 1_000_000, [1_000] * 9,
+        sender=chain.hub)
     ops["withdraw (beneficiary)"] = chain.gas("withdraw", sender=chain.beneficiary)
     out["operations"] = ops
 
