@@ -1,4 +1,4 @@
-"""Settlement commands: `scb settlement`, `scb settle --now`, `scb chain deploy|info`.
+"""Settlement commands: `scb settlement`, `scb settle --now`, `scb chain deploy|register-system|info`.
 
 (`scb verify`, `scb proof export` and `scb status` span components: they are the application layer's, hub.commands.)
 Secrets (the keystore password) come from files, never from the command line where every user of the machine
@@ -39,6 +39,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     deploy.add_argument("--register-demo", action="store_true",
                         help="also register the demo system (development chains) and remember it")
     deploy.set_defaults(handler=cmd_deploy)
+    register = chain_sub.add_parser(
+        "register-system", help="register the hub's system on SolarProperty as its approver (holders from "
+                                "[settlement.holders], terms from [settlement.demo] or flags); prints its id")
+    register.add_argument("--contract", help="SolarProperty's address (default: ethereum.contract_address)")
+    register.add_argument("--keystore", type=Path, metavar="FILE", required=True,
+                          help="the approver's encrypted keystore (mode 0600)")
+    register.add_argument("--password-file", type=Path, metavar="FILE", required=True,
+                          help="its password (a 0600 file: never on the command line)")
+    register.add_argument("--hub", help="the hub account (default: the one this hub signs with)")
+    register.add_argument("--beneficiary", help="who receives the revenue (default: [settlement.demo] or the hub)")
+    register.add_argument("--price-per-kwh-wei", type=int, help="default: [settlement.demo] price_per_kwh_wei")
+    register.add_argument("--total-value-wei", type=int, help="default: [settlement.demo] total_value_wei")
+    register.add_argument("--grace-period-s", type=int, help="default: [settlement.demo] grace_period_s")
+    register.add_argument("--peak-power-w", type=int, help="default: [settlement.demo] peak_power_w")
+    register.add_argument("--holder-peak-w", type=int, help="default: [settlement.demo] holder_peak_w")
+    register.add_argument("--shares-bps", help="comma-separated, in [settlement.holders] order (default: equal)")
+    register.set_defaults(handler=cmd_register_system)
     info = chain_sub.add_parser("info", help="the hub's system on chain: holders, standing, last period")
     info.set_defaults(handler=cmd_chain_info)
 
@@ -103,6 +120,73 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         ref = register_demo(config, factory, client, address, load_energy_settings(config),
                             settlement_settings(config))
         print(f"registered system {ref.system_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_register_system(args: argparse.Namespace) -> int:
+    """The approver registers the hub's system against any RPC; the hub's database remembers it (the system row
+    the service settles, and the contract's deployment block)."""
+    import json
+
+    from eth_utils import to_checksum_address
+    from web3.logs import DISCARD
+
+    from energy_manager.settings import load_energy_settings
+    from settlement.chain import connect, hub_account, load_keystore
+    from settlement.logscan import DeploymentStore
+    from settlement.models import SettlementSystem
+    from settlement.settings import ethereum_settings, settlement_settings
+    from settlement.solar_property import register_system_call
+    from settlement.system import channel_first_root, equal_shares
+    from scb.db import open_database, transaction
+
+    config = load_config(args.config)
+    eth, st, energy = ethereum_settings(config), settlement_settings(config), load_energy_settings(config)
+    contract = args.contract or eth.contract_address
+    if not contract:
+        raise UsageError("which contract? give --contract or set ethereum.contract_address")
+    if not st.holders:
+        raise UsageError("map the system's holders in [settlement.holders] (party = \"0x...\") first")
+    demo = st.demo
+    shares = [int(x) for x in args.shares_bps.split(",")] if args.shares_bps else \
+        list(demo.shares_bps) or equal_shares(len(st.holders))
+    if len(shares) != len(st.holders) or sum(shares) != 10_000:
+        raise UsageError(f"--shares-bps: {len(st.holders)} shares summing to 10000, in [settlement.holders] order")
+    client = connect(eth, with_account=False)
+    hub = to_checksum_address(args.hub) if args.hub else hub_account(eth, client).address
+    client.account = load_keystore(args.keystore, args.password_file)
+    factory = open_database(config)
+    client.deployment_store = DeploymentStore(factory)
+    if not client.has_code(contract):
+        raise UsageError(f"no contract at {contract} on chain {client.chain_id}")
+    root = channel_first_root(config, factory, energy.channel)
+    accounts = [to_checksum_address(a) for a in st.holders.values()]
+    beneficiary = args.beneficiary or demo.beneficiary or hub
+    peak = args.holder_peak_w if args.holder_peak_w is not None else demo.holder_peak_w
+    c = client.contract(contract)
+    receipt = client.transact(register_system_call(
+        c, hub=hub, beneficiary=beneficiary,
+        price_per_kwh_wei=args.price_per_kwh_wei if args.price_per_kwh_wei is not None else demo.price_per_kwh_wei,
+        total_value_wei=args.total_value_wei if args.total_value_wei is not None else demo.total_value_wei,
+        grace_period_s=args.grace_period_s if args.grace_period_s is not None else demo.grace_period_s,
+        peak_power_w=args.peak_power_w if args.peak_power_w is not None else demo.peak_power_w,
+        repossession_fee_bps=demo.repossession_fee_bps, mam_channel_root=root, holders=accounts,
+        shares_bps=shares, holder_peaks_w=[peak] * len(accounts)), "registerSystem")
+    system_id = int(c.events.SystemRegistered().process_receipt(receipt, errors=DISCARD)[0]["args"]["systemId"])
+    tx = "0x" + bytes(receipt["transactionHash"]).hex()
+    with transaction(factory) as session:
+        session.add(SettlementSystem(chain_id=client.chain_id, contract=to_checksum_address(contract),
+                                     system_id=system_id, hub=hub, channel=energy.channel, channel_root=root,
+                                     holders_json=json.dumps({p: to_checksum_address(a) for p, a in st.holders.items()}),
+                                     demo=False, registered_tx=tx))
+    floor = client.log_floor(contract)
+    print(system_id)
+    print(f"registered system {system_id} on SolarProperty {to_checksum_address(contract)} (chain {client.chain_id}, "
+          f"deployed in block {floor}) in block {receipt['blockNumber']}, transaction {tx}, signed by "
+          f"{client.sender}: hub {hub}, beneficiary {to_checksum_address(beneficiary)}, holders "
+          + ", ".join(f"{p}={a} ({b} bps)" for (p, a), b in zip(st.holders.items(), shares))
+          + f", channel root {root}; recorded in the hub's database (set settlement.system_id = {system_id})",
+          file=sys.stderr)
     return 0
 
 

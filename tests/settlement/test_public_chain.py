@@ -286,3 +286,33 @@ def test_the_hub_accounts_balance_in_scb_status(hub: Hub, anvil: Anvil, capsys: 
     print_status({"processes": [], "readings": None, "outbox": None, "alerts": [],
                   "settlement": {**collect_status(hub.factory)["settlement"]}})
     assert f"hub account {hub.client.sender}: {balance / 10**18:.6f} ether" in capsys.readouterr().out
+
+
+def test_deploy_and_register_with_the_approvers_keystore_then_the_hub_settles(tmp_path: Path, anvil: Anvil) -> None:
+    from tests.settlement.conftest import hub_config, write_toml
+    from tests.settlement.test_verify import scb
+
+    approver = Account.create()
+    rpc(anvil, "anvil_setBalance", approver.address, hex(10**18))
+    keystore, password = tmp_path / "approver.json", tmp_path / "approver.password"
+    password.write_text("approver's secret", encoding="utf-8")
+    keystore.write_text(json.dumps(Account.encrypt(approver.key, "approver's secret")), encoding="utf-8")
+    keystore.chmod(0o600)
+    password.chmod(0o600)
+    holders = {f"h{i}": dev_account(i).address for i in (1, 2, 3)}
+    toml = write_toml(hub_config(tmp_path, anvil.url, settlement__holders=holders), tmp_path / "scb.toml")
+    secret_flags = ["--keystore", str(keystore), "--password-file", str(password)]
+    deployed = scb("--config", str(toml), "chain", "deploy", *secret_flags)
+    assert deployed.returncode == 0, deployed.stderr
+    contract = deployed.stdout.strip()
+    registered = scb("--config", str(toml), "chain", "register-system", "--contract", contract, *secret_flags)
+    assert registered.returncode == 0, registered.stderr
+    system_id = int(registered.stdout.strip())
+    assert f"signed by {approver.address}: hub {dev_account(0).address}" in registered.stderr
+    assert "approver's secret" not in registered.stderr + deployed.stderr
+    hub = make_hub(tmp_path, anvil.url, ethereum__contract_address=contract, settlement__system_id=system_id,
+                   settlement__holders=holders)
+    assert (hub.system.contract, hub.system.system_id, hub.system.demo) == (contract, system_id, False)
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+    assert hub.settle().settled == [1]
+    assert hub.client.w3.eth.get_transaction(periods(hub)[0].tx_hash)["from"] == dev_account(0).address
