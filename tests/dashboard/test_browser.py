@@ -143,6 +143,9 @@ def test_page_loads_with_chart_holders_and_a_verdict(filled: Filled, dashboard: 
         txs = list(session.scalars(select(SettlementPeriod.tx_hash)))
     assert {a["title"] for a in dom.find("td", class_="tx")} == set(txs)
     assert "unpaid past its due time" in dom.text["decisions"]
+    assert dom.find("a", id="bills-csv")[0]["href"] == "/api/export/bills.csv"  # the system's CSV downloads
+    assert [a["href"] for a in dom.find("a") if a.get("href", "").startswith("/holder/")] == \
+        ["/holder/h1", "/holder/h2", "/holder/h3"]  # each household's own page
     # ?verify=ADDRESS: the page ran the verification and shows its steps and verdict
     assert dom.text["verify-verdict"].strip() == "VALID"
     assert address in dom.text["verify-subject"]
