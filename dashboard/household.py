@@ -59,7 +59,7 @@ class HouseholdPages:
     def ledger(self, system: SystemRef, party: str) -> tuple[LedgerReading | None, str | None]:
         """The holder's bills and payments (fresh, cached or the last known) and the error of the chain, if any."""
         from hub.export import bill_rows
-        from hub.ledger import payments
+        from hub.ledger import payments, reader_client
 
         key = (system.contract, system.system_id)
         with self._lock:
@@ -73,7 +73,7 @@ class HouseholdPages:
             if failed is not None and now - failed[0] < self.cache_s:
                 return cached, failed[1]
             try:
-                client = self.client_for()
+                client = reader_client(self.client_for(), self.factory)
                 reading = LedgerReading(key, now, bill_rows(self.factory, client, party),
                                         payments(client, system, system.holders[party]))
             except (TransportError, ChainRefused, ConfigError) as exc:

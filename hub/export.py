@@ -156,12 +156,14 @@ def bill_rows(factory: sessionmaker[Session], client: Any, party: str | None = N
     return rows
 
 
-def chain_client(config: Any) -> Any:
-    """A read-only client of the configured chain (no account: exporting signs nothing)."""
+def chain_client(config: Any, factory: sessionmaker[Session]) -> Any:
+    """A read-only client of the configured chain (no account: exporting signs nothing), its log scans starting at
+    the deployment block the hub stored."""
+    from hub.ledger import reader_client
     from settlement.chain import ChainClient
     from settlement.settings import ethereum_settings
 
-    return ChainClient(ethereum_settings(config))
+    return reader_client(ChainClient(ethereum_settings(config)), factory)
 
 
 # ------------------------------------------------------------------------------------------------ CSV
@@ -193,7 +195,7 @@ def export_rows(kind: str, config: Any, factory: sessionmaker[Session], holder: 
     if kind == "readings":
         return reading_rows(factory, party, from_ms, to_ms)
     if kind == "bills":
-        return bill_rows(factory, chain_client(config), party, from_ms, to_ms)
+        return bill_rows(factory, chain_client(config, factory), party, from_ms, to_ms)
     raise UsageError(f"export what? one of {', '.join(KINDS)}, not {kind!r}")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from settlement.chain import ChainClient
+from settlement.logscan import DeploymentStore
 from settlement.system import SystemRef
 
 #: The money events shown, and the holder argument each is filtered by (None: not per holder).
@@ -42,6 +43,21 @@ class Bill:
     @property
     def from_deposit_wei(self) -> int:
         return self.amount_wei - self.unpaid_wei
+
+
+class StoredDeployments(DeploymentStore):
+    """The contract's deployment block as the settlement stored it in the hub's database (where log scans start,
+    settlement.logscan), for readers: a block found by a reader is kept in its client only, because readers such
+    as the dashboard open the database read-only."""
+
+    def save(self, chain_id: int, address: str, block: int, tx_hash: str | None = None) -> None:
+        return None
+
+
+def reader_client(client: ChainClient, factory: Any) -> ChainClient:
+    """`client` with its log scans starting at the stored deployment block (not found again by a search)."""
+    client.deployment_store = StoredDeployments(factory)
+    return client
 
 
 def _has_event(client: ChainClient, name: str) -> bool:
