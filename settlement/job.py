@@ -489,9 +489,9 @@ class Settler:
                            "system, or this database is not the one that settled it; an operator must decide")
                 self._record_error(row.id, message)
                 raise PeriodConflict(message, row.period_id, root, row.readings_root)
-            if mined is None or mined[1]["status"] == 1:
-                self._mark_settled(row, due_time=on_chain.due_time, mined=mined)
-                return SETTLED
+            ours = mined if mined is not None and mined[1]["status"] == 1 else None
+            self._mark_settled(row, due_time=on_chain.due_time, mined=ours)
+            return SETTLED
         last_id, last_end = self.chain_last(view)
         if last_id >= row.period_id or last_end > row.start_s:
             self._abandon(row, last_id)

@@ -2,9 +2,15 @@
 (halving on refusal, resuming), the deployment-block search, and how provider errors are told apart."""
 from __future__ import annotations
 
-import pytest
+import dataclasses
+from typing import Any
 
-from settlement.chain import is_rate_limit
+import pytest
+from web3.providers.base import BaseProvider
+
+from scb.config import Config
+from settlement.chain import ChainClient, RateLimited, is_rate_limit
+from settlement.settings import ethereum_settings
 from settlement.fees import FeeAboveCap, Fees, bump, quote
 from settlement.logscan import LogScanner, RangeRefused, find_deployment_block, is_range_refusal
 from scb.errors import ChainRefused, ChainUnavailable
@@ -138,3 +144,42 @@ def test_deployment_block_binary_search() -> None:
 def test_provider_errors_are_told_apart(message: str, range_: bool, rate: bool) -> None:
     assert is_range_refusal(message) == range_
     assert is_rate_limit(message) == rate
+
+
+# ------------------------------------------------------------------------------------------------ rate limits
+
+
+class Throttled(BaseProvider):  # type: ignore[misc]
+    """Answers eth_blockNumber with "limit exceeded" `refusals` times, then 0x2a."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.calls = 0
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            return {"jsonrpc": "2.0", "id": self.calls, "error": {"code": -32005, "message": "limit exceeded"}}
+        return {"jsonrpc": "2.0", "id": self.calls, "result": "0x2a"}
+
+
+def throttled_client(refusals: int, wait_s: float) -> tuple[ChainClient, Throttled, list[float]]:
+    slept: list[float] = []
+    provider = Throttled(refusals)
+    eth = dataclasses.replace(ethereum_settings(Config(data={})), rate_limit_wait_s=wait_s)
+    return ChainClient(eth, provider=provider, sleep=slept.append), provider, slept
+
+
+def test_a_rate_limit_is_backed_off_and_retried() -> None:
+    client, provider, slept = throttled_client(3, 60.0)
+    assert client.block_number() == 42
+    assert provider.calls == 4 and slept == [0.25, 0.5, 1.0]
+
+
+def test_a_rate_limit_that_lasts_is_raised_as_the_chain_unavailable() -> None:
+    client, provider, slept = throttled_client(100, 1.0)
+    with pytest.raises(RateLimited, match="rate-limits eth_blockNumber: limit exceeded"):
+        client.block_number()
+    assert slept == [0.25, 0.5]  # the next 1 s would pass rate_limit_wait_s
+    assert issubclass(RateLimited, ChainUnavailable)
