@@ -18,6 +18,12 @@ the chain skipped is abandoned and its readings released. Periods the chain hold
 database restored from an older backup) are adopted: their readings are found by time range and the tree is
 rebuilt and compared with the on-chain root, so nothing is billed twice. The contract itself refuses a second
 settlement of a period and any period out of order, so even a bug here cannot double-bill.
+
+On a public chain (docs/settlement.md "Settling on a public chain"): every transaction signed for a period is kept
+(settlement_transactions) and a receipt for any of them counts; one not mined within `replace_after_s` is replaced
+(same nonce, fees +12.5 %, settlement.fees); a dropped one is sent again; a nonce taken by another transaction is
+re-signed with the next; a period is settled once its receipt is `confirmations` deep on the canonical chain, a
+reorg before that sends the transaction again, and a periodic root check after finality catches deeper ones.
 """
 from __future__ import annotations
 
@@ -54,7 +60,7 @@ from settlement.models import (
 from settlement.solar_property import PeriodInfo, SolarProperty
 from settlement.system import SystemRef
 from scb.db import load_json_value, save_json_value, transaction
-from scb.errors import ChainRefused, ChainUnavailable, ConfigError, DataError, TransportError
+from scb.errors import ChainRefused, ConfigError, DataError, TransportError
 from scb.loop import describe
 from scb.retry import Backoff
 from scb.timefmt import as_utc
@@ -107,7 +113,8 @@ class RunReport:
     waiting: str | None = None  # why nothing more was settled (for `scb settle --now`)
     #: what the job is waiting on when it is not the schedule: None, "chain" (unreachable: backing off),
     #: "refused" (a revert: slow schedule), "conflict" (PeriodConflict: slow schedule, a person decides),
-    #: "blocked" (wrong data, e.g. a corrupt stored reading: not retried until the process restarts)
+    #: "blocked" (wrong data, e.g. a corrupt stored reading: not retried until the process restarts), "fee-cap"
+    #: (the chain asks more than [ethereum] max_fee_gwei: waiting, looked at again at every check)
     trouble: str | None = None
 
 
