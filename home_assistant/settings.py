@@ -70,12 +70,12 @@ def _topic(key: str, value: Any) -> str:
 def mqtt_settings(config: Config, hub_id: str) -> MqttSettings:
     """The validated `[mqtt]` section (ConfigError naming the key); the password file is read here, so a missing
     or too open file is found at start."""
-    from energy_manager.drivers.mqtt import _broker
+    from energy_manager.drivers.mqtt import broker_address
 
     raw = check.read_section(config, "mqtt", MQTT_DEFAULTS)
     if not str(raw["url"]).strip():
         raise ConfigError("mqtt.url is not set: there is no broker to publish to (docs/home-assistant.md)")
-    host, port, tls = _broker(raw.key("url"), raw["url"])
+    host, port, tls = broker_address(raw.key("url"), raw["url"])
     username = raw.string("username", expected="a user name, or \"\"")
     password_file = raw.path("password_file", allow_empty=True)
     password = read_secret_file(password_file, "mqtt.password_file: MQTT password") if password_file else None

@@ -216,8 +216,8 @@ def _preset_topics(section: str, name: str, device: str, zone: str) -> list[Topi
     return topics
 
 
-def _broker(key: str, value: Any) -> tuple[str, int, bool]:
-    """(host, port, TLS) of a broker URL."""
+def broker_address(key: str, value: Any) -> tuple[str, int, bool]:
+    """(host, port, TLS) of a broker URL; one parser for the meters' driver and the Home Assistant bridge."""
     expected = ('an mqtt URL "mqtt://host[:port]" or, for TLS, "mqtts://host[:port]" (user name and password go '
                 'in username and password_file)')
     if not isinstance(value, str) or any(c.isspace() for c in value.strip()):
@@ -268,7 +268,7 @@ def parse_options(section: str, options: Mapping[str, Any]) -> dict[str, Any]:
     The password file is read once here, so that a missing or too open file is a ConfigError at start."""
     raw = check.Section(section, dict(options))
     out = dict(options)
-    out["host"], out["port"], out["tls"] = _broker(raw.key("url"), raw["url"])
+    out["host"], out["port"], out["tls"] = broker_address(raw.key("url"), raw["url"])
     for key in ("ca_file", "cert_file", "key_file"):
         out[key] = str(raw.path(key, allow_empty=True) or "")
         if out[key] and not out["tls"]:
