@@ -71,17 +71,20 @@ def probe(module: str) -> dict[str, Any]:
 
 
 def importtime(module: str, top: int = 8) -> list[dict[str, Any]]:
-    """The `top` top-level packages by cumulative import time when importing `module` in a fresh interpreter."""
+    """The `top` distributions by import time when importing `module` in a fresh interpreter: the *self* time of
+    every module, summed per top-level package (web3's own modules under web3, eth_* under each eth_ package),
+    so that each library is charged what its own modules cost, wherever in the tree it was first imported."""
     out = subprocess.run([PYTHON, "-X", "importtime", "-c", f"import {module}"], cwd=REPO, capture_output=True,
                          text=True, timeout=300)
-    per_root: dict[str, int] = {}
+    per_root: dict[str, list[int]] = {}
     for line in out.stderr.splitlines():
-        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
-        if m and m.group(3) == " ":  # depth 0: imported by the entry itself
-            root = m.group(4).split(".")[0]
-            per_root[root] = per_root.get(root, 0) + int(m.group(2))
-    ranked = sorted(per_root.items(), key=lambda kv: -kv[1])[:top]
-    return [{"package": k, "cumulative_ms": round(v / 1000, 1)} for k, v in ranked]
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|\s*(\S+)", line)
+        if m:
+            entry = per_root.setdefault(m.group(3).split(".")[0], [0, 0])
+            entry[0] += int(m.group(1))
+            entry[1] += 1
+    ranked = sorted(per_root.items(), key=lambda kv: -kv[1][0])[:top]
+    return [{"package": k, "self_ms": round(v[0] / 1000, 1), "modules": v[1]} for k, v in ranked]
 
 
 def import_costs() -> dict[str, Any]:
@@ -90,7 +93,7 @@ def import_costs() -> dict[str, Any]:
         "entries": {name: {"module": mod, **probe(mod), "top_imports": importtime(mod)}
                     for name, mod in ENTRIES.items()},
         "method": "fresh interpreter: import hub.cli, then VmRSS before/after importing the module; "
-                  "top_imports from python -X importtime (depth-0 packages, cumulative)",
+                  "top_imports from python -X importtime (self time of each module, summed per top-level package)",
     }
 
 
