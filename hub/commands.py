@@ -145,7 +145,9 @@ def print_status(status: dict) -> None:  # type: ignore[type-arg]
         if p:
             print(f"  last period {p['period_id']} [{p['start']} .. {p['end']}) {p['state']}, {p['readings']} "
                   f"readings, tx {p['tx'] or '-'}" + (f"; error: {p['error']}" if p["error"] else ""))
-        if s["last_error"]:
+        if s["last_error"] and s.get("trouble") == "fee-cap":
+            print(f"  waiting for fees: {s['last_error']}")
+        elif s["last_error"]:
             print(f"  retrying after: {s['last_error']}")
         for party, d in s["holders"].items():
             mark = "" if d["applied"] in (None, True) else " (not applied yet)"

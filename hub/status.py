@@ -71,6 +71,8 @@ def collect_status(factory: sessionmaker[Session]) -> dict[str, Any]:
                 "end": utc_iso(period.end_s), "readings": period.reading_count, "tx": period.tx_hash,
                 "error": period.last_error},
             "last_error": backoff.get("last_error") or None,
+            # "fee-cap": the chain asks more than [ethereum] max_fee_gwei and the settlement waits (settlement.job)
+            "trouble": backoff.get("kind") if backoff.get("failures") else None,
             "holders": decisions,
         }
     return out

@@ -189,9 +189,14 @@ def test_a_fee_above_the_cap_waits_then_settles(tmp_path: Path, anvil: Anvil) ->
     report = hub.settler.run()
     assert report.trouble == "fee-cap" and "above ethereum.max_fee_gwei" in (report.waiting or "")
     assert transactions(hub) == [] and periods(hub)[0].state == PREPARED  # nothing signed, nothing paid
+    from hub.status import collect_status
+
+    status = collect_status(hub.factory)["settlement"]
+    assert status["trouble"] == "fee-cap" and "waiting for the base fee to fall" in status["last_error"]
     mine(anvil, 40)  # empty blocks: the base fee falls by 1/8 per block
     report = hub.settler.run()
     assert report.settled == [1], report
+    assert collect_status(hub.factory)["settlement"]["trouble"] is None
     (tx,) = transactions(hub)
     assert int(tx.max_fee_wei) <= 20 * GWEI
 
