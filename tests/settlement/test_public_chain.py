@@ -321,3 +321,22 @@ def test_deploy_and_register_with_the_approvers_keystore_then_the_hub_settles(tm
     hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
     assert hub.settle().settled == [1]
     assert hub.client.w3.eth.get_transaction(periods(hub)[0].tx_hash)["from"] == dev_account(0).address
+
+
+def test_a_transaction_signed_before_transactions_were_recorded_still_settles_once(
+        hub: Hub, anvil: Anvil, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scb.db import transaction
+
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+    real_send = hub.client.send
+    monkeypatch.setattr(hub.client, "send", lambda _s: (_ for _ in ()).throw(KeyboardInterrupt("power cut")))
+    with pytest.raises(KeyboardInterrupt):
+        hub.settle()
+    monkeypatch.setattr(hub.client, "send", real_send)
+    # a period submitted by an SCB before migration 0005: the hash and bytes on the period row only
+    with transaction(hub.factory) as session:
+        session.query(SettlementTransaction).delete()
+    (row,) = periods(hub)
+    assert hub.settle().settled == [1]
+    assert hub.client.receipt(row.tx_hash)["status"] == 1  # the very bytes signed before, sent now
+    assert settled_event_periods(hub, anvil) == [1]
