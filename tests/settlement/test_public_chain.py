@@ -340,3 +340,26 @@ def test_a_transaction_signed_before_transactions_were_recorded_still_settles_on
     assert hub.settle().settled == [1]
     assert hub.client.receipt(row.tx_hash)["status"] == 1  # the very bytes signed before, sent now
     assert settled_event_periods(hub, anvil) == [1]
+
+
+def test_interval_mining_settles_once_the_receipt_is_deep_enough(tmp_path: Path) -> None:
+    node = start_anvil(extra=["--block-time", "1"])
+    try:
+        hub = make_hub(tmp_path, node.url)
+        hub.client.settings = dataclasses.replace(hub.client.settings, confirmations=3)
+        hub.settler.receipt_wait_s = 0.5
+        hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+        seen: list[str] = []
+        deadline = time.monotonic() + 120  # a generous ceiling: blocks come every second
+        while time.monotonic() < deadline:
+            report = hub.settle()
+            if report.settled:
+                break
+            seen.append(report.waiting or "")
+            time.sleep(0.5)
+        assert report.settled == [1], seen
+        assert any("of 3 confirmations" in w for w in seen)  # it waited for the depth, not for the receipt alone
+        (row,) = periods(hub)
+        assert hub.client.block_number() - row.block_number + 1 >= 3
+    finally:
+        node.stop()
