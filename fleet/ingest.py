@@ -84,32 +84,75 @@ def hub_row(session: Session, account: str, name: str) -> FleetHub:
     return hub
 
 
-def ingest(session: Session, opened: OpenedBatch) -> Receipt:
-    """Store `opened` (checked and authorised) in the caller's transaction."""
+@dataclass
+class Prepared:
+    """A batch's rows, every item checked (`hub_ref` is filled in when they are stored)."""
+
+    readings: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    transactions: list[dict[str, Any]] = field(default_factory=list)
+    #: hub message id, address, the digests of the readings it carries
+    links: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    settlements: list[dict[str, Any]] = field(default_factory=list)
+    proofs: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    def tables(self) -> list[list[dict[str, Any]]]:
+        return [self.readings, self.messages, self.transactions, self.settlements, self.proofs, self.decisions]
+
+
+def prepare(batch: dict[str, Any]) -> Prepared:
+    """Check every item of `batch` and build its rows (pure: no database). Raises BatchError on the first bad one."""
+    out = Prepared()
+    hub_id = batch["hub"]
+    for i, item in enumerate(batch["items"]):
+        kind = item["kind"]
+        if kind == "reading":
+            out.readings.append(_reading(0, hub_id, i, item))
+        elif kind == "message":
+            message, txs, digests = _message(0, i, item)
+            out.messages.append(message)
+            out.transactions += txs
+            out.links.append((message["hub_message_id"], message["address"], digests))
+        elif kind == "settlement":
+            out.settlements.append(_settlement(0, i, item))
+        elif kind == "proof":
+            out.proofs.append(_proof(0, i, item))
+        else:
+            out.decisions.append(_decision(0, i, item))
+    return out
+
+
+def check_upload(body: bytes) -> tuple[OpenedBatch, Prepared]:
+    """Everything about an upload that needs no database: JSON, signature, every item. Runs in the server's
+    worker processes (fleet.server), so that the checks of several uploads use several cores."""
+    from hub.fleet.protocol import open_envelope
+    from scb import safejson
+
+    try:
+        envelope = safejson.loads(body)
+    except (ValueError, RecursionError):
+        raise BatchError("the body is not JSON") from None
+    opened = open_envelope(envelope)
+    return opened, prepare(opened.batch)
+
+
+def ingest(session: Session, opened: OpenedBatch, prepared: Prepared | None = None) -> Receipt:
+    """Store `opened` (checked and authorised; `prepared`: its rows, from `prepare`) in the caller's transaction."""
     batch = opened.batch
+    rows = prepared if prepared is not None else prepare(batch)
     hub = hub_row(session, opened.signer, batch["hub"])
     receipt = Receipt(hub=opened.signer, seq=batch["seq"])
-    items = batch["items"]
     first = insert_ignore(session, FleetBatch.__table__, [{
-        "hub_ref": hub.id, "seq": batch["seq"], "digest": "0x" + opened.digest.hex(), "items": len(items),
+        "hub_ref": hub.id, "seq": batch["seq"], "digest": "0x" + opened.digest.hex(), "items": len(batch["items"]),
         "stored": 0, "received_at": datetime.now(timezone.utc)}], ["hub_ref", "digest"])
     if not first:
         receipt.replay = True
         return receipt
-    by_kind: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-    for i, item in enumerate(items):
-        by_kind.setdefault(item["kind"], []).append((i, item))
-    hub_id = batch["hub"]
-    readings = [_reading(hub.id, hub_id, i, item) for i, item in by_kind.get("reading", [])]
-    messages, transactions, links = [], [], []
-    for i, item in by_kind.get("message", []):
-        message, txs, digests = _message(hub.id, i, item)
-        messages.append(message)
-        transactions += txs
-        links.append((item["id"], message["address"], digests))
-    settlements = [_settlement(hub.id, i, item) for i, item in by_kind.get("settlement", [])]
-    proofs = [_proof(hub.id, i, item) for i, item in by_kind.get("proof", [])]
-    decisions = [_decision(hub.id, i, item) for i, item in by_kind.get("decision", [])]
+    for table in rows.tables():
+        for row in table:
+            row["hub_ref"] = hub.id
+    readings = rows.readings
     # a reading uploaded after its message knows its address from the message row
     wanted = {r["hub_message_id"] for r in readings if r["address"] is None and r["hub_message_id"] is not None}
     if wanted:
@@ -121,19 +164,20 @@ def ingest(session: Session, opened: OpenedBatch) -> Receipt:
                 r["address"] = known[r["hub_message_id"]]
     stored = receipt.stored
     stored["reading"] = insert_ignore(session, FleetReading.__table__, readings, ["hub_ref", "digest"])
-    stored["message"] = insert_ignore(session, FleetMessage.__table__, messages, ["hub_ref", "hub_message_id"])
-    insert_ignore(session, FleetTransaction.__table__, transactions, ["hash"])
+    stored["message"] = insert_ignore(session, FleetMessage.__table__, rows.messages, ["hub_ref", "hub_message_id"])
+    insert_ignore(session, FleetTransaction.__table__, rows.transactions, ["hash"])
     # a message uploaded after its readings gives them their address
-    for message_id, address, digests in links:
+    for message_id, address, digests in rows.links:
         if digests:
             session.execute(update(FleetReading)
                             .where(FleetReading.hub_ref == hub.id, FleetReading.digest.in_(digests),
                                    FleetReading.address.is_(None))
                             .values(address=address, hub_message_id=message_id))
-    stored["settlement"] = insert_ignore(session, FleetSettlement.__table__, settlements,
+    stored["settlement"] = insert_ignore(session, FleetSettlement.__table__, rows.settlements,
                                          ["hub_ref", "chain_id", "contract", "system_id", "period_id"])
-    stored["proof"] = insert_ignore(session, FleetProof.__table__, proofs, ["hub_ref", "digest"])
-    stored["decision"] = insert_ignore(session, FleetDecision.__table__, decisions, ["hub_ref", "hub_decision_id"])
+    stored["proof"] = insert_ignore(session, FleetProof.__table__, rows.proofs, ["hub_ref", "digest"])
+    stored["decision"] = insert_ignore(session, FleetDecision.__table__, rows.decisions,
+                                       ["hub_ref", "hub_decision_id"])
     heartbeat = batch.get("heartbeat")
     hub.last_upload_at = datetime.now(timezone.utc)
     hub.last_batch_seq = max(int(hub.last_batch_seq or 0), batch["seq"])
