@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/verify_speed.py --runs 5
 
 What it does: `scb run` on the embedded defaults in a temporary data directory (benchmarks/local_stack.py), waits
-until a period is settled, picks the oldest attached message whose readings all lie in settled periods, then
+until a period is settled, picks the attached message with the most readings (a whole publish window, not the first partial one) among those
+whose readings all lie in settled periods, then
 runs `scb verify ADDRESS` as a user does, in a fresh process each time:
 * `plain`: the command as typed, wall time from exec to exit (interpreter start-up included);
 * `instrumented`: the same command with `--rpc` and `--node` pointing at counting proxies in front of anvil and
@@ -13,7 +14,9 @@ runs `scb verify ADDRESS` as a user does, in a fresh process each time:
   request took upstream; the process itself reports how long its imports took (hub.cli and every module the
   verify path imports lazily, imported up front). So the wall time splits into imports, chain (JSON-RPC),
   fetch (the tangle node) and the rest (database reads, hashing, Merkle proofs, output).
-The proxies add a little latency; `plain` is the figure against the 1 s target.
+The proxies add a little latency; `plain` is the figure against the 1 s target. A last instrumented run under
+cProfile lists the functions with the largest cumulative time, and the packages imported lazily during verify
+(after the up-front imports), which is where the rest goes.
 """
 from __future__ import annotations
 
@@ -51,7 +54,20 @@ for m in {modules!r}:
 imports = time.perf_counter() - t
 sys.stderr.write("IMPORTS " + json.dumps(imports) + "\\n")
 import hub.cli
-sys.exit(hub.cli.main(sys.argv[1:]))
+before = set(sys.modules)
+if {profile!r}:
+    import cProfile, io, pstats
+    prof = cProfile.Profile()
+    code = prof.runcall(hub.cli.main, sys.argv[1:])
+    stats = pstats.Stats(prof)
+    rows = sorted(((v[3], f"{{k[0].split('/site-packages/')[-1].split('/work/main/')[-1]}}:{{k[1]}}({{k[2]}})")
+                   for k, v in stats.stats.items()), reverse=True)[:25]
+    sys.stderr.write("PROFILE " + json.dumps([[round(t, 3), f] for t, f in rows]) + "\\n")
+else:
+    code = hub.cli.main(sys.argv[1:])
+late = sorted({{m.split(".")[0] for m in set(sys.modules) - before}})
+sys.stderr.write("LATE " + json.dumps(late) + "\\n")
+sys.exit(code)
 """
 
 
@@ -120,13 +136,13 @@ def pick_address(stack: Stack) -> tuple[str, int] | None:
         "SELECT m.address, count(r.id) FROM mam_messages m JOIN energy_readings r ON r.message_id = m.id"
         " WHERE m.state = 'attached' GROUP BY m.id"
         " HAVING sum(CASE WHEN r.period IN (SELECT period_id FROM settlement_periods WHERE state = 'settled')"
-        " THEN 0 ELSE 1 END) = 0 ORDER BY m.id LIMIT 1")
+        " THEN 0 ELSE 1 END) = 0 ORDER BY count(r.id) DESC, m.id LIMIT 1")
     return (str(rows[0][0]), int(rows[0][1])) if rows else None
 
 
-def run_verify(env: dict[str, str], cwd: Path, argv: list[str], driver: bool) -> tuple[float, int, float | None,
-                                                                                       str]:
-    cmd = [PYTHON, "-c", _DRIVER.format(modules=VERIFY_IMPORTS), *argv] if driver else \
+def run_verify(env: dict[str, str], cwd: Path, argv: list[str], driver: bool,
+               profile: bool = False) -> tuple[float, int, float | None, str]:
+    cmd = [PYTHON, "-c", _DRIVER.format(modules=VERIFY_IMPORTS, profile=profile), *argv] if driver else \
         [PYTHON, "-m", "hub.cli", *argv]
     started = time.perf_counter()
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
@@ -190,6 +206,14 @@ def main() -> int:
                 "node_requests": node.requests, "node_commands": dict(node.counts)})
             if rc != 0:
                 result["instrumented_output"] = text[-2000:]
+        # one more run under cProfile: what the time outside imports, chain and node is spent on
+        _, _, _, text = run_verify(env, root, ["verify", address, "--rpc", chain.url, "--node", node.url],
+                                   driver=True, profile=True)
+        for line in text.splitlines():
+            if line.startswith("PROFILE "):
+                result["profile_top_cumulative_s"] = json.loads(line[len("PROFILE "):])
+            if line.startswith("LATE "):
+                result["imported_during_verify"] = json.loads(line[len("LATE "):])
         median = statistics.median(r["wall_s"] for r in plain)
         result.update({"plain_runs": plain, "instrumented_runs": instrumented, "median_wall_s": median,
                        "target_met": median <= TARGET_S and all(r["exit"] == 0 for r in plain)})
