@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "hub.db_commands",
     "hub.supervisor",
     "hub.fleet.cli",
+    "hub.tangle_pruning",  # no command: the fleet's hold on the tangle node's pruning (after mam_client.node.cli)
     "fleet.cli",
 )
 

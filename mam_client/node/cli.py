@@ -46,8 +46,10 @@ def run_command(args: argparse.Namespace) -> int:
                  if v is not None}
     if overrides:
         settings = replace(settings, **overrides)
+    # the application layer's holds (hub.tangle_pruning), when the `scb` command table supplies them
+    holds_of = getattr(args, "prune_holds", None)
     run(settings, data_dir=config.data_dir,
-        make_pruner=pruner_factory(config, settings, getattr(args, "prune_holds", ())))
+        make_pruner=pruner_factory(config, settings, holds_of(config) if holds_of is not None else ()))
     return 0
 
 
@@ -55,7 +57,7 @@ def pruner_factory(config: Config, settings: "NodeSettings",
                    holds: Sequence["Hold"] = ()) -> "Callable[[Store], Pruner] | None":
     """How this node prunes (mam_client.node.prune), or None when `prune_after_s = 0`.
 
-    `holds` come from the application layer (a parser default `prune_holds` on this command). While
+    `holds` come from the application layer (hub.tangle_pruning, through the parser default `prune_holds`). While
     `[fleet] url` is set and no hold is given, nothing is pruned: the fleet upload may still need the node's
     copy, and only hub.fleet knows how far it got. The url is read raw here (a component must not import the
     application layer's settings); only whether it is set matters.

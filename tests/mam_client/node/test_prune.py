@@ -211,3 +211,32 @@ def test_the_api_answers_pruned_as_unknown(tmp_path: Path, hub: sessionmaker[Ses
         assert found["hashes"] == [tx.parse(second[0]).hash]
         assert ok(node.url, {"command": "getInclusionStates", "transactions": [h]})["states"] == [False]
         assert ok(node.url, {"command": "getTips"})["hashes"] == [tx.parse(second[0]).hash]
+
+
+def test_with_a_fleet_only_what_it_acknowledged_is_pruned(tmp_path: Path, store: Store,
+                                                          hub: sessionmaker[Session]) -> None:
+    from hub.fleet.models import FleetUploadCursor
+    from hub.tangle_pruning import prune_holds
+    from mam_client.node.cli import pruner_factory
+    from scb.config import load_config
+
+    bundles = chain(store, 4)
+    ids = [archive(hub, b) for b in bundles]
+    toml = tmp_path / "fleet.toml"
+    toml.write_text(f'[hub]\ndata_dir = "{tmp_path}"\n[fleet]\nurl = "https://fleet.example"\n')
+    config = load_config(str(toml))
+    settings = NodeSettings(db=store.path)
+    # the node alone, with a fleet configured and no hold from the application layer: nothing at all
+    alone = pruner_factory(config, settings)
+    assert alone is not None and alone(store).held_back
+    holds = prune_holds(config)
+    assert len(holds) == 1
+    with hub() as session:
+        assert holds[0](session) == 0  # nothing uploaded yet
+    p = pruner(store, hub, holds=holds)
+    assert p.run_pass().pruned == 0
+    with hub() as session, session.begin():
+        session.add(FleetUploadCursor(stream="message", cursor=ids[1], sent=2, attempts=1))
+    assert p.run_pass().pruned == 2
+    assert store.get_trytes([bundles[2][0].hash]) == [bundles[2][0].trytes]
+    assert prune_holds(load_config(None)) == ()  # no fleet: no hold
