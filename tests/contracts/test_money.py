@@ -1,7 +1,9 @@
 """Money is conserved, and every balance is what the rules say, over randomised sequences of operations.
 
-Hypothesis draws a system (price, total value, shares) and a sequence of settlements, payments, deposits,
-deposit withdrawals, repossessions, withdrawals and waits. Each step runs on the contract and on `Model`, a
+Hypothesis draws a system (price, total value, shares, repossession fee) and a sequence of settlements, payments,
+deposits, deposit withdrawals, repossessions, withdrawals, waits, and SolarProperty 2's cancellations of settled
+periods (their bills reversed), corrected settlements of cancelled periods and assignments of the grid portion to
+new holders. Each step runs on the contract and on `Model`, a
 deliberately naive re-statement of docs/contract.md (a plain list of bills per holder, paid oldest-first by a
 loop; exact rationals for bills) that shares no structure with the contract's prefix-sum ledger. After every
 step: the contract reverts exactly when the model says it must (with the same error), every holder's state and
@@ -18,8 +20,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from eth_utils import keccak
 from web3 import EthereumTesterProvider, Web3
 
 from tests.contracts.solar import TRYTES_B, Solar, eth_tester_travel
@@ -27,6 +30,8 @@ from tests.contracts.solar import TRYTES_B, Solar, eth_tester_travel
 PAYING, OWNED, REPOSSESSED = 1, 2, 3
 GRACE = 3 * 86400
 MAX_HOLDERS = 5  # 1..5 holders: odd and even counts exercise the two-holders-per-word packing
+MAX_ASSIGNED = 3  # new holders the grid portion may be assigned to
+MIN_PERIOD_S = 60  # 5000 Wh in a minute stays below the largest holder peak power (2^20 - 1 W) the test registers
 
 
 @dataclass
@@ -50,11 +55,14 @@ class Holder:
 class Model:
     """The rules of docs/contract.md, written the obvious way."""
 
-    def __init__(self, price: int, total: int, holders: list[str], shares: list[int], beneficiary: str):
-        self.price, self.total, self.beneficiary = price, total, beneficiary
+    def __init__(self, price: int, total: int, holders: list[str], shares: list[int], beneficiary: str,
+                 fee_bps: int = 0):
+        self.price, self.total, self.beneficiary, self.fee_bps = price, total, beneficiary, fee_bps
         self.holders = [Holder(a, s) for a, s in zip(holders, shares)]
         self.credit: dict[str, int] = {beneficiary: 0, **{a: 0 for a in holders}}
         self.grid = 0
+        #: period id -> {"amounts", "unpaid", "settled", "cancelled", "start", "end"}
+        self.periods: dict[int, dict[str, Any]] = {}
 
     def holding(self, h: Holder) -> int:
         return math.ceil(Fraction(self.total * h.share, 10_000))
@@ -71,8 +79,9 @@ class Model:
         h.bills = [b for b in h.bills if b[0] > 0]
         return cleared
 
-    def settle(self, consumption: list[int], generation: int, now: int) -> None:
-        for h, consumed in zip(self.holders, consumption):
+    def settle(self, consumption: list[int], generation: int, now: int) -> tuple[list[int], list[int]]:
+        amounts, unpaid = [0] * len(self.holders), [0] * len(self.holders)
+        for i, (h, consumed) in enumerate(zip(self.holders, consumption)):
             if h.status != PAYING:
                 continue
             wh = min(Fraction(consumed), Fraction(generation * h.share, 10_000))
@@ -80,8 +89,43 @@ class Model:
             covered = min(amount, h.prepaid)
             h.prepaid -= covered
             self.credit[self.beneficiary] += covered
+            amounts[i], unpaid[i] = amount, amount - covered
             if amount > covered:
                 h.bills.append([amount - covered, now + GRACE])
+        return amounts, unpaid
+
+    def cancel(self, period_id: int, now: int) -> str | None:
+        """Reverse the period's bills: forgive what is still owed (oldest debt first), refund what was paid."""
+        p = self.periods[period_id]
+        if p["cancelled"]:
+            return "PeriodAlreadyCancelled"
+        if now > p["settled"] + GRACE:
+            return "DisputeWindowClosed"
+        plan = []
+        for i, (amount, unpaid) in enumerate(zip(p["amounts"], p["unpaid"])):
+            if amount:
+                reduced = min(unpaid, self.holders[i].debt)
+                plan.append((self.holders[i], reduced, amount - reduced))
+        refunded = sum(refund for _, _, refund in plan)
+        if self.credit[self.beneficiary] < refunded:
+            return "BeneficiaryCannotRefund"
+        for h, reduced, refund in plan:
+            self._clear(h, reduced)
+            if h.status == PAYING:
+                h.prepaid += refund
+            else:
+                self.credit[h.account] += refund
+        self.credit[self.beneficiary] -= refunded
+        p["cancelled"] = True
+        return None
+
+    def assign(self, account: str, share: int) -> str | None:
+        if share > self.grid:
+            return "InsufficientGridShare"
+        self.grid -= share
+        self.holders.append(Holder(account, share))
+        self.credit.setdefault(account, 0)
+        return None
 
     def pay(self, h: Holder, value: int) -> str | None:
         if value == 0:
@@ -123,8 +167,9 @@ class Model:
         if self.standing(h, now):
             return "HolderInGoodStanding"
         recovered = self._clear(h, h.equity)
-        self.credit[self.beneficiary] += recovered
-        self.credit[h.account] += h.equity - recovered
+        fee = min(self.holding(h) * self.fee_bps // 10_000, h.equity - recovered)
+        self.credit[self.beneficiary] += recovered + fee
+        self.credit[h.account] += h.equity - recovered - fee
         h.equity = 0
         self.grid += h.share
         h.share = 0
@@ -156,8 +201,12 @@ def shares(draw: Any) -> list[int]:
 amounts = st.one_of(st.integers(0, 2_000), st.integers(1, 10**9), st.integers(1, 2 * 10**18))
 who = st.integers(0, MAX_HOLDERS - 1)  # taken modulo the drawn holder count
 wait = st.integers(1, 2 * GRACE)
+ALL = MAX_HOLDERS + MAX_ASSIGNED
 operations = st.one_of(
-    st.tuples(st.just("settle"), st.lists(st.integers(0, 5_000), min_size=MAX_HOLDERS, max_size=MAX_HOLDERS), st.integers(0, 12_000), wait),
+    st.tuples(st.just("settle"), st.lists(st.integers(0, 5_000), min_size=ALL, max_size=ALL), st.integers(0, 12_000), wait),
+    st.tuples(st.just("cancel"), st.integers(0, 10**6), st.just(0), wait),
+    st.tuples(st.just("resettle"), st.lists(st.integers(0, 5_000), min_size=ALL, max_size=ALL), st.integers(0, 12_000), wait),
+    st.tuples(st.just("assign"), st.integers(1, 10_000), st.just(0), wait),
     st.tuples(st.just("pay"), who, amounts, wait),
     st.tuples(st.just("deposit"), who, amounts, wait),
     st.tuples(st.just("withdrawDeposit"), who, st.floats(0, 1.2), wait),
@@ -186,34 +235,97 @@ def check(solar: Solar, model: Model, system: int) -> None:
     price=st.sampled_from([1, 7, 999_983, 10**15]),
     total=st.sampled_from([1, 999, 10**6 + 3, 10**18]),
     split=shares(),
+    fee_bps=st.sampled_from([0, 250, 10_000]),
     ops=st.lists(operations, min_size=1, max_size=40),
 )
-def test_money_is_conserved_and_matches_the_rules(price: int, total: int, split: list[int], ops: list[tuple]) -> None:
+def test_money_is_conserved_and_matches_the_rules(price: int, total: int, split: list[int], fee_bps: int,
+                                                  ops: list[tuple]) -> None:
+    run_sequence(price, total, split, fee_bps, ops)
+
+
+short_wait = st.one_of(st.integers(1, GRACE // 8), st.just(GRACE + 1))
+dispute_operations = st.one_of(
+    st.tuples(st.just("settle"), st.lists(st.integers(0, 5_000), min_size=ALL, max_size=ALL), st.integers(0, 12_000), short_wait),
+    st.tuples(st.just("cancel"), st.integers(0, 10**6), st.just(0), short_wait),
+    st.tuples(st.just("resettle"), st.lists(st.integers(0, 5_000), min_size=ALL, max_size=ALL), st.integers(0, 12_000), short_wait),
+    st.tuples(st.just("repossess"), who, st.just(0), short_wait),
+    st.tuples(st.just("assign"), st.integers(1, 10_000), st.just(0), short_wait),
+    st.tuples(st.just("pay"), who, amounts, short_wait),
+    st.tuples(st.just("deposit"), who, amounts, short_wait),
+    st.tuples(st.just("withdraw"), st.integers(0, MAX_HOLDERS), st.just(0), short_wait),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    price=st.sampled_from([7, 999_983, 10**15]),
+    split=shares(),
+    fee_bps=st.sampled_from([0, 250, 10_000]),
+    ops=st.lists(dispute_operations, min_size=5, max_size=40),
+)
+def test_money_with_cancellations_assignments_and_fees(price: int, split: list[int], fee_bps: int,
+                                                       ops: list[tuple]) -> None:
+    """The same check, with waits mostly inside the dispute window (or just past grace) so that cancellations,
+    corrected settlements, repossessions with fees and assignments of the grid portion happen often."""
+    run_sequence(price, 10**6 + 3, split, fee_bps, ops)
+
+
+def run_sequence(price: int, total: int, split: list[int], fee_bps: int, ops: list[tuple]) -> None:
     provider = EthereumTesterProvider()
     w3 = Web3(provider)
     a = w3.eth.accounts
     admin, approver, hub, beneficiary, stranger = a[0], a[1], a[2], a[3], a[9]
-    n = len(split)
-    holders = a[4 : 4 + n]
+    holders = list(a[4 : 4 + len(split)])
+    spare = []  # accounts for the holders the grid portion is assigned to
+    for i in range(MAX_ASSIGNED):
+        account = provider.ethereum_tester.add_account("0x" + keccak(text=f"money test holder {i}").hex())
+        w3.eth.send_transaction({"from": admin, "to": account, "value": 10**23})
+        spare.append(Web3.to_checksum_address(account))
     solar = Solar.deploy(w3, admin, approver, eth_tester_travel(provider.ethereum_tester))
-    system, _ = solar.register(approver, holders, split, hub=hub, beneficiary=beneficiary, price=price, total_value=total, grace=GRACE)
-    model = Model(price, total, holders, split, beneficiary)
+    system, _ = solar.register(approver, holders, split, hub=hub, beneficiary=beneficiary, price=price, total_value=total,
+                               grace=GRACE, fee_bps=fee_bps)
+    model = Model(price, total, holders, split, beneficiary, fee_bps)
     cursor, period = solar.now(), 0
     for op in ops:
         kind, arg1, arg2, dt = op
+        n = len(model.holders)
         now = solar.now() + dt
         if kind == "settle":
-            now = max(now, cursor + 2)  # the period [cursor, now - 1] must not be empty
+            now = max(now, cursor + MIN_PERIOD_S + 1)  # the period [cursor, now - 1] is at least a minute long
         solar.set_next_timestamp(now)
+        expected = result = None
         if kind == "settle":
             period += 1
             solar.settle(system, period, cursor, now - 1, arg1[:n], hub=hub, generation=arg2, mam_root=TRYTES_B)
-            model.settle(arg1[:n], arg2, now)
+            amounts, unpaid = model.settle(arg1[:n], arg2, now)
+            model.periods[period] = {"amounts": amounts, "unpaid": unpaid, "settled": now, "cancelled": False,
+                                     "start": cursor, "end": now - 1}
             cursor = now - 1
-            expected = None
-            result = None
+        elif kind == "cancel":
+            if not model.periods:
+                continue
+            pid = sorted(model.periods)[arg1 % len(model.periods)]
+            p = model.periods[pid]
+            expected = model.cancel(pid, now)
+            result = _run(solar, expected, "cancelPeriod", system, pid, p["amounts"], p["unpaid"], sender=approver)
+        elif kind == "resettle":
+            cancelled = [pid for pid, p in model.periods.items() if p["cancelled"]]
+            if not cancelled:
+                continue
+            pid = cancelled[0]
+            p = model.periods[pid]
+            solar.settle(system, pid, p["start"], p["end"], arg1[:n], hub=hub, generation=arg2, mam_root=TRYTES_B)
+            amounts, unpaid = model.settle(arg1[:n], arg2, now)
+            p.update(amounts=amounts, unpaid=unpaid, settled=now, cancelled=False)
+        elif kind == "assign":
+            if len(model.holders) - len(split) >= MAX_ASSIGNED or model.grid == 0:
+                continue
+            account = spare[len(model.holders) - len(split)]
+            share = 1 + (arg1 - 1) % model.grid
+            expected = model.assign(account, share)
+            result = _run(solar, expected, "assignShare", system, account, share, 2**20 - 1, sender=approver)
         elif kind == "withdraw":
-            account = beneficiary if arg1 == MAX_HOLDERS else holders[arg1 % n]
+            account = beneficiary if arg1 == MAX_HOLDERS else model.holders[arg1 % n].account
             owed = model.credit[account]
             expected = model.withdraw(account)
             before = w3.eth.get_balance(account)
@@ -235,6 +347,7 @@ def test_money_is_conserved_and_matches_the_rules(price: int, total: int, split:
             else:
                 expected = model.repossess(h, now)
                 result = _run(solar, expected, "repossess", system, h.account, sender=stranger)
+        event(f"{kind}: {'ok' if expected is None else expected}")  # --hypothesis-show-statistics
         check(solar, model, system)
 
 
