@@ -34,9 +34,25 @@ def test_load_artifact() -> None:
         "registerSystem", "settle", "pay", "deposit", "withdrawDeposit", "withdraw", "repossess",
         "isInGoodStanding", "supplyStatus", "holderInfo", "holderList", "systemInfo", "periodInfo",
         "verifyReading", "hubRole", "withdrawable",
+        "VERSION", "cancelPeriod", "assignShare", "setBeneficiary",
     }
     assert expected <= names
     art["abi"].clear()  # callers get a copy
     assert load_artifact()["abi"]
     # the loader needs no compiler and no node: it is plain JSON
     assert json.loads(ARTIFACT_PATH.read_text())["abi"] == load_artifact()["abi"]
+
+
+def test_the_version_1_artifact_is_kept() -> None:
+    """Version 1 stays committed so that the hub can read a system that stays on it (settlement.solar_property)."""
+    v1, v2 = load_artifact(1), load_artifact(2)
+    assert v1["contractName"] == v2["contractName"] == "SolarProperty"
+    v1_functions = {e["name"] for e in v1["abi"] if e["type"] == "function"}
+    assert "VERSION" not in v1_functions and "cancelPeriod" not in v1_functions
+    assert v1["deployedBytecode"] != v2["deployedBytecode"]
+    import pytest
+
+    from settlement.contract_artifact import ArtifactError
+
+    with pytest.raises(ArtifactError, match="version 3"):
+        load_artifact(3)
