@@ -14,7 +14,7 @@ extra meters are stored, published and anchored (their readings are in the Merkl
 The clock runs 60 times faster as in the demo, so `sample_interval_s = 600` community seconds is 10 real seconds;
 the publish window is one sample (600), and a settlement period (one community hour) closes every real minute.
 
-After `--warmup-s` (first readings stored and a period settled), the measurement window starts; every
+After `--warmup-s` (counted from the first readings stored), the measurement window starts; every
 `--poll-s` the backlog is sampled: MAM messages not attached, periods closed but not settled, readings not linked
 to a message whose window has closed. At the end: readings stored per second, CPU seconds of every process of the
 hub's tree per reading (/proc/PID/stat), and the bytes each process caused to be written to disk per reading
@@ -124,9 +124,9 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0, help="length of the measurement window (default 10)")
     ap.add_argument("--meters", type=int, default=1000, help="simulated meters (default 1000, at least 8)")
     ap.add_argument("--warmup-s", type=float, default=30.0,
-                    help="after the first settled period, wait this long before measuring (default 30)")
+                    help="after the first readings are stored, wait this long before measuring (default 30)")
     ap.add_argument("--poll-s", type=float, default=30.0, help="backlog sampling interval (default 30)")
-    ap.add_argument("--ceiling-s", type=float, default=900.0, help="give up waiting for the first settled period")
+    ap.add_argument("--ceiling-s", type=float, default=900.0, help="give up waiting for the first readings")
     ap.add_argument("--keep", type=Path, help="use and keep this directory instead of a temporary one")
     args = ap.parse_args()
     if args.minutes <= 0 or args.meters < 8 or args.poll_s <= 0:
@@ -144,7 +144,10 @@ def main() -> int:
     series: list[dict[str, Any]] = []
     try:
         stack.start()
-        stack.wait_until("a settled period", lambda: stack.settled_periods() >= 1, args.ceiling_s)
+        # not "a settled period": under this load the MAM backlog may hold settlement up, which is what the
+        # window must show, so the warm-up only waits for the sampling loop to run
+        stack.wait_until("the first readings", lambda: one(stack, "SELECT count(*) FROM energy_readings") > 0,
+                         args.ceiling_s)
         time.sleep(args.warmup_s)
         first_id = one(stack, "SELECT max(id) FROM energy_readings")
         start_counters = counters(stack)
