@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     register.set_defaults(handler=cmd_register_system)
     info = chain_sub.add_parser("info", help="the hub's system on chain: holders, standing, last period")
     info.set_defaults(handler=cmd_chain_info)
+    _approver_commands(chain_sub)
 
 
 # ------------------------------------------------------------------------------------------------ service
@@ -233,3 +234,80 @@ def cmd_chain_info(args: argparse.Namespace) -> int:
               f"equity paid {holder.equity_paid_wei} of {holder.holding_value_wei} wei, debt {holder.debt_wei} wei, "
               f"deposit {holder.prepaid_wei} wei -> {decision} ({reason})")
     return 0
+
+
+# ------------------------------------------------------------------------------------------------ approver (SolarProperty 2)
+
+
+def _approver_commands(chain_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The approver's operations of SolarProperty 2 on the hub's system (docs/contract.md)."""
+    cancel = chain_sub.add_parser("cancel-period", help="cancel a settled period within its grace (approver): its "
+                                                        "bills are reversed and the hub settles it again")
+    cancel.add_argument("period_id", type=int, metavar="PERIOD")
+    assign = chain_sub.add_parser("assign-share", help="assign basis points of the grid portion to a new holder "
+                                                       "(approver); map them in [settlement.holders] too")
+    assign.add_argument("account", metavar="ACCOUNT")
+    assign.add_argument("share_bps", type=int, metavar="BPS")
+    assign.add_argument("--peak-w", type=int, help="the new holder's peak power (default: [settlement.demo] "
+                                                   "holder_peak_w)")
+    beneficiary = chain_sub.add_parser("set-beneficiary", help="hand the system's revenue to a new beneficiary "
+                                                               "(the beneficiary or an approver)")
+    beneficiary.add_argument("account", metavar="ACCOUNT")
+    for parser, handler in ((cancel, cmd_cancel_period), (assign, cmd_assign_share),
+                            (beneficiary, cmd_set_beneficiary)):
+        parser.add_argument("--keystore", type=Path, metavar="FILE",
+                            help="sign with this encrypted keystore (mode 0600; the approver's) instead of the hub "
+                                 "account")
+        parser.add_argument("--password-file", type=Path, metavar="FILE",
+                            help="the keystore's password (a 0600 file: never on the command line)")
+        parser.set_defaults(handler=handler)
+
+
+def _system_view(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """(client signing with --keystore or the hub account, the facade of the hub's system, configuration)."""
+    from settlement.chain import connect, load_keystore
+    from settlement.settings import ethereum_settings, settlement_settings
+    from settlement.solar_property import SolarProperty
+    from settlement.system import newest_system
+
+    config = load_config(args.config)
+    eth, st = ethereum_settings(config), settlement_settings(config)
+    if (args.keystore is None) != (args.password_file is None):
+        raise UsageError("--keystore and --password-file go together")
+    system = newest_system(open_existing(config))
+    contract = eth.contract_address or (system.contract if system else None)
+    if contract is None:
+        raise UsageError("no contract: set ethereum.contract_address, or run `scb settlement` once")
+    client = connect(eth, with_account=args.keystore is None)
+    if args.keystore is not None:
+        client.account = load_keystore(args.keystore, args.password_file)
+    return client, SolarProperty(client, contract, st.system_id or (system.system_id if system else 1)), st
+
+
+def _done(client, receipt, what: str) -> int:  # type: ignore[no-untyped-def]
+    print("0x" + bytes(receipt["transactionHash"]).hex())
+    print(f"{what} in block {receipt['blockNumber']} (chain {client.chain_id}), signed by {client.sender}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_cancel_period(args: argparse.Namespace) -> int:
+    client, view, _ = _system_view(args)
+    receipt = client.transact(view.cancel_period_call(args.period_id), f"cancelPeriod {args.period_id}")
+    return _done(client, receipt, f"cancelled period {args.period_id} of system {view.system_id}: its bills are "
+                                  "reversed; the hub's settlement settles it again")
+
+
+def cmd_assign_share(args: argparse.Namespace) -> int:
+    client, view, st = _system_view(args)
+    peak = args.peak_w if args.peak_w is not None else st.demo.holder_peak_w
+    receipt = client.transact(view.assign_share_call(args.account, args.share_bps, peak), "assignShare")
+    return _done(client, receipt, f"assigned {args.share_bps} bps of system {view.system_id}'s grid portion to "
+                                  f"{args.account} (peak {peak} W); map it in [settlement.holders] before the next "
+                                  "settlement")
+
+
+def cmd_set_beneficiary(args: argparse.Namespace) -> int:
+    client, view, _ = _system_view(args)
+    receipt = client.transact(view.set_beneficiary_call(args.account), "setBeneficiary")
+    return _done(client, receipt, f"system {view.system_id}'s revenue now goes to {args.account}")
