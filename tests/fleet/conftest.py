@@ -80,9 +80,10 @@ class FleetHub:
             session.execute(delete(FleetUploadCursor))
 
 
-def make_fleet_hub(tmp: Path, tangle: RunningNode, hub_id: str, account_index: int) -> FleetHub:
+def make_fleet_hub(tmp: Path, tangle: RunningNode, hub_id: str, account_index: int, **overrides: Any) -> FleetHub:
     anvil = start_anvil()
-    hub = make_hub(tmp, anvil.url, hub__id=hub_id, energy__publish_window_s=1800, settlement__lateness_s=1800)
+    hub = make_hub(tmp, anvil.url, hub__id=hub_id, energy__publish_window_s=1800, settlement__lateness_s=1800,
+                   **overrides)
     hub.publisher = Publisher(hub.factory, mam_settings(hub.config), PyotaTransport(tangle.url, mwm=TEST_MWM),
                               tag="SCB")
     hub.publisher.ensure_channels()
