@@ -219,7 +219,11 @@ def cmd_chain_info(args: argparse.Namespace) -> int:
         raise
     print(f"chain {client.chain_id}, SolarProperty {view.address}, system {system_id} "
           f"(block {view.block}, {utc_iso(view.block_timestamp())})")
-    print(f"  beneficiary {info.beneficiary}, {info.holder_count} holders, registered {utc_iso(info.registered_at)}")
+    terms = (f"SolarProperty {view.version}: peak power {info.peak_power_w} W, repossession fee "
+             f"{info.repossession_fee_bps} bps" if view.version >= 2 else
+             f"SolarProperty {view.version}: no peak bounds, no dispute window")
+    print(f"  beneficiary {info.beneficiary}, {info.holder_count} holders, registered {utc_iso(info.registered_at)}; "
+          f"{terms}")
     print(f"  price {info.price_per_kwh_wei} wei/kWh, total value {info.total_value_wei} wei, "
           f"grace {info.grace_period_s} s, grid share {info.grid_share_bps} bps")
     print(f"  last period {info.last_period_id} "
