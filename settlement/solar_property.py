@@ -336,17 +336,38 @@ class SolarProperty:
         self.address = to_checksum_address(address)
         self.system_id = int(system_id)
         self.block = block
-        #: the contract's version (1 or 2), see `contract_version`
-        self.version = version if version is not None else contract_version(client, self.address)
-        abi = _checked_abi(self.version)
-        self.contract = (client.contract(self.address) if self.version == CURRENT_VERSION
-                         else client.w3.eth.contract(address=self.address, abi=abi))
-        self._functions = {e["name"]: e for e in abi if e.get("type") == "function"}
+        _checked_abi(CURRENT_VERSION)  # an artifact this SCB cannot read is refused at start, before any I/O
+        self._version = version
+        self._contract: Any = None
+        self._functions_by_name: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def version(self) -> int:
+        """The contract's version (1 or 2), see `contract_version`: asked on first use (one eth_getCode per client
+        and address), so that building a facade needs no node."""
+        if self._version is None:
+            self._version = contract_version(self.client, self.address)
+        return self._version
+
+    @property
+    def contract(self) -> Any:
+        """The web3 contract with the ABI of this contract's version."""
+        if self._contract is None:
+            abi = _checked_abi(self.version)
+            self._contract = (self.client.contract(self.address) if self.version == CURRENT_VERSION
+                              else self.client.w3.eth.contract(address=self.address, abi=abi))
+        return self._contract
+
+    @property
+    def _functions(self) -> dict[str, dict[str, Any]]:
+        if self._functions_by_name is None:
+            self._functions_by_name = {e["name"]: e for e in _checked_abi(self.version) if e.get("type") == "function"}
+        return self._functions_by_name
 
     # -- snapshots --------------------------------------------------------------------------------------------
     def at(self, block: int) -> SolarProperty:
         """The same system, every read pinned to `block`."""
-        return SolarProperty(self.client, self.address, self.system_id, int(block), self.version)
+        return SolarProperty(self.client, self.address, self.system_id, int(block), self._version)
 
     def snapshot(self) -> SolarProperty:
         """Pinned to the node's current head: a consistent set of views (one `eth_blockNumber`)."""
