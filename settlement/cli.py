@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="settle now, even while the service is backing off after errors")
     settle.set_defaults(handler=cmd_settle)
 
-    chain = sub.add_parser("chain", help="the SolarProperty contract: deploy it, show the hub's system")
+    chain = sub.add_parser("chain", help="the SolarProperty contract: deploy it, register and show the hub's system, "
+                                         "the approver's operations (cancel-period, assign-share, set-beneficiary)")
     chain_sub = chain.add_subparsers(dest="chain_command", metavar="ACTION", required=True)
     deploy = chain_sub.add_parser("deploy", help="deploy SolarProperty (hub account, or --keystore); prints its "
                                                  "address, records it and its deployment block in the hub's database")
