@@ -44,6 +44,7 @@ from energy_manager.reading import verify_reading
 from mam_client.models import ATTACHED, OutboxMessage
 from settlement.chain import ChainClient, ContractReverted, NoContract, SignedTx, StaleNonce, Underpriced
 from settlement.clock import ChainClock
+from settlement.disputes import find_cancelled
 from settlement.fees import FeeAboveCap, Fees, bump
 from settlement.merkle import build_reading_tree, reading_proof, to_hex
 from settlement.models import (
@@ -295,10 +296,12 @@ class Settler:
                                                         "kind": self.trouble})
 
     def settle_closed(self, report: RunReport) -> RunReport:
-        """Finish pending periods, adopt periods only the chain knows, then prepare and settle closed ones (and,
-        every `root_check_interval_s`, check the settled periods' roots on chain)."""
+        """Finish pending periods (periods the approver cancelled among them: settlement.disputes sets them back to
+        prepared), adopt periods only the chain knows, then prepare and settle closed ones (and, every
+        `root_check_interval_s`, check the settled periods' roots on chain)."""
         self.waiting = None
         self._check_roots_when_due()
+        find_cancelled(self.factory, self.chain, self.system.ref)  # sets them back to prepared: finished below
         while True:
             pending = self._pending_row()
             if pending is not None:
@@ -488,7 +491,10 @@ class Settler:
             row = self._reload(row)
         view = self.chain.snapshot()  # the period and the system's last period from the same block
         on_chain = self.chain_period(row.period_id, view)
-        if on_chain is not None:
+        # cancelled by the approver (SolarProperty 2's dispute window, settlement.disputes): the chain holds the
+        # period's id and times but no bills; it awaits this hub's corrected settlement, sent below like any other
+        correcting = on_chain is not None and on_chain.cancelled
+        if on_chain is not None and not correcting:
             root = on_chain.readings_root_hex
             if root != row.readings_root:
                 message = (f"period {row.period_id} of system {self.system.system_id} is on chain with readings "
@@ -500,7 +506,7 @@ class Settler:
             self._mark_settled(row, due_time=on_chain.due_time, mined=ours)
             return SETTLED
         last_id, last_end = self.chain_last(view)
-        if last_id >= row.period_id or last_end > row.start_s:
+        if not correcting and (last_id >= row.period_id or last_end > row.start_s):
             self._abandon(row, last_id)
             return ABANDONED
         if attempts and mined is None:
