@@ -208,7 +208,7 @@ def verify_fleet_address(config: Config, address: str, fleet_url: str, *, side_k
     iota = replace(iota_settings(config), node_url=fleet.permanode_url)
     ctx = AddressContext(transport=transport if transport is not None else make_transport(iota), archive=archive,
                          mode=mode, side_key=side_key, chain=chain_view_factory(config, rpc)(contract, system_id),
-                         root=root, root_lookup=root_lookup, reading_lookup=reading_lookup)
+                         root=root, root_lookup=root_lookup, root_source="the fleet", reading_lookup=reading_lookup)
     report = verify_address(address, ctx)
     report.subject = f"address {address} (from the fleet at {fleet.base})"
     return report

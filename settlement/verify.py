@@ -211,6 +211,7 @@ class AddressContext:
     chain: ChainView
     root: str | None = None  # --root
     root_lookup: Callable[[str], str | None] | None = None  # address -> root from the hub's database
+    root_source: str = "the hub's database"  # where root_lookup looks, as the report names it (e.g. "the fleet")
     reading_lookup: Callable[[str], HubRecord | None] | None = None  # digest hex -> hub record
 
 
@@ -241,7 +242,7 @@ def verify_address(address: str, ctx: AddressContext) -> Report:
             raise report.cannot("side key", "the channel is restricted: give --side-key-file")
         root, how = ctx.root, "given with --root"
         if root is None and ctx.root_lookup is not None:
-            root, how = ctx.root_lookup(address), "from the hub's database"
+            root, how = ctx.root_lookup(address), f"from {ctx.root_source}"
         if root is None:
             root = _find_root_by_walk(report, ctx, address)
         else:

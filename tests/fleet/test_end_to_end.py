@@ -168,6 +168,7 @@ def test_with_the_hub_gone_its_readings_verify_from_the_fleet(fleet: RunningFlee
             names = [s.name for s in report.steps]
             assert "channel" in names and sum(n.endswith("verifyReading") for n in names) > 0
             assert not any(s.name.endswith("tree") for s in report.steps)  # proofs came from the fleet
+            assert any(s.name == "root" and "from the fleet" in s.detail for s in report.steps), report.text()
         # the command, as an auditor types it
         toml = tmp_path / "auditor.toml"
         toml.write_text(f'[hub]\ndata_dir = "{tmp_path / "auditor"}"\n[ethereum]\nrpc_url = "{a.anvil.url}"\n')
