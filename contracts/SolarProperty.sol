@@ -31,6 +31,10 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
 
     /// @notice Version of this contract's interface: 2. (Version 1 has no VERSION; a call to it reverts.)
     uint256 public constant VERSION = 2;
+    /// @notice The block this contract was deployed in: where every scan of its events may start. Why on chain:
+    /// an auditor without the hub's database would otherwise have to find it by a search over historical state,
+    /// which providers without an archive node refuse, and then scan every block from 0 in provider-sized ranges.
+    uint256 public immutable DEPLOYMENT_BLOCK;
     /// @notice Role that registers systems and administers their hub roles.
     bytes32 public constant APPROVER_ROLE = keccak256("APPROVER_ROLE");
     /// @notice Seed of the per-system hub role; see {hubRole}.
@@ -302,6 +306,7 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         if (admin == address(0) || approver == address(0)) revert ZeroAddress();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(APPROVER_ROLE, approver);
+        DEPLOYMENT_BLOCK = block.number;
     }
 
     /// @notice The role that may settle system `systemId`. Its admin is APPROVER_ROLE, so approvers rotate hubs

@@ -326,13 +326,18 @@ class ChainClient:
         return self.scanner.scan(key, fetch, start, end)
 
     def log_floor(self, address: str) -> int:
-        """The block `address` was deployed in: remembered, stored, or found now (binary search on eth_getCode)
-        and stored. A node that refuses the historical state (not an archive node) gives 0: scans then start at
+        """The block `address` was deployed in: remembered, stored, read from the contract (SolarProperty 2's
+        `DEPLOYMENT_BLOCK`, one eth_call), or found now (binary search on eth_getCode), and stored. For a version-1
+        contract on a node that refuses the historical state (not an archive node) it is 0: scans then start at
         the chain's first block, slower but complete."""
         lower = address.lower()
         if lower in self.deployment_blocks:
             return self.deployment_blocks[lower]
         block = self.deployment_store.load(self.chain_id, address) if self.deployment_store else None
+        if block is None:
+            block = self._declared_deployment_block(address)
+            if block is not None and self.deployment_store is not None:
+                self.deployment_store.save(self.chain_id, address, block)
         if block is None:
             checksum = to_checksum_address(address)
             try:
@@ -346,6 +351,16 @@ class ChainClient:
             if self.deployment_store is not None:
                 self.deployment_store.save(self.chain_id, address, block)
         self.deployment_blocks[lower] = block
+        return block
+
+    def _declared_deployment_block(self, address: str) -> int | None:
+        """The deployment block the contract itself records (version 2), else None (version 1 has no such view:
+        the call reverts)."""
+        try:
+            block = int(self.call(self.contract(address).functions.DEPLOYMENT_BLOCK(), "DEPLOYMENT_BLOCK"))
+        except ChainRefused:
+            return None
+        log.info("contract %s records its deployment block %d: log scans start there", address, block)
         return block
 
     def remember_deployment(self, address: str, block: int, tx_hash: str | None = None) -> None:
