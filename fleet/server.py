@@ -23,7 +23,6 @@ import asyncio
 import csv
 import io
 import logging
-import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -318,30 +317,12 @@ def open_fleet(config: Any, settings: FleetSettings) -> tuple[Engine, sessionmak
     return engine, factory, Authorizer(factory, chain)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConfigError(f"fleet.host {host!r} cannot be resolved: {exc}") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"the fleet server cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 def serve(config: Any, settings: FleetSettings) -> None:
     """`scb fleet serve`: until SIGINT/SIGTERM, beating the heartbeat "fleet" (a probe of its database)."""
     from scb.loop import Heartbeat
 
     engine, factory, authorizer = open_fleet(config, settings)
-    sock = bind(settings.host, settings.port)
+    sock = http.listen_socket(settings.host, settings.port, "fleet")
     port = sock.getsockname()[1]
     app = create_app(settings, engine, factory, authorizer)
     fleet = app[FLEET_KEY]
@@ -387,7 +368,7 @@ def serve_in_thread(config: Any, settings: FleetSettings) -> RunningFleet:
     from dataclasses import replace
 
     engine, factory, authorizer = open_fleet(config, settings)
-    sock = bind(settings.host, settings.port)
+    sock = http.listen_socket(settings.host, settings.port, "fleet")
     actual = replace(settings, port=sock.getsockname()[1])
     server = http.serve_in_thread(create_app(actual, engine, factory, authorizer), sock, name="fleet")
     return RunningFleet(server.url, engine, factory, server)

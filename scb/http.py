@@ -41,7 +41,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from yarl import URL
 
-from scb.errors import BadRequest
+from scb.errors import BadRequest, ConfigError
 
 if TYPE_CHECKING:
     from scb.loop import Heartbeat
@@ -368,6 +368,28 @@ class EdgeRunner(web.AppRunner):
         server = await super()._make_server()
         return EdgeServer(server.request_handler, request_factory=server.request_factory,
                           handler_cancellation=server.handler_cancellation, loop=server._loop, **server._kwargs)
+
+
+def listen_socket(host: str, port: int, what: str) -> socket.socket:
+    """A listening, non-blocking socket on `host`:`port` for a server that is handed one (`serve_in_thread`,
+    `run_app(sock=...)`). Why bound here and not by aiohttp: a port in use or a host that does not resolve is a
+    configuration mistake the caller reports in one line before anything starts (`what` names the setting's
+    owner, e.g. "tangle_node", in the ConfigError), and a test can bind port 0 and read the port it got."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"{what}.host {host!r} cannot be resolved: {exc}") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({what}.host, {what}.port): {exc.strerror or exc}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
 
 
 def run_app(app: web.Application, *, host: str | None = None, port: int | None = None,

@@ -224,3 +224,18 @@ def test_the_open_policy_checks_nothing_but_still_answers_json() -> None:
                                                b"{}"))
         assert r.status == 200
         assert send_raw(running.url, http_request("GET", "/nothing", "x")).json()["error"]
+
+
+def test_listen_socket_names_the_setting_when_the_port_is_taken_or_the_host_unknown() -> None:
+    from scb.errors import ConfigError
+
+    taken = http.listen_socket("127.0.0.1", 0, "fleet")
+    port = taken.getsockname()[1]
+    try:
+        assert taken.getblocking() is False
+        with pytest.raises(ConfigError, match=rf"cannot listen on 127.0.0.1:{port} \(fleet.host, fleet.port\)"):
+            http.listen_socket("127.0.0.1", port, "fleet")
+    finally:
+        taken.close()
+    with pytest.raises(ConfigError, match=r"fleet.host 'no-such-host.invalid' cannot be resolved"):
+        http.listen_socket("no-such-host.invalid", 8730, "fleet")
