@@ -1,7 +1,8 @@
 """The process plan of `scb run` and its process table.
 
 Processes, in start order (ARCHITECTURE.md "Processes"):
-1. anvil, the local Ethereum chain (state kept in the data directory) - only when no external RPC is configured;
+1. anvil, the local Ethereum chain (state kept in the data directory; its binary, not its Node launcher) - only
+   when no external RPC is configured;
 2. `scb tangle-node` - only when no external IOTA node is configured;
 3. `scb energy-manager`, 4. `scb mam-client`, 5. `scb settlement`, 6. `scb dashboard`;
 7. `scb demo-households` - only on the embedded chain's demo system (settlement.households);
@@ -13,6 +14,7 @@ dashboard read it together with the processes' heartbeats (scb.loop).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -116,13 +118,59 @@ class Child:
                 "heartbeat": self.beats, "log": str(self.log_path)}
 
 
-def available_commands() -> set[str]:
-    from hub.cli import build_parser
+#: The module that registers each command `scb run` may start (hub.cli's COMMAND_MODULES). The plan asks whether
+#: the module is installed (importlib.util.find_spec) instead of building the `scb` command table: building it
+#: imports every component's CLI, and with it web3, SQLAlchemy and aiohttp, into the supervisor, which uses none
+#: of them (about 50 MB of resident memory held for the hub's lifetime; issue 16).
+COMMAND_MODULE = {
+    "tangle-node": "mam_client.node.cli",
+    "energy-manager": "energy_manager.cli",
+    "mam-client": "mam_client.cli",
+    "settlement": "settlement.cli",
+    "dashboard": "dashboard.cli",
+    "demo-households": "settlement.households",
+    "home-assistant": "home_assistant.bridge",
+    "fleet-upload": "hub.fleet.cli",
+}
 
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
-        return set(action.choices)  # type: ignore[arg-type]
-    return set()
+
+def available_commands() -> set[str]:
+    """The commands of COMMAND_MODULE whose module is installed, found without importing any of them."""
+    out = set()
+    for command, module in COMMAND_MODULE.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its package is missing (a component not in this installation)
+            found = False
+        if found:
+            out.add(command)
+    return out
+
+
+#: anvil's npm package (@foundry-rs/anvil) is a Node launcher that spawns the platform package's binary and
+#: forwards signals to it: a Node process of about 40 MB resident for nothing but that. Its platform packages,
+#: by Python's (platform.system(), platform.machine()), as the launcher's const.mjs names them.
+_ANVIL_PLATFORM = {("Linux", "x86_64"): "linux-amd64", ("Linux", "aarch64"): "linux-arm64",
+                   ("Linux", "arm64"): "linux-arm64", ("Darwin", "x86_64"): "darwin-amd64",
+                   ("Darwin", "arm64"): "darwin-arm64"}
+
+
+def anvil_command(repo: Path = REPO) -> str:
+    """The anvil to run: the binary of @foundry-rs/anvil's platform package when npm installed it (exec'd
+    directly, no Node launcher), else the launcher (node_modules/.bin/anvil), else `anvil` on PATH."""
+    import platform
+
+    suffix = _ANVIL_PLATFORM.get((platform.system(), platform.machine()))
+    if suffix is not None:
+        binary = repo / "node_modules" / "@foundry-rs" / f"anvil-{suffix}" / "bin" / "anvil"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
+    launcher = repo / "node_modules" / ".bin" / "anvil"
+    if launcher.exists():
+        return str(launcher)
+    if shutil.which("anvil") is not None:
+        return "anvil"
+    raise ConfigError("anvil is not installed: run ./start_scb.sh setup, or set [ethereum] rpc_url")
 
 
 def plan(config: Config, config_path: str | None) -> list[Child]:
@@ -136,12 +184,9 @@ def plan(config: Config, config_path: str | None) -> list[Child]:
 
     eth = ethereum_settings(config)
     if "settlement" in commands and eth.embedded:
-        anvil = REPO / "node_modules" / ".bin" / "anvil"
-        if not anvil.exists() and shutil.which("anvil") is None:
-            raise ConfigError("anvil is not installed: run ./start_scb.sh setup, or set [ethereum] rpc_url")
         port = str(urlsplit(eth.rpc_url).port)
-        children.append(Child("anvil", [str(anvil) if anvil.exists() else "anvil", "--host", "127.0.0.1", "--port",
-                                        port, "--state", str(config.data_dir / "anvil-state.json"), "--silent"],
+        children.append(Child("anvil", [anvil_command(), "--host", "127.0.0.1", "--port", port,
+                                        "--state", str(config.data_dir / "anvil-state.json"), "--silent"],
                               logs / "anvil.log", beats=False))
     if "tangle-node" in commands and iota_settings(config).embedded_node:
         children.append(Child("tangle-node", scb + ["tangle-node"], logs / "tangle-node.log"))

@@ -17,8 +17,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-
-from sqlalchemy import Engine
+from typing import Any
 
 from hub.processes import FAILING, HUNG, RESTARTING, RUNNING, Child, plan, write_process_file
 from hub.settings import RunSettings, run_settings
@@ -151,27 +150,46 @@ class Supervisor:
         log.info("all processes stopped")
 
 
-def first_attached_address(config: Config, engines: dict[str, Engine]) -> str | None:
+def first_attached_address(config: Config, readers: dict[str, Any]) -> str | None:
     """The address of the hub's first attached MAM message, or None (no database, schema or message yet).
 
-    `engines` keeps the one engine between calls: the supervisor asks every two seconds until there is one.
+    `readers` keeps the one connection between calls: the supervisor asks every two seconds until there is one.
+    On SQLite it reads with plain sqlite3 (scb.sqlite_reader): the supervisor lives as long as the hub, and
+    SQLAlchemy with the models would cost it about 25 MB for this one query (issue 16). A server database goes
+    through scb.db.
     """
-    from sqlalchemy import select
+    from scb.sqlite_reader import connect_read_only, sqlite_path
 
-    from mam_client.models import ATTACHED, OutboxMessage
-    from scb.db import database_exists, make_engine
-
-    if not database_exists(config):
-        return None
     url = config.database_url
-    if url not in engines:  # a reader: never waits for, nor takes, the writers' lock
-        engines[url] = make_engine(url, busy_timeout_ms=config.sqlite_busy_timeout_ms, read_only=True)
+    path = sqlite_path(url)
     try:
-        with engines[url].connect() as conn:
+        if path is not None:
+            if not path.exists():
+                return None
+            if url not in readers:  # read-only: never waits for, nor takes, the writers' lock
+                readers[url] = connect_read_only(path, config.sqlite_busy_timeout_ms)
+            row = readers[url].execute("SELECT address FROM mam_messages WHERE state = 'attached' "
+                                       "ORDER BY id LIMIT 1").fetchone()
+            return row[0] if row else None
+        from sqlalchemy import select
+
+        from mam_client.models import ATTACHED, OutboxMessage
+        from scb.db import make_engine
+
+        if url not in readers:
+            readers[url] = make_engine(url, busy_timeout_ms=config.sqlite_busy_timeout_ms, read_only=True)
+        with readers[url].connect() as conn:
             return conn.scalars(select(OutboxMessage.address).where(OutboxMessage.state == ATTACHED)
                                 .order_by(OutboxMessage.id).limit(1)).first()
     except Exception:  # noqa: BLE001 - the schema may not exist yet while the first process starts
         return None
+
+
+def close_readers(readers: dict[str, Any]) -> None:
+    """Close what first_attached_address opened (a sqlite3 connection or an engine)."""
+    for reader in readers.values():
+        (reader.close if hasattr(reader, "close") else reader.dispose)()
+    readers.clear()
 
 
 def endpoints(config: Config, names: set[str]) -> list[tuple[str, str]]:
@@ -194,9 +212,9 @@ def endpoints(config: Config, names: set[str]) -> list[tuple[str, str]]:
     return out
 
 
-def announce(config: Config, children: list[Child], engines: dict[str, Engine]) -> bool:
+def announce(config: Config, children: list[Child], readers: dict[str, Any]) -> bool:
     """Print what runs where once the first MAM message is attached; False while there is none yet."""
-    address = first_attached_address(config, engines)
+    address = first_attached_address(config, readers)
     if not address:
         return False
     lines = ["", "SCB hub is running:"]
@@ -227,14 +245,13 @@ def supervise(children: list[Child], stop_after: float | None = None, config: Co
         started = time.monotonic()
         announced = config is None
         next_announce_check = 0.0
-        engines: dict[str, Engine] = {}
+        readers: dict[str, Any] = {}
         while not stopping:
             if not announced and time.monotonic() >= next_announce_check:
-                announced = announce(config, children, engines)  # type: ignore[arg-type]
+                announced = announce(config, children, readers)  # type: ignore[arg-type]
                 next_announce_check = time.monotonic() + 2.0
                 if announced:
-                    for engine in engines.values():
-                        engine.dispose()
+                    close_readers(readers)
             if stop_after is not None and time.monotonic() - started > stop_after:
                 break
             supervisor.tick()

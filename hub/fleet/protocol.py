@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak, to_checksum_address
-
 from scb.errors import DataError
 
 FORMAT = "scb-fleet-batch"
@@ -48,11 +46,15 @@ def canonical_json(value: Any) -> bytes:
 
 def batch_digest(batch: Mapping[str, Any]) -> bytes:
     """keccak256 of the batch's canonical JSON: what the hub signs and the fleet records per batch."""
+    from eth_utils import keccak  # imported where used: hub.fleet.settings reads MAX_ITEMS in every process
+
     return keccak(canonical_json(batch))
 
 
 def make_batch(hub: str, account: str, seq: int, sent_at_ms: int, items: list[dict[str, Any]],
                heartbeat: dict[str, Any] | None) -> dict[str, Any]:
+    from eth_utils import to_checksum_address
+
     return {"format": FORMAT, "version": VERSION, "hub": hub, "account": to_checksum_address(account), "seq": seq,
             "sent_at_ms": sent_at_ms, "items": items, "heartbeat": heartbeat}
 
@@ -114,4 +116,6 @@ def open_envelope(envelope: Any) -> OpenedBatch:
         raise SignatureError("the signature cannot be recovered (not a valid secp256k1 signature)") from None
     if signer.lower() != batch["account"].lower():
         raise SignatureError(f"the batch was not signed by its account {batch['account']}")
+    from eth_utils import to_checksum_address
+
     return OpenedBatch(batch, digest, to_checksum_address(signer))
