@@ -38,7 +38,37 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: command -> the modules that register it (the command's own first). Why a table: `scb verify` must answer within
+#: a second (issue 16), and importing every component's CLI (web3, aiohttp, alembic, pymodbus ...) cost 1.8 s of
+#: it; with the table, `main` imports only the modules of the command typed. `--help`, no command or an unknown
+#: one still build the whole parser from COMMAND_MODULES. tests/hub/test_cli.py checks the table against what
+#: each module registers.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "mam": ("mam_client.cli",),
+    "mam-client": ("mam_client.cli",),
+    "tangle-node": ("mam_client.node.cli", "hub.tangle_pruning"),
+    "energy-manager": ("energy_manager.cli",),
+    "readings": ("energy_manager.cli",),
+    "meters": ("energy_manager.cli",),
+    "settlement": ("settlement.cli",),
+    "settle": ("settlement.cli",),
+    "chain": ("settlement.cli",),
+    "demo-households": ("settlement.households",),
+    "dashboard": ("dashboard.cli",),
+    "home-assistant": ("home_assistant.bridge",),
+    "verify": ("hub.commands",),
+    "proof": ("hub.commands",),
+    "status": ("hub.commands",),
+    "export": ("hub.export",),
+    "db": ("hub.db_commands",),
+    "run": ("hub.supervisor",),
+    "fleet-upload": ("hub.fleet.cli",),
+    "fleet": ("fleet.cli",),
+}
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The `scb` parser with the commands of `modules` (default: every command, as --help shows them)."""
     parser = argparse.ArgumentParser(
         prog="scb",
         description="Smart Community Brain: the hub of a community-owned solar microgrid.",
@@ -48,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scb {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $SCB_CONFIG or ./scb.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -59,8 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_modules(argv: Sequence[str]) -> Sequence[str]:
+    """The modules needed to parse `argv`: those of its command when it names one in COMMANDS, else all of them
+    (top-level --help or --version, no command, an unknown option or command: the whole parser answers)."""
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--config":
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            i += 1
+            continue
+        if arg.startswith("-"):
+            return COMMAND_MODULES
+        found = COMMANDS.get(arg)
+        return found if found is not None else COMMAND_MODULES
+    return COMMAND_MODULES
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_modules(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("SCB_LOG_LEVEL", "INFO"),

@@ -31,3 +31,75 @@ def test_a_locked_database_at_start_is_one_line(tmp_path: Path, command: str) ->
     assert proc.returncode == 2, proc.stderr
     assert "database is locked" in proc.stderr and "internal error" not in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+# ---------------------------------------------------------------------------------------- the lazy command table
+
+def _registered_by_module() -> dict[str, str]:
+    """command -> the module whose register() added it, by registering each module into a fresh parser."""
+    import argparse
+    import importlib
+
+    from hub.cli import COMMAND_MODULES
+
+    parser = argparse.ArgumentParser(prog="scb")
+    sub = parser.add_subparsers(dest="command")
+    owner: dict[str, str] = {}
+    for name in COMMAND_MODULES:
+        before = set(sub.choices)
+        importlib.import_module(name).register(sub)
+        owner.update({command: name for command in set(sub.choices) - before})
+    return owner
+
+
+def test_the_command_table_names_the_module_of_every_command() -> None:
+    from hub.cli import COMMANDS
+
+    owner = _registered_by_module()
+    assert set(owner) == set(COMMANDS), "hub.cli.COMMANDS must list every command exactly"
+    for command, modules in COMMANDS.items():
+        assert modules[0] == owner[command], command
+    assert "hub.tangle_pruning" in COMMANDS["tangle-node"]  # it adds the pruning holds to tangle-node's defaults
+
+
+def test_a_command_parsed_alone_has_the_same_help_as_in_the_whole_parser() -> None:
+    from hub.cli import COMMANDS, build_parser
+
+    whole = build_parser()
+    whole_sub = next(a for a in whole._actions if a.dest == "command").choices  # type: ignore[attr-defined]
+    for command, modules in COMMANDS.items():
+        alone = build_parser(modules)
+        alone_sub = next(a for a in alone._actions if a.dest == "command").choices  # type: ignore[attr-defined]
+        assert alone_sub[command].format_help() == whole_sub[command].format_help(), command
+
+
+@pytest.mark.parametrize("argv, lazy", [
+    (["verify", "--help"], True), (["--config", "x.toml", "verify", "--help"], True),
+    (["--config=x.toml", "status", "--help"], True),
+    (["--help"], False), ([], False), (["--bogus"], False), (["no-such-command"], False)])
+def test_command_modules_picks_the_typed_command_only(argv: list[str], lazy: bool) -> None:
+    from hub.cli import COMMAND_MODULES, command_modules
+
+    assert (command_modules(argv) != COMMAND_MODULES) is lazy
+
+
+def test_scb_verify_imports_no_other_component_cli() -> None:
+    code = ("import sys, hub.cli\n"
+            "try:\n    hub.cli.main(['verify', '--help'])\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write('LOADED ' + ' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: scb verify" in proc.stdout
+    loaded = set(proc.stderr.split("LOADED ")[-1].split())
+    assert "hub" in loaded
+    assert not loaded & {"dashboard", "aiohttp", "alembic", "pymodbus", "fleet", "home_assistant"}, loaded
+
+
+def test_scb_help_still_lists_every_command() -> None:
+    from hub.cli import COMMANDS
+
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "--help"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for command in COMMANDS:
+        assert f"    {command} " in proc.stdout or f"    {command}\n" in proc.stdout, command
