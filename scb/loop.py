@@ -64,15 +64,14 @@ def is_transient(exc: BaseException) -> bool:
     """True for the errors the policy retries in place (see the module docstring)."""
     if isinstance(exc, (TransportError, Refused, Interrupted)):
         return True
-    try:
-        from sqlalchemy.exc import DBAPIError, OperationalError
-
-        if isinstance(exc, OperationalError):
+    # never imported here: a process that has not loaded SQLAlchemy (the tangle node, the supervisor) cannot be
+    # handed one of its errors, and importing it on the first error would cost that process its memory (issue 16)
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None:
+        if isinstance(exc, sa_exc.OperationalError):
             return True
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
             return True
-    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
-        pass
     if isinstance(exc, sqlite3.OperationalError):
         return True
     # PostgreSQL through psycopg 3 unwrapped (SQLAlchemy wraps the same as its OperationalError, above): server

@@ -12,7 +12,7 @@ from scb.config import Config, load_config
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from mam_client.node.prune import Hold, Pruner
+    from mam_client.node.prune import Hold, HubReader, Pruner
     from mam_client.node.settings import NodeSettings
     from mam_client.node.store import Store
 
@@ -62,7 +62,7 @@ def pruner_factory(config: Config, settings: "NodeSettings",
     copy, and only hub.fleet knows how far it got. The url is read raw here (a component must not import the
     application layer's settings); only whether it is set matters.
     """
-    from mam_client.node.prune import Pruner
+    from mam_client.node.prune import Pruner, SqliteMessages
 
     if settings.prune_after_s <= 0:
         return None
@@ -70,7 +70,12 @@ def pruner_factory(config: Config, settings: "NodeSettings",
     if held_back:
         log.warning("[fleet] url is set and no fleet hold was given: the tangle node prunes nothing")
 
-    def open_hub() -> "sessionmaker[Session] | None":
+    def open_hub() -> "HubReader | None":
+        from scb.sqlite_reader import sqlite_path
+
+        path = sqlite_path(config.database_url)
+        if path is not None and not holds:  # plain sqlite3: no SQLAlchemy in the node (mam_client.node.prune)
+            return SqliteMessages(path, config.sqlite_busy_timeout_ms) if path.exists() else None
         from scb.db import database_exists, make_engine, make_sessionmaker
 
         if not database_exists(config):

@@ -12,6 +12,11 @@ the application layer (hub.fleet), which a component must not import (docs/archi
 node takes `holds` from whoever composes the process; while `[fleet] url` is set and no hold was given, it prunes
 nothing at all, because pruning what the fleet has not received yet could not be undone.
 
+How it reads the hub's database: with plain sqlite3 (read-only URI, `SqliteMessages`) when the hub is on SQLite
+and no hold is given, else through SQLAlchemy (a hold is a query on a SQLAlchemy session; PostgreSQL has no
+file). Why: SQLAlchemy and the models cost the node process about 16 MB of resident memory for one SELECT a
+pass (issue 16); the two readers return the same rows (tests/mam_client/node/test_prune.py runs both).
+
 Progress is kept in the node's own store (meta `pruned_through_message`): each pass reads the hub's messages past
 it in id order, so a pass costs what is new, not the whole history.
 """
@@ -19,16 +24,18 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
-
-from mam_client.models import ATTACHED, OutboxMessage
 from mam_client.node.store import Store
 from scb.timefmt import as_utc
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("mam_client.node")
 
@@ -39,7 +46,30 @@ CURSOR_KEY = "pruned_through_message"
 BATCH_MESSAGES = 200
 
 #: A hold: the newest hub message id that may be pruned (None: nothing is held back by this consumer).
-Hold = Callable[[Session], int | None]
+Hold = Callable[["Session"], "int | None"]
+#: the state of an archived message (mam_client.models.ATTACHED: not imported, it would bring SQLAlchemy in)
+ATTACHED = "attached"
+#: one hub message as a pass reads it: (id, state, attached_at, tx_hashes)
+Row = tuple[int, str, "datetime | None", "str | None"]
+
+
+class SqliteMessages:
+    """The hub's `mam_messages` read with plain sqlite3 from its file, read-only (scb.sqlite_reader)."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int) -> None:
+        from scb.sqlite_reader import connect_read_only
+
+        self.db: sqlite3.Connection = connect_read_only(path, busy_timeout_ms)
+
+    def rows(self, after: int, count: int) -> list[Row]:
+        found = self.db.execute("SELECT id, state, attached_at, tx_hashes FROM mam_messages WHERE id > ? "
+                                "ORDER BY id LIMIT ?", (after, count)).fetchall()
+        # SQLAlchemy's SQLite DateTime stores 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC, without a zone
+        return [(int(i), str(st), datetime.fromisoformat(at) if at else None, tx) for i, st, at, tx in found]
+
+
+#: what Pruner.hub opens: a SQLAlchemy session factory or the plain sqlite3 reader
+HubReader = Union["sessionmaker[Session]", SqliteMessages]
 
 
 @dataclass(frozen=True)
@@ -57,13 +87,30 @@ class Pruner:
     store: Store
     #: opens the hub's database (read-only), or None while there is none yet (the node starts before the hub's
     #: first process creates it); called again on each pass until it answers
-    hub: Callable[[], sessionmaker[Session] | None]
+    hub: Callable[[], "HubReader | None"]
     prune_after_s: float
     holds: Sequence[Hold] = ()
     #: True when a consumer needs the node's copy but gave no hold (then nothing is pruned)
     held_back: bool = False
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-    _factory: sessionmaker[Session] | None = None
+    _factory: "HubReader | None" = None
+
+    def _session_rows(self, factory: "sessionmaker[Session]", after: int) -> list[Any]:
+        from sqlalchemy import select
+
+        from mam_client.models import OutboxMessage
+
+        with factory() as session:
+            limit: int | None = None
+            for hold in self.holds:
+                held = hold(session)
+                if held is not None:
+                    limit = held if limit is None else min(limit, held)
+            query = select(OutboxMessage.id, OutboxMessage.state, OutboxMessage.attached_at,
+                           OutboxMessage.tx_hashes).where(OutboxMessage.id > after)
+            if limit is not None:
+                query = query.where(OutboxMessage.id <= limit)
+            return list(session.execute(query.order_by(OutboxMessage.id).limit(BATCH_MESSAGES + 1)).all())
 
     def run_pass(self) -> PassResult:
         if self.held_back or self.prune_after_s <= 0:
@@ -74,17 +121,12 @@ class Pruner:
                 return PassResult(0, 0, False)
         after = int(self.store.get_meta(CURSOR_KEY) or 0)
         cutoff = self.now() - timedelta(seconds=self.prune_after_s)
-        with self._factory() as session:
-            limit: int | None = None
-            for hold in self.holds:
-                held = hold(session)
-                if held is not None:
-                    limit = held if limit is None else min(limit, held)
-            query = select(OutboxMessage.id, OutboxMessage.state, OutboxMessage.attached_at,
-                           OutboxMessage.tx_hashes).where(OutboxMessage.id > after)
-            if limit is not None:
-                query = query.where(OutboxMessage.id <= limit)
-            rows = session.execute(query.order_by(OutboxMessage.id).limit(BATCH_MESSAGES + 1)).all()
+        if isinstance(self._factory, SqliteMessages):
+            if self.holds:  # a hold needs a session: pruner_factory never pairs them; refuse rather than ignore
+                raise TypeError("holds need a SQLAlchemy session factory, not SqliteMessages")
+            rows = self._factory.rows(after, BATCH_MESSAGES + 1)
+        else:
+            rows = self._session_rows(self._factory, after)
         more = len(rows) > BATCH_MESSAGES
         hashes: list[str] = []
         through = after

@@ -240,3 +240,50 @@ def test_with_a_fleet_only_what_it_acknowledged_is_pruned(tmp_path: Path, store:
     assert p.run_pass().pruned == 2
     assert store.get_trytes([bundles[2][0].hash]) == [bundles[2][0].trytes]
     assert prune_holds(load_config(None)) == ()  # no fleet: no hold
+
+
+def test_the_plain_sqlite_reader_reads_the_rows_sqlalchemy_reads(tmp_path: Path, store: Store,
+                                                                 hub: sessionmaker[Session]) -> None:
+    """Without a fleet, the node reads the hub's SQLite file with plain sqlite3 (no SQLAlchemy in the process):
+    the same rows, the same timestamps (naive UTC, as SQLAlchemy hands them back), the same decisions."""
+    from mam_client.node.prune import SqliteMessages
+
+    bundles = chain(store, 4)
+    archive(hub, bundles[0], attached_at=datetime(2026, 6, 1, 9, 30, 15, 123456, tzinfo=timezone.utc))
+    archive(hub, bundles[1])
+    archive(hub, bundles[2], state=PREPARED)
+    archive(hub, bundles[3])
+    reader = SqliteMessages(tmp_path / "scb.sqlite3", busy_timeout_ms=1000)
+    rows = reader.rows(0, 10)
+    assert [(r[0], r[1]) for r in rows] == [(1, ATTACHED), (2, ATTACHED), (3, PREPARED), (4, ATTACHED)]
+    assert rows[0][2] == datetime(2026, 6, 1, 9, 30, 15, 123456) and rows[2][2] is None
+    assert json.loads(rows[1][3]) == [t.hash for t in bundles[1]]
+    assert [(r[0], r[1], r[3]) for r in reader.rows(1, 2)] == [(2, ATTACHED, rows[1][3]), (3, PREPARED, rows[2][3])]
+    assert rows == [tuple(r) for r in pruner(store, hub)._session_rows(hub, 0)]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # a reader that cannot write
+        reader.db.execute("DELETE FROM mam_messages")
+    # pruned through the prepared message only, as with the session reader
+    result = Pruner(store=store, hub=lambda: reader, prune_after_s=3600, now=lambda: NOW).run_pass()
+    assert (result.messages, result.pruned) == (2, 2)
+    assert store.get_meta(CURSOR_KEY) == "2"
+    assert store.get_trytes([bundles[2][0].hash]) == [bundles[2][0].trytes]
+
+
+def test_the_node_without_a_fleet_prunes_with_plain_sqlite(tmp_path: Path, store: Store,
+                                                           hub: sessionmaker[Session]) -> None:
+    from mam_client.node.cli import pruner_factory
+    from mam_client.node.prune import SqliteMessages
+    from scb.config import load_config
+
+    bundles = chain(store, 3)
+    for b in bundles:
+        archive(hub, b)
+    toml = tmp_path / "alone.toml"
+    toml.write_text(f'[hub]\ndata_dir = "{tmp_path}"\n')
+    make = pruner_factory(load_config(str(toml)), NodeSettings(db=store.path, prune_after_s=3600))
+    assert make is not None
+    p = make(store)
+    p.now = lambda: NOW
+    assert isinstance(p.hub(), SqliteMessages)
+    assert p.run_pass().pruned == 2
+    assert store.get_trytes([b[0].hash for b in bundles]) == [None, None, bundles[2][0].trytes]
