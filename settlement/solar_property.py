@@ -385,11 +385,14 @@ class SolarProperty:
     def view(self, name: str, *args: Any) -> Any:
         """`eth_call` of view `name` at this facade's block, decoded by the ABI's output names: a dict for a
         struct or several outputs, the bare value for one unnamed output."""
-        entry = self._functions[name]
         data = self.contract.encode_abi(name, args=list(args))
         block = self.block_identifier
         raw = bytes(self.client.guard(name, lambda: self.client.w3.eth.call(
             {"to": self.address, "data": data}, block_identifier=block)))  # type: ignore[arg-type]
+        return self._decode(name, raw)
+
+    def _decode(self, name: str, raw: bytes) -> Any:
+        entry = self._functions[name]
         outputs = entry["outputs"]
         if not raw and outputs:
             if not self.client.has_code(self.address):
@@ -438,6 +441,19 @@ class SolarProperty:
 
     def verify_reading(self, period_id: int, digest: bytes, proof: Sequence[bytes]) -> bool:
         return bool(self.view("verifyReading", self.system_id, int(period_id), digest, list(proof)))
+
+    def verify_readings(self, items: Sequence[tuple[int, bytes, Sequence[bytes]]]) -> list[bool]:
+        """`verify_reading` of many `(period_id, digest, proof)` in JSON-RPC batches (ChainClient.call_many): what
+        `scb verify` asks for a whole message at once. A revert raises, as `verify_reading` does."""
+        block = self.block_identifier
+        calls = [("verifyReading", {"to": self.address, "data": self.contract.encode_abi(
+            "verifyReading", args=[self.system_id, int(period_id), digest, list(proof)])}, block)
+            for period_id, digest, proof in items]
+        answers = self.client.call_many(calls)
+        for answer in answers:
+            if isinstance(answer, ContractReverted):
+                raise answer
+        return [bool(self._decode("verifyReading", bytes(answer))) for answer in answers]  # type: ignore[arg-type]
 
     # -- events -----------------------------------------------------------------------------------------------
     def _events(self, name: str, cls: type[T], from_block: int, to_block: int | None,
