@@ -178,7 +178,10 @@ class ChainClient:
             # keeps its own copy anyway (`chain_id`)
             provider = HTTPProvider(self.rpc_url, request_kwargs={"timeout": settings.timeout_s},
                                     exception_retry_configuration=None, cache_allowed_requests=True,
-                                    cacheable_requests={"eth_chainId"})
+                                    cacheable_requests={"eth_chainId"},
+                                    # None: no block-depth threshold (it only matters for block-based caching,
+                                    # not used here), else web3 asks eth_chainId once more to choose one
+                                    request_cache_validation_threshold=None)
         self.w3 = Web3(provider)
         self.account = account
         self._sleep = sleep
@@ -356,6 +359,10 @@ class ChainClient:
             if status is None or status == 429 or status >= 500:
                 raise  # unreachable, throttled or failing: guard maps it (ChainUnavailable, RateLimited)
             answer = None  # 400, 405, 413 ...: this endpoint takes no batch (of this size)
+        if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+            message = str(answer["error"].get("message", answer["error"]))
+            if is_rate_limit(message):  # one error for the whole batch: throttled, not refused
+                raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits eth_call batches: {message}")
         if isinstance(answer, list) and len(answer) == len(chunk) and all(isinstance(a, dict) for a in answer):
             out: list[bytes | ContractReverted] = []
             for (what, _, _), item in zip(chunk, answer):

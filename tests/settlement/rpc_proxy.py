@@ -23,6 +23,9 @@ class Counters:
     http_429: int = 0
     rpc_limited: int = 0
     range_refused: int = 0
+    #: JSON-RPC batches passed on, and refused (larger than `max_batch`)
+    batches: int = 0
+    batches_refused: int = 0
     #: (from, to) of every eth_getLogs the proxy passed on
     log_ranges: list[tuple[int, int]] = field(default_factory=list)
 
@@ -31,11 +34,14 @@ class RpcProxy:
     """`url` is the provider; `upstream` the anvil behind it."""
 
     def __init__(self, upstream: str, *, max_log_blocks: int = 1000, http_429_every: int = 7,
-                 rpc_limit_every: int = 11) -> None:
+                 rpc_limit_every: int = 11, max_batch: int | None = None) -> None:
+        """`max_batch`: refuse JSON-RPC batches of more requests (0: every batch), as a provider's plan does,
+        with one error object for the whole batch; None passes batches of any size."""
         self.upstream = upstream
         self.max_log_blocks = max_log_blocks
         self.http_429_every = http_429_every
         self.rpc_limit_every = rpc_limit_every
+        self.max_batch = max_batch
         self.counters = Counters()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -105,6 +111,12 @@ class RpcProxy:
             c.rpc_limited += 1
             return web.json_response({"jsonrpc": "2.0", "id": request_id,
                                       "error": {"code": -32005, "message": "limit exceeded"}})
+        if isinstance(body, list):
+            if self.max_batch is not None and len(body) > self.max_batch:
+                c.batches_refused += 1
+                return web.json_response({"jsonrpc": "2.0", "id": None, "error": {
+                    "code": -32600, "message": f"batch of {len(body)} requests exceeds the limit of {self.max_batch}"}})
+            c.batches += 1
         if isinstance(body, dict) and body.get("method") == "eth_getLogs":
             query = (body.get("params") or [{}])[0]
             if "blockHash" not in query:

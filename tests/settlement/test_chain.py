@@ -158,3 +158,83 @@ def test_scb_chain_deploy_with_the_approvers_keystore_records_the_deployment(anv
     refused = scb("--config", str(config), "chain", "deploy", "--keystore", str(keystore), "--password-file",
                   str(password))
     assert refused.returncode == 2 and "readable by others" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_call_many_batches_reverts_per_call_and_falls_back_when_a_provider_refuses_batches(anvil: Anvil) -> None:
+    from scb.errors import ChainUnavailable as Unavailable
+    from settlement.chain import RateLimited
+    from tests.settlement.rpc_proxy import RpcProxy
+
+    address = connect(settings(anvil.url)).deploy(dev_account(0).address, dev_account(0).address)
+    c = ChainClient(settings(anvil.url)).contract(address)
+    calls = [("systemCount", {"to": address, "data": c.encode_abi("systemCount", args=[])}, "latest"),
+             ("periodInfo", {"to": address, "data": c.encode_abi("periodInfo", args=[1, 7])}, "latest"),
+             ("systemCount", {"to": address, "data": c.encode_abi("systemCount", args=[])}, 1)]
+
+    def check(results: list) -> None:  # type: ignore[type-arg]
+        assert results[0] == bytes(32) and results[2] == bytes(32)  # no system registered on a fresh contract
+        assert isinstance(results[1], ContractReverted)
+        assert results[1].name == "PeriodNotSettled" and results[1].args_ == (1, 7)
+
+    # a provider that takes batches: one request for all three calls
+    proxy = RpcProxy(anvil.url, http_429_every=0, rpc_limit_every=0).start()
+    try:
+        client = ChainClient(settings(proxy.url))
+        check(client.call_many(calls))
+        assert proxy.counters.requests == 1 and proxy.counters.batches == 1 and client.batches
+    finally:
+        proxy.stop()
+    # a provider that refuses batches of more than two: the same answers, by single calls, and no batch again
+    proxy = RpcProxy(anvil.url, http_429_every=0, rpc_limit_every=0, max_batch=2).start()
+    try:
+        client = ChainClient(settings(proxy.url))
+        check(client.call_many(calls))
+        assert proxy.counters.batches_refused == 1 and not client.batches
+        check(client.call_many(calls))
+        assert proxy.counters.batches_refused == 1 and proxy.counters.batches == 0
+    finally:
+        proxy.stop()
+    # HTTP 429 on a batch is waited out and the batch sent again; it is not taken for a refusal of batches
+    proxy = RpcProxy(anvil.url, http_429_every=2, rpc_limit_every=0).start()
+    try:
+        client = ChainClient(settings(proxy.url))
+        check(client.call_many(calls))
+        check(client.call_many(calls))
+        assert proxy.counters.http_429 == 1 and proxy.counters.batches == 2 and client.batches
+    finally:
+        proxy.stop()
+    # a JSON-RPC "limit exceeded" for the whole batch, every time: RateLimited once the wait is used up
+    proxy = RpcProxy(anvil.url, http_429_every=0, rpc_limit_every=1).start()
+    try:
+        client = ChainClient(settings(proxy.url, rate_limit_wait_s=0.5))
+        with pytest.raises(RateLimited):
+            client.call_many(calls)
+        assert client.batches and proxy.counters.rpc_limited >= 2
+    finally:
+        proxy.stop()
+    # unreachable: ChainUnavailable, as for a single call
+    with pytest.raises(Unavailable, match="unreachable"):
+        ChainClient(settings("http://127.0.0.1:9", timeout_s=1)).call_many(calls)
+
+
+def test_eth_chain_id_is_asked_once_per_client(anvil: Anvil) -> None:
+    from tests.settlement.rpc_proxy import RpcProxy
+
+    address = connect(settings(anvil.url)).deploy(dev_account(0).address, dev_account(0).address)
+    proxy = RpcProxy(anvil.url, http_429_every=0, rpc_limit_every=0).start()
+    seen: list[str] = []
+    original = proxy._upstream
+
+    async def counting(body):  # type: ignore[no-untyped-def]
+        seen.extend([b.get("method") for b in body] if isinstance(body, list) else [body.get("method")])
+        return await original(body)
+
+    proxy._upstream = counting  # type: ignore[method-assign]
+    try:
+        client = ChainClient(settings(proxy.url))
+        c = client.contract(address)
+        for _ in range(5):
+            client.call(c.functions.systemCount(), "systemCount")
+        assert seen.count("eth_call") == 5 and seen.count("eth_chainId") <= 1, seen
+    finally:
+        proxy.stop()
