@@ -103,3 +103,28 @@ def test_scb_help_still_lists_every_command() -> None:
     assert proc.returncode == 0, proc.stderr
     for command in COMMANDS:
         assert f"    {command} " in proc.stdout or f"    {command}\n" in proc.stdout, command
+
+
+def test_the_quick_head_revision_is_alembics() -> None:
+    from scb.migrate import head_revision, head_revision_quick
+
+    assert head_revision_quick() == head_revision()
+
+
+def test_open_existing_at_head_imports_no_alembic_and_an_older_schema_is_still_migrated(tmp_path: Path) -> None:
+    from scb.db import open_existing
+    from scb.migrate import current_revision, head_revision, upgrade
+
+    open_database(Config(data={"hub": {"data_dir": str(tmp_path)}}))  # a hub database at head
+    code = ("import sys\nfrom scb.config import Config\nfrom scb.db import open_existing\n"
+            f"assert open_existing(Config(data={{'hub': {{'data_dir': {str(tmp_path)!r}}}}})) is not None\n"
+            "print('alembic' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stdout + proc.stderr
+    older = tmp_path / "older"
+    older.mkdir()
+    url = f"sqlite:///{older / 'scb.sqlite3'}"
+    upgrade(url, "0004")
+    assert current_revision(url) == "0004"
+    assert open_existing(Config(data={"hub": {"data_dir": str(older)}})) is not None
+    assert current_revision(url) == head_revision()
