@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from scb.config import Config
 
+if TYPE_CHECKING:  # a type only: `scb tangle-node` imports this module, and without a fleet needs no SQLAlchemy
+    from sqlalchemy.orm import Session
 
-def fleet_message_hold(session: Session) -> int:
+
+def fleet_message_hold(session: "Session") -> int:
     """The newest mam_messages id the fleet acknowledged (0 before the first upload)."""
     from hub.fleet.models import FleetUploadCursor
 
@@ -24,7 +26,7 @@ def fleet_message_hold(session: Session) -> int:
     return int(row.cursor) if row is not None else 0
 
 
-def prune_holds(config: Config) -> Sequence[Callable[[Session], int | None]]:
+def prune_holds(config: Config) -> "Sequence[Callable[[Session], int | None]]":
     """The holds of this hub's configuration: the fleet's while uploads are configured, else none."""
     from hub.fleet.settings import fleet_settings
 

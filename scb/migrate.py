@@ -12,7 +12,6 @@ Rules for developers (docs/database.md):
 """
 from __future__ import annotations
 
-import ast
 import logging
 import re
 import tempfile
@@ -110,56 +109,16 @@ def _describe(diff: Any) -> str:
     return str(diff)[:200]
 
 
-#: `revision = '0005'` / `down_revision: str | None = '0004'` lines of a revision file
-_REVISION_LINE = re.compile(r"^(revision|down_revision|depends_on)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.M)
-
-
-def script_head() -> str | None:
-    """The newest revision of scb/migrations, read from the revision files' text without Alembic; None when that
-    is not simple to decide (a merge, a dependency, a file that does not parse), so the caller asks Alembic."""
-    revisions: set[str] = set()
-    downs: set[str] = set()
-    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
-        found = dict(m.groups() for m in _REVISION_LINE.finditer(path.read_text(encoding="utf-8")))
-        try:
-            rev = ast.literal_eval(found["revision"])
-            down = ast.literal_eval(found.get("down_revision", "None"))
-            depends = ast.literal_eval(found.get("depends_on", "None"))
-        except (KeyError, ValueError, SyntaxError):
-            return None
-        if not isinstance(rev, str) or depends is not None or not (down is None or isinstance(down, str)):
-            return None
-        revisions.add(rev)
-        if down is not None:
-            downs.add(down)
-    heads = revisions - downs
-    return heads.pop() if len(heads) == 1 else None
-
-
-def _already_at_head(engine: Engine) -> bool:
-    """True when the database's one `alembic_version` row is the newest revision of the scripts.
-
-    Why: every process calls `upgrade` at start, and importing Alembic (with Mako) costs each about 37 MB of
-    resident memory for its whole life (issue 16), although on every start but the first after an update there is
-    nothing to migrate. Reading the version row is what Alembic itself does first; anything else (no version
-    table, another revision, several heads) goes the whole way through Alembic, under its lock."""
-    head = script_head()
-    if head is None:
-        return False
-    with engine.connect() as conn:
-        if not inspect(conn).has_table(VERSION_TABLE):
-            return False
-        rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
-    return [r[0] for r in rows] == [head]
-
-
 def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
     """Bring the database to `revision` (default: the newest). Idempotent; every process calls it at start.
 
-    Alembic is imported only when there is something to do (`_already_at_head`)."""
+    Alembic is imported only when there is something to do (`at_head`). Why: importing it (with Mako) costs each
+    process about 37 MB of resident memory for its whole life (issue 16), although on every start but the first
+    after an update there is nothing to migrate. Anything but exactly the head (no version table, another
+    revision, several heads) goes the whole way through Alembic, under its lock."""
     engine, owned = _engine(engine_or_url)
     try:
-        if revision == "head" and _already_at_head(engine):
+        if revision == "head" and at_head(engine):
             return
         _upgrade_with_alembic(engine, revision)
     finally:

@@ -230,3 +230,44 @@ def test_revision_workflow_for_a_changed_model(tmp_path: Path, monkeypatch: pyte
             engine.dispose()
     finally:
         Base.metadata.remove(extra)
+
+
+_UPGRADE_AND_REPORT = """
+import sys
+from scb.migrate import upgrade
+upgrade(sys.argv[1])
+print('alembic' in sys.modules)
+"""
+
+
+def test_a_start_with_nothing_to_migrate_does_not_import_alembic(tmp_path: Path) -> None:
+    """Every process calls upgrade at start; Alembic costs each ~37 MB for life (issue 16), so it is imported only
+    when the database is not at the newest revision, and then it migrates as before."""
+    from alembic import command
+
+    from scb.migrate import alembic_config, head_revision_quick
+
+    assert head_revision_quick() == head_revision()  # the text reading of the revision files agrees with Alembic's
+    url = f"sqlite:///{tmp_path / 'scb.sqlite3'}"
+
+    def fresh_upgrade() -> bool:
+        out = subprocess.run([sys.executable, "-c", _UPGRADE_AND_REPORT, url], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip() == "True"
+
+    assert fresh_upgrade() is True  # an empty database: migrated by Alembic
+    assert fresh_upgrade() is False  # at head: nothing imported
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "-1")
+        assert current_revision(engine) != head_revision()
+        assert fresh_upgrade() is True  # one revision behind: Alembic again, to the head
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as conn:
+            assert schema_diff(conn) == []
+    finally:
+        engine.dispose()
