@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.clock import ClockAnchor, CommunityClock, JumpDetector, resume_point
 from energy_manager.drivers import mqtt
-from energy_manager.drivers import modbus as modbus_driver
 from energy_manager.drivers.base import Device, InputEvent
 from energy_manager.drivers.serial_line import SerialDevice
 from energy_manager.drivers.simulated import SimulatedDevice
@@ -57,7 +56,9 @@ def build_device(device: DeviceSettings, settings: EnergySettings, start_ms: int
                             retry_max_s=o["retry_max_s"])
     if device.driver == "mqtt":
         return mqtt.build(device.name, device.options, settings.sample_interval_ms)
-    if device.driver == "modbus":
+    if device.driver == "modbus":  # pymodbus imported only for a Modbus meter (issue 16: ~10 MB a process)
+        from energy_manager.drivers import modbus as modbus_driver
+
         return modbus_driver.build(device.name, device.options)
     raise ConfigError(f"energy.devices.{device.name}.driver {device.driver!r} is not available")
 

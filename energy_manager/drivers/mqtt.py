@@ -43,11 +43,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import paho.mqtt.client as paho
 
 from energy_manager.drivers.base import Device, DeviceSample, InputEvent
 from energy_manager.drivers.serial_line import RECONNECTED, UNAVAILABLE, show_raw
@@ -55,6 +53,9 @@ from scb import settings as check
 from scb.errors import ConfigError, DataError
 from scb.files import read_secret_file
 from scb.safejson import check_depth
+
+if TYPE_CHECKING:  # imported where a client is made: energy_manager.settings imports this module in every process
+    import paho.mqtt.client as paho
 
 log = logging.getLogger("energy_manager.mqtt")
 
@@ -453,6 +454,8 @@ class MqttDevice(Device):
         self.connects = 0
         password = read_secret_file(password_file, f"energy.devices.{name}.password_file: MQTT password") \
             if password_file else None
+        import paho.mqtt.client as paho
+
         self._client = paho.Client(paho.CallbackAPIVersion.VERSION2,
                                    client_id=client_id or f"scb-{name}-{uuid.uuid4().hex[:8]}",
                                    protocol=paho.MQTTv311, reconnect_on_failure=True)
