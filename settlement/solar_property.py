@@ -36,8 +36,9 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 from weakref import WeakKeyDictionary
 
 from settlement.chain import ChainClient, ContractReverted, NoContract, _canonical_type
@@ -446,8 +447,13 @@ class SolarProperty:
         """`verify_reading` of many `(period_id, digest, proof)` in JSON-RPC batches (ChainClient.call_many): what
         `scb verify` asks for a whole message at once. A revert raises, as `verify_reading` does."""
         block = self.block_identifier
-        calls = [("verifyReading", {"to": self.address, "data": self.contract.encode_abi(
-            "verifyReading", args=[self.system_id, int(period_id), digest, list(proof)])}, block)
+        entry = self._functions["verifyReading"]
+        types = [_canonical_type(i) for i in entry["inputs"]]
+        # encoded with eth_abi directly: web3's encode_abi re-resolves the function from the ABI per call (6 ms
+        # each, a fifth of verify's time for a 35-reading message)
+        selector = keccak(text=f"verifyReading({','.join(types)})")[:4]
+        calls = [("verifyReading", {"to": self.address, "data": "0x" + (selector + abi_encode(
+            types, [self.system_id, int(period_id), bytes(digest), [bytes(p) for p in proof]])).hex()}, block)
             for period_id, digest, proof in items]
         answers = self.client.call_many(calls)
         for answer in answers:
