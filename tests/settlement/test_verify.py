@@ -206,6 +206,24 @@ def test_verify_random_addresses(settled: Hub) -> None:
                           .all())
         assert carried > 0
         assert sum(1 for s in report.steps if s.name.endswith("verifyReading") and s.ok) == carried
+    # the batched verifyReading (one JSON-RPC batch for a message) answers as the single call, a bad proof too
+    from energy_manager.reading import parse_digest
+    from settlement.models import ReadingProof, SettlementPeriod
+
+    with settled.factory() as session:
+        rows = session.execute(select(StoredReading.digest, ReadingProof, SettlementPeriod.period_id)
+                               .join(ReadingProof, ReadingProof.reading_id == StoredReading.id)
+                               .join(SettlementPeriod, SettlementPeriod.id == ReadingProof.period_ref)
+                               .where(SettlementPeriod.period_id == 2)).all()
+    view = chain_view_factory(settled.config, None)(settled.system.contract, settled.system.system_id)
+    view.check(Report("batch"))
+    items = [(period_id, parse_digest(digest), proof.siblings()) for digest, proof, period_id in rows][:5]
+    digest0, siblings0 = items[0][1], items[0][2]
+    items.append((2, digest0, [bytes(32)] + siblings0[1:]))  # a sibling replaced: not a proof of the reading
+    items.append((1, digest0, siblings0))  # the right proof for the wrong period
+    singles = [view.chain.verify_reading(p, d, pr) for p, d, pr in items]
+    assert singles == [True] * (len(items) - 2) + [False, False]
+    assert view.chain.verify_readings(items) == singles
 
 
 def test_verify_away_from_the_hub_walks_the_channel_and_rebuilds_the_period(settled: Hub) -> None:
