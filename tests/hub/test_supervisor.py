@@ -30,3 +30,85 @@ def test_process_table_reports_what_is_running(tmp_path: Path) -> None:
     assert {p["name"] for p in process_status(tmp_path)} == {c.name for c in children}
     assert not any(p["running"] for p in process_status(tmp_path))
     assert process_status(tmp_path / "elsewhere") == []
+
+
+def test_the_plan_knows_each_command_by_the_module_that_registers_it() -> None:
+    """The supervisor finds its commands without importing the `scb` command table (issue 16): its own table
+    must name, for each command, the module hub.cli imports first for it."""
+    from hub.cli import COMMANDS
+    from hub.processes import COMMAND_MODULE, available_commands
+
+    assert {cmd: COMMANDS[cmd][0] for cmd in COMMAND_MODULE} == COMMAND_MODULE
+    assert available_commands() == set(COMMAND_MODULE)
+
+
+def test_the_supervisor_imports_no_heavy_library(tmp_path: Path) -> None:
+    """`scb run` lives as long as the hub: planning, announcing and reading heartbeats need none of these."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom scb.config import Config\nfrom hub.processes import plan\n"
+             "from hub.supervisor import endpoints, first_attached_address\n"
+             f"c = Config(data={{'hub': {{'data_dir': {str(tmp_path)!r}}}}})\n"
+             "names = {ch.name for ch in plan(c, None)}\nendpoints(c, names)\n"
+             "print(first_attached_address(c, {}))\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'web3', 'eth_account', 'eth_utils', 'sqlalchemy', 'alembic', 'iota', 'aiohttp', 'pymodbus', 'paho'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["None", "[]"]
+
+
+def test_the_first_attached_address_is_read_with_plain_sqlite(tmp_path: Path) -> None:
+    import sqlite3
+
+    from hub.supervisor import close_readers, first_attached_address
+    from scb.db import make_engine, upgrade
+
+    config = Config(data={"hub": {"data_dir": str(tmp_path)}})
+    readers: dict[str, object] = {}
+    assert first_attached_address(config, readers) is None  # no database yet: none created
+    assert not (tmp_path / "scb.sqlite3").exists()
+    upgrade(make_engine(config.database_url))
+    assert first_attached_address(config, readers) is None
+    db = sqlite3.connect(tmp_path / "scb.sqlite3")
+    for i, (state, address) in enumerate([("prepared", None), ("attached", "B" * 81), ("attached", "C" * 81)]):
+        db.execute("INSERT INTO mam_messages (id, channel, message, state, address, attempts, created_at) "
+                   "VALUES (?, 'readings', '9', ?, ?, 0, '2026-01-01 00:00:00')", (i + 1, state, address))
+    db.commit()
+    db.close()
+    assert first_attached_address(config, readers) == "B" * 81
+    close_readers(readers)
+    assert readers == {}
+
+
+def test_anvil_runs_as_its_platform_binary_else_the_launcher(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import platform
+
+    import pytest
+
+    from hub.processes import anvil_command
+    from scb.errors import ConfigError
+
+    repo = Path(__file__).resolve().parents[2]
+    real = Path(anvil_command(repo))
+    assert real.name == "anvil" and "node_modules/@foundry-rs/anvil-" in str(real), real  # no Node launcher
+    assert real.read_bytes()[:4] in (b"\x7fELF", b"\xcf\xfa\xed\xfe")  # a native executable, not bin.mjs
+
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match="anvil is not installed"):
+        anvil_command(tmp_path)
+    launcher = tmp_path / "node_modules" / ".bin" / "anvil"
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text("#!/usr/bin/env node\n")
+    assert anvil_command(tmp_path) == str(launcher)
+    binary = tmp_path / "node_modules" / "@foundry-rs" / "anvil-linux-arm64" / "bin" / "anvil"
+    binary.parent.mkdir(parents=True)
+    binary.write_bytes(b"\x7fELF")
+    assert anvil_command(tmp_path) == str(launcher)  # not executable: not taken
+    os.chmod(binary, 0o755)
+    assert anvil_command(tmp_path) == str(binary)
