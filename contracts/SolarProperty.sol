@@ -34,7 +34,9 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
     /// @notice The block this contract was deployed in: where every scan of its events may start. Why on chain:
     /// an auditor without the hub's database would otherwise have to find it by a search over historical state,
     /// which providers without an archive node refuse, and then scan every block from 0 in provider-sized ranges.
-    uint256 public immutable DEPLOYMENT_BLOCK;
+    /// A storage variable, not an immutable: an immutable is written into the runtime code, which would then
+    /// differ per deployment from the committed artifact's deployedBytecode that clients compare against.
+    uint256 public deploymentBlock;
     /// @notice Role that registers systems and administers their hub roles.
     bytes32 public constant APPROVER_ROLE = keccak256("APPROVER_ROLE");
     /// @notice Seed of the per-system hub role; see {hubRole}.
@@ -306,7 +308,7 @@ contract SolarProperty is AccessControl, ReentrancyGuardTransient {
         if (admin == address(0) || approver == address(0)) revert ZeroAddress();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(APPROVER_ROLE, approver);
-        DEPLOYMENT_BLOCK = block.number;
+        deploymentBlock = block.number;
     }
 
     /// @notice The role that may settle system `systemId`. Its admin is APPROVER_ROLE, so approvers rotate hubs

@@ -410,7 +410,7 @@ class ChainClient:
 
     def log_floor(self, address: str) -> int:
         """The block `address` was deployed in: remembered, stored, read from the contract (SolarProperty 2's
-        `DEPLOYMENT_BLOCK`, one eth_call), or found now (binary search on eth_getCode), and stored. For a version-1
+        `deploymentBlock`, one eth_call), or found now (binary search on eth_getCode), and stored. For a version-1
         contract on a node that refuses the historical state (not an archive node) it is 0: scans then start at
         the chain's first block, slower but complete."""
         lower = address.lower()
@@ -440,7 +440,7 @@ class ChainClient:
         """The deployment block the contract itself records (version 2), else None (version 1 has no such view:
         the call reverts)."""
         try:
-            block = int(self.call(self.contract(address).functions.DEPLOYMENT_BLOCK(), "DEPLOYMENT_BLOCK"))
+            block = int(self.call(self.contract(address).functions.deploymentBlock(), "deploymentBlock"))
         except ChainRefused:
             return None
         log.info("contract %s records its deployment block %d: log scans start there", address, block)

@@ -267,7 +267,7 @@ def test_settlement_supply_and_verify_through_a_provider_on_a_long_chain(tmp_pat
     assert c.log_ranges and all(hi - lo + 1 <= 1000 for lo, hi in c.log_ranges)
     assert all(lo >= floor for lo, _ in c.log_ranges)  # never below the deployment block
     assert max(hi for _, hi in c.log_ranges) >= floor + 1_500  # the scans reached the head
-    # an auditor's machine: no hub database; the contract's DEPLOYMENT_BLOCK gives the floor in one call (this
+    # an auditor's machine: no hub database; the contract's deploymentBlock gives the floor in one call (this
     # anvil has no state before its genesis block 12,000, so a search over historical code would give up and
     # the scans would start at block 0)
     before = len(c.log_ranges)
