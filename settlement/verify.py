@@ -235,6 +235,8 @@ class AddressContext:
     root_lookup: Callable[[str], str | None] | None = None  # address -> root from the hub's database
     root_source: str = "the hub's database"  # where root_lookup looks, as the report names it (e.g. "the fleet")
     reading_lookup: Callable[[str], HubRecord | None] | None = None  # digest hex -> hub record
+    #: the same for all of a message's digests at once (one query, not one per reading); used when given
+    readings_lookup: Callable[[list[str]], dict[str, HubRecord | None]] | None = None
 
 
 def _find_root_by_walk(report: Report, ctx: AddressContext, address: str) -> str:
@@ -324,7 +326,11 @@ def _check_readings(report: Report, ctx: AddressContext, root: str, decoded: Rea
     member_checked = False
     rebuilt: dict[int, Any] = {}
     digests = [reading_digest(encode_json(reading.as_dict())) for reading in decoded.readings]
-    records = {d: ctx.reading_lookup(d.hex()) for d in digests} if ctx.reading_lookup else {}
+    if ctx.readings_lookup is not None:
+        by_hex = ctx.readings_lookup([d.hex() for d in digests])
+        records = {d: by_hex.get(d.hex()) for d in digests}
+    else:
+        records = {d: ctx.reading_lookup(d.hex()) for d in digests} if ctx.reading_lookup else {}
     # every reading's verifyReading in one batch instead of one eth_call each (issue 16)
     ctx.chain.prefetch((r.period_id, d, r.proof) for d, r in records.items()
                        if r is not None and r.period_id is not None and r.proof is not None)
