@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from hub.processes import FAILING, HUNG, RESTARTING, RUNNING, Child, plan, write_process_file
+from hub.processes import FAILING, HUNG, RESTARTING, RUNNING, SCB_COMMAND, Child, plan, \
+    write_process_file
 from hub.settings import RunSettings, run_settings
 from scb.config import Config, load_config
 from scb.loop import read_heartbeats
@@ -34,6 +36,9 @@ HUNG_KILL_GRACE_S = 10.0
 HEARTBEAT_CHECK_S = 5.0
 #: a restarted process that stays up this long is shown as running again
 STABLE_AFTER_S = 10.0
+#: ceiling for `scb db upgrade` before the processes start (a first migration takes about a second; a database
+#: locked by another program waits its busy timeout): past it the processes start and migrate themselves
+MIGRATE_CEILING_S = 300.0
 
 
 class Supervisor:
@@ -261,6 +266,31 @@ def supervise(children: list[Child], stop_after: float | None = None, config: Co
     return 0
 
 
+def migrate_first(config: Config, config_path: str | None) -> int | None:
+    """Run `scb db upgrade` once, in its own short-lived process, before the hub's processes start.
+
+    Why: every process migrates the database at its start (scb.db.init_db), importing Alembic only when there is
+    something to do (scb.migrate.upgrade). On a new or updated hub the first process to start would find work and
+    hold Alembic (about 37 MB resident, issue 16) for its whole life; migrating here first, in a process that then
+    exits, lets every long-running process find the database at the newest revision. Nothing depends on it: if it
+    fails (the exit code is returned and logged, None past the ceiling), the processes migrate themselves and
+    report what is wrong as before."""
+    argv = SCB_COMMAND + (["--config", config_path] if config_path else []) + ["db", "upgrade"]
+    log_path = config.data_dir / "logs" / "db-upgrade.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        try:
+            code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  timeout=MIGRATE_CEILING_S).returncode
+        except subprocess.TimeoutExpired:
+            log.warning("scb db upgrade did not finish within %.0f s; the processes migrate themselves (see %s)",
+                        MIGRATE_CEILING_S, log_path)
+            return None
+    if code != 0:
+        log.warning("scb db upgrade exited with code %d; the processes migrate themselves (see %s)", code, log_path)
+    return code
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run = sub.add_parser("run", help="run the whole hub: every process, with logs under the data directory")
     run.set_defaults(handler=cmd_run)
@@ -274,5 +304,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for child in children:
         print(f"  {child.name:<15} {' '.join(child.argv[1:] if child.argv[0] == sys.executable else child.argv)}",
               flush=True)
+    migrate_first(config, args.config)
     print("Ctrl-C stops everything. Waiting for the first MAM message...", flush=True)
     return supervise(children, config=config, settings=settings)

@@ -112,3 +112,23 @@ def test_anvil_runs_as_its_platform_binary_else_the_launcher(tmp_path: Path, mon
     assert anvil_command(tmp_path) == str(launcher)  # not executable: not taken
     os.chmod(binary, 0o755)
     assert anvil_command(tmp_path) == str(binary)
+
+
+def test_scb_run_migrates_first_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """So that no long-running process finds a migration to do and keeps Alembic loaded (issue 16)."""
+    from hub.supervisor import migrate_first
+    from scb.migrate import at_head
+    from scb.db import make_engine
+
+    toml = tmp_path / "scb.toml"
+    toml.write_text(f'[hub]\ndata_dir = "{tmp_path}"\n')
+    config = load_config(str(toml))
+    assert migrate_first(config, str(toml)) == 0
+    engine = make_engine(config.database_url)
+    try:
+        assert at_head(engine)
+    finally:
+        engine.dispose()
+    assert "-> " in (tmp_path / "logs" / "db-upgrade.log").read_text()
+    assert migrate_first(config, str(toml)) == 0  # at the head: nothing to do, still 0
+    assert "at " in (tmp_path / "logs" / "db-upgrade.log").read_text().splitlines()[-1]
