@@ -260,9 +260,11 @@ def test_settlement_supply_and_verify_through_a_provider_on_a_long_chain(tmp_pat
     with hub.factory() as session:
         assert session.scalar(select(SupplyDecision).limit(1)) is not None
         message = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).first()
+    batches = proxy.counters.batches
     on_hub = verify_hub_address(hub.config, message.address, factory=hub.factory, transport=hub.tangle)
     assert on_hub.verdict == VALID, on_hub.text()
     c = proxy.counters
+    assert c.batches > batches  # the message's verifyReading calls went as a JSON-RPC batch through the provider
     assert c.range_refused >= 1 and c.http_429 >= 1 and c.rpc_limited >= 1, c
     assert c.log_ranges and all(hi - lo + 1 <= 1000 for lo, hi in c.log_ranges)
     assert all(lo >= floor for lo, _ in c.log_ranges)  # never below the deployment block
