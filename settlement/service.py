@@ -246,14 +246,31 @@ def supply_job() -> None:
         _service.run_job(SUPPLY)
 
 
+def stoppable_scheduler_class():  # type: ignore[no-untyped-def]
+    """APScheduler 3's BackgroundScheduler, without its shutdown race: its thread can wake after `shutdown()` began
+    and submit a due job to the executor `shutdown()` has just closed ("cannot schedule new futures after
+    shutdown", logged with a traceback at every such stop). The state is checked under the job-store lock, which
+    `shutdown()` holds while it closes the executors, so no job is submitted once it has begun."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.base import STATE_STOPPED
+
+    class StoppableScheduler(BackgroundScheduler):  # type: ignore[misc]
+        def _process_jobs(self):  # type: ignore[no-untyped-def]
+            with self._jobstores_lock:  # reentrant: the base method takes it again
+                if self.state == STATE_STOPPED:
+                    return None
+                return super()._process_jobs()
+
+    return StoppableScheduler
+
+
 def make_scheduler(service: SettlementService):  # type: ignore[no-untyped-def]
     """A BackgroundScheduler with the database job store and one worker thread, jobs (re)registered."""
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.jobstores.memory import MemoryJobStore
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.schedulers.background import BackgroundScheduler
 
-    scheduler = BackgroundScheduler(
+    scheduler = stoppable_scheduler_class()(
         jobstores={"default": SQLAlchemyJobStore(engine=service.engine, tablename=SCHEDULER_TABLE),
                    "memory": MemoryJobStore()},
         executors={"default": ThreadPoolExecutor(max_workers=1)},
