@@ -20,8 +20,8 @@ from tests.memory_tangle import MemoryTangle
 
 
 @pytest.fixture()
-def hub(tmp_path: Path):
-    config = Config(data={"hub": {"data_dir": str(tmp_path)},
+def hub(tmp_path: Path, database_url: str):
+    config = Config(data={"hub": {"data_dir": str(tmp_path)}, "database": {"url": database_url},
                           "mam": {"channels": {"readings": {"security": 1}, "public": {"mode": "public",
                                                                                        "security": 1}},
                                   "backoff_initial_s": 1.0, "backoff_max_s": 8.0}})
