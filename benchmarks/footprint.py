@@ -8,7 +8,8 @@ What it does: `scb run` on the embedded defaults (anvil, the tangle node, energy
 settlement, dashboard, demo households) in a temporary data directory on free ports (benchmarks/local_stack.py);
 waits until `--periods` settlement periods are settled (polling the hub database, ceiling `--ceiling-s`); then
 reads RSS and PSS of every process of the hub's tree from /proc/PID/smaps_rollup (the supervisor, every child,
-and what the children start themselves, such as anvil's binary under its Node launcher), the database files
+and what the children start themselves, such as anvil's binary under its Node launcher when `scb run` falls
+back to the launcher; docs/deployment.md has each reduction step's figures), the database files
 (with their WAL) and the data directory's size; stops everything with SIGTERM as Ctrl-C does.
 
 Why PSS beside RSS: the Python processes share the interpreter's and the C libraries' pages; RSS counts them once
