@@ -26,7 +26,8 @@ from settlement.models import (
     SettlementTransaction,
 )
 from tests.conftest import run_node
-from tests.settlement.conftest import START_MS, Hub
+from tests.services.postgres import database_url, postgres_server  # noqa: F401 (fixtures)
+from tests.settlement.conftest import START_MS, Anvil, Hub, make_hub
 
 HOUR_MS = 3600_000
 
@@ -44,6 +45,13 @@ def settled_events(hub: Hub) -> list[dict]:
 def chain_period(hub: Hub, period_id: int):  # type: ignore[no-untyped-def]
     c = hub.client.contract(hub.system.contract)
     return c.functions.periodInfo(hub.system.system_id, period_id).call()
+
+
+@pytest.fixture
+def hub_on_each_backend(tmp_path, anvil: Anvil, database_url: str) -> Hub:  # type: ignore[no-untyped-def]
+    """The in-process hub on SQLite and on PostgreSQL: the crash and adoption paths rest on the settlement row being
+    written before the transaction is sent, with one writer at a time on either backend."""
+    return make_hub(tmp_path, anvil.url, database__url=database_url)
 
 
 def test_settles_closed_periods_in_order_with_amounts_from_the_registers(hub: Hub) -> None:
@@ -110,7 +118,9 @@ def test_waits_for_lateness_and_for_publication(hub: Hub) -> None:
     assert hub.settle().settled == [1]
 
 
-def test_crash_after_signing_before_sending_settles_once(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_after_signing_before_sending_settles_once(hub_on_each_backend: Hub,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = hub_on_each_backend
     hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
     real_send = hub.client.send
 
@@ -129,7 +139,9 @@ def test_crash_after_signing_before_sending_settles_once(hub: Hub, monkeypatch: 
     assert hub.client.receipt(row.tx_hash)["status"] == 1
 
 
-def test_crash_after_sending_before_recording_settles_once(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_after_sending_before_recording_settles_once(hub_on_each_backend: Hub,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = hub_on_each_backend
     hub.run_until(START_MS + 2 * HOUR_MS + 20 * 60_000)
     real_wait = hub.settler._await
 
@@ -163,7 +175,8 @@ def test_chain_down_backs_off_then_recovers(hub: Hub) -> None:
     assert hub.settler.backoff.failures == 0
 
 
-def test_database_behind_the_chain_adopts_instead_of_billing_twice(hub: Hub) -> None:
+def test_database_behind_the_chain_adopts_instead_of_billing_twice(hub_on_each_backend: Hub) -> None:
+    hub = hub_on_each_backend
     hub.run_until(START_MS + 2 * HOUR_MS + 20 * 60_000)
     assert hub.settle().settled == [1, 2]
     roots = {p.period_id: p.readings_root for p in periods(hub)}
