@@ -2,7 +2,8 @@
 
 Each component contributes its subcommands through a `register(subparsers)` function in its own `cli` module,
 and the application layer adds the commands that span components (`hub.commands`, `hub.db_commands`,
-`hub.supervisor`). This module wires them together, refuses configuration sections that no component owns, and
+`hub.supervisor`). This module wires them together (importing only the modules of the command typed, see
+`COMMANDS`), refuses configuration sections that no component owns, and
 turns errors into one-line messages and exit codes (a user never sees a traceback; `SCB_DEBUG=1` shows one for
 bug reports).
 """
