@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -472,24 +471,6 @@ def create_app(settings: NodeSettings) -> web.Application:
     return app
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConfigError(f"tangle_node.host {host!r} cannot be resolved: {exc}") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"the tangle node cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 def prune_while_serving(app: web.Application, heartbeat: "Heartbeat",
                         make_pruner: Callable[[Store], "Pruner"], interval_s: float) -> None:
     """Run pruning passes (mam_client.node.prune) under the failure policy, in the store's database thread,
@@ -529,7 +510,7 @@ def run(settings: NodeSettings, data_dir: Path | None = None,
     prune archived transactions every `prune_interval_s`."""
     from scb.loop import Heartbeat
 
-    sock = _bind(settings.host, settings.port)
+    sock = http.listen_socket(settings.host, settings.port, "tangle_node")
     port = sock.getsockname()[1]
     app = create_app(settings)
     heartbeat = Heartbeat(data_dir, "tangle-node")
@@ -570,7 +551,7 @@ class RunningNode:
 
 def serve_in_thread(settings: NodeSettings) -> RunningNode:
     """Start the node on its own event loop in a daemon thread; port 0 picks a free port (see `.url`)."""
-    sock = _bind(settings.host, settings.port)
+    sock = http.listen_socket(settings.host, settings.port, "tangle_node")
     actual = replace(settings, port=sock.getsockname()[1])
     server = http.serve_in_thread(create_app(actual), sock, name="tangle-node")
     return RunningNode(url=server.url, settings=actual, _server=server)
