@@ -26,18 +26,10 @@ from scb.config import Config
 from scb.db import make_engine, make_sessionmaker, upgrade
 from tests.energy_manager.modbus.meter_sim import Unit
 from tests.energy_manager.modbus.raw_rtu import RawResponder, crc16_modbus, registers_answer, with_crc
+from tests.energy_manager.modbus.test_rtu import sdm120
 from tests.energy_manager.modbus.test_tcp import Collect, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def sdm120(import_kwh: float, power_w: float) -> Unit:
-    unit = Unit()
-    unit.words("input", 0x00, [0x4366, 0x0000])  # 230.0 V
-    unit.put("input", 0x0C, "float32", "high_first", power_w)
-    unit.words("input", 0x46, [0x4248, 0x0000])  # 50.0 Hz
-    unit.put("input", 0x48, "float32", "high_first", import_kwh)
-    return unit
 
 
 class Bus:
