@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from eth_abi import decode as abi_decode
@@ -692,8 +693,13 @@ def create_address(sender: str, nonce: int) -> str:
 # ---------------------------------------------------------------------------------------------------- accounts
 
 
+@lru_cache(maxsize=None)
 def dev_account(index: int) -> LocalAccount:
-    """Development account `index` of DEV_MNEMONIC (anvil's funded accounts 0..9)."""
+    """Development account `index` of DEV_MNEMONIC (anvil's funded accounts 0..9).
+
+    Cached: the derivation (BIP-39 seed and BIP-32 path) takes about 15 ms and its result never changes, and the
+    demo households ask for accounts 1..8 at every 2-second step (settlement.households.check_demo). A LocalAccount
+    is an immutable signer, so one instance may be shared."""
     Account.enable_unaudited_hdwallet_features()
     return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
 
