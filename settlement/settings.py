@@ -125,12 +125,13 @@ class EthereumSettings:
     max_fee_wei: int | None
     priority_fee_wei: int | None
     time_sync: str
-    max_priority_fee_wei: int | None = None
-    tx_type: str = "auto"
-    replace_after_s: float = 180.0
-    log_chunk_blocks: int = 2000
-    root_check_interval_s: float = 3600.0
-    rate_limit_wait_s: float = 120.0
+    # no defaults here: ETHEREUM_DEFAULTS is the one table of them (ethereum_settings passes every field)
+    max_priority_fee_wei: int | None
+    tx_type: str
+    replace_after_s: float
+    log_chunk_blocks: int
+    root_check_interval_s: float
+    rate_limit_wait_s: float
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,10 @@ class DemoSystem:
     grace_period_s: int
     shares_bps: tuple[int, ...]
     beneficiary: str | None
-    peak_power_w: int = 24_000
-    holder_peak_w: int = 20_000
-    repossession_fee_bps: int = 0
+    # no defaults here: DEMO_DEFAULTS is the one table of them (_demo passes every field)
+    peak_power_w: int
+    holder_peak_w: int
+    repossession_fee_bps: int
 
 
 @dataclass(frozen=True)
