@@ -19,6 +19,7 @@ from energy_manager.settings import EnergySettings, load_energy_settings
 from hub.cli import main
 from scb.config import Config
 from scb.errors import ConfigError, SecretFileError
+from tests.energy_manager.mqtt.test_scan import config as scan_config
 from tests.services.mosquitto import AUTH_PASSWORD, AUTH_USER, Broker, BrokerTls, TlsFiles, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -190,29 +191,6 @@ def test_plain_mqtt_to_a_tls_listener_gets_no_values(tls_broker: Broker, tls_fil
     assert samples == [] and events[0].kind == UNAVAILABLE
     assert events[0].detail.startswith(f"broker 127.0.0.1:{tls_broker.port} closed the connection before "
                                        "accepting it")
-
-
-def scan_config(tmp_path: Path, url: str, **extra: str) -> str:
-    options = "".join(f'{key} = "{value}"\n' for key, value in extra.items())
-    path = tmp_path / "scb.toml"
-    path.write_text(f"""[hub]
-data_dir = "{tmp_path / 'data'}"
-[energy]
-clock_speed = 1
-[energy.devices.plug-h1]
-driver = "mqtt"
-url = "{url}"
-preset = "tasmota"
-device = "plug-h1"
-{options}
-[energy.meters.h1]
-device = "plug-h1"
-circuit = "consumption"
-party = "h1"
-register = "import_wh"
-power = "power_w"
-""")
-    return str(path)
 
 
 def test_scan_over_tls(tls_broker: Broker, tls_files: TlsFiles, tmp_path: Path,
