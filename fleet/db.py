@@ -45,14 +45,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def open_fleet_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     """The fleet's engine, migrated, and its session factory. SQLite runs with synchronous=NORMAL: the fleet's
-    rows are copies the hubs keep until acknowledged, and a batch lost in a power cut is sent again."""
-    engine = make_engine(url, synchronous="NORMAL")
-    if engine.dialect.name == "postgresql":
-        engine.dispose()
-        from sqlalchemy import create_engine
+    rows are copies the hubs keep until acknowledged, and a batch lost in a power cut is sent again.
 
-        # a pool as large as the executor that uses it (fleet.server), so no request waits for a connection
-        engine = create_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=True)
+    PostgreSQL: without the hub's writer lock (`serialise_writers=False`). Why: the fleet's writes are idempotent
+    inserts on unique keys (`insert_ignore`), correct under concurrency by themselves, and one lock would make its
+    8 database threads (fleet.server) one writer. Everything else is the hub's engine (password file, psycopg 3,
+    connect and lock timeouts, UTC); its default pool (5, overflowing to 15) serves those 8 threads without wait."""
+    engine = make_engine(url, synchronous="NORMAL", serialise_writers=False)
     try:
         upgrade(engine)
     except BaseException:
