@@ -464,6 +464,8 @@ class SolarProperty:
     # -- events -----------------------------------------------------------------------------------------------
     def _events(self, name: str, cls: type[T], from_block: int, to_block: int | None,
                 filters: dict[str, Any]) -> list[T]:
+        if name in V2_EVENTS and self.version < 2:
+            return []  # an event version 1 does not have: none was ever emitted
         end: int | str = to_block if to_block is not None else self.block_identifier
         logs = self.client.get_logs(getattr(self.contract.events, name), from_block, end,
                                     {"systemId": self.system_id, **filters})
@@ -484,14 +486,7 @@ class SolarProperty:
 
     def period_cancelled_events(self, from_block: int = 0, to_block: int | None = None) -> list[PeriodCancelledEvent]:
         """PeriodCancelled events of the system, oldest first (none on a version-1 contract)."""
-        if self.version < 2:
-            return []
         return self._events("PeriodCancelled", PeriodCancelledEvent, from_block, to_block, {})
-
-    def share_assigned_events(self, from_block: int = 0) -> list[ShareAssignedEvent]:
-        if self.version < 2:
-            return []
-        return self._events("ShareAssigned", ShareAssignedEvent, from_block, None, {})
 
     def registration(self) -> SystemRegisteredEvent | None:
         """The SystemRegistered event (the MAM channel root in clear: the contract stores only its hash)."""
