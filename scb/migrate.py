@@ -178,7 +178,7 @@ def head_revision_quick() -> str | None:
 
 def at_head(engine: Engine) -> bool:
     """Whether the database is already at the newest revision, asked with one SELECT and no Alembic: a process
-    that finds it so has nothing to migrate (`scb.db.open_existing`)."""
+    that finds it so has nothing to migrate (`upgrade`, and so every process's start and `scb.db.open_existing`)."""
     head = head_revision_quick()
     if head is None:
         return False
