@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
 import sys
@@ -178,12 +177,6 @@ def write_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...], out: Tex
         writer.writerow(row)
         count += 1
     return count
-
-
-def csv_text(rows: Iterable[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    buffer = io.StringIO()
-    write_csv(rows, columns, buffer)
-    return buffer.getvalue()
 
 
 def export_rows(kind: str, config: Any, factory: sessionmaker[Session], holder: str | None, from_ms: int | None,
