@@ -5,7 +5,6 @@ migration helpers mirror scb.migrate's (one transaction, PostgreSQL advisory loc
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from scb.db import make_engine, make_sessionmaker
 from scb.migrate import SchemaError, lock_for_migration
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: the fleet's Alembic version table, not the hub's `alembic_version` (why: fleet/migrations/env.py)
 VERSION_TABLE = "fleet_alembic_version"
-log = logging.getLogger("fleet.db")
 
 
 def alembic_config() -> Any:
