@@ -125,7 +125,7 @@ def prepare(batch: dict[str, Any]) -> Prepared:
 
 def check_upload(body: bytes) -> tuple[OpenedBatch, Prepared]:
     """Everything about an upload that needs no database: JSON, signature, every item. Runs in the server's
-    worker processes (fleet.server), so that the checks of several uploads use several cores."""
+    database threads, off its event loop (fleet.server `Fleet.check` says why threads and not processes)."""
     from hub.fleet.protocol import open_envelope
     from scb import safejson
 
