@@ -20,13 +20,12 @@ Errors are the client's: a node away is ChainUnavailable (retried by the job's b
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from scb.db import transaction
+from scb.db import load_json_value, save_json_value, transaction
 from settlement.models import PREPARED, SETTLED, SettlementPeriod, SettlementState
 from settlement.solar_property import SolarProperty
 
@@ -38,16 +37,14 @@ def _cursor_key(system_ref: int) -> str:
 
 
 def _load_cursor(session: Session, system_ref: int) -> int:
-    row = session.get(SettlementState, _cursor_key(system_ref))
-    return int(json.loads(row.value_json)) if row is not None else 0
+    """The first block the next look reads (0: from the contract's deployment block, as the client raises it)."""
+    state = load_json_value(session, SettlementState, _cursor_key(system_ref)) or {}
+    return int(state.get("next_block", 0))
 
 
 def _save_cursor(session: Session, system_ref: int, block: int) -> None:
-    row = session.get(SettlementState, _cursor_key(system_ref))
-    if row is None:
-        session.add(SettlementState(key=_cursor_key(system_ref), value_json=json.dumps(block)))
-    else:
-        row.value_json = json.dumps(block)
+    # the same shape as the supply watch's event cursor (settlement.supply): {"next_block": n}
+    save_json_value(session, SettlementState, _cursor_key(system_ref), {"next_block": int(block)})
 
 
 def find_cancelled(factory: sessionmaker[Session], chain: SolarProperty, system_ref: int) -> list[int]:
