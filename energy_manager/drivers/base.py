@@ -31,11 +31,6 @@ class LatestFrame:
         self._sample: DeviceSample | None = None
         self._fresh = False
 
-    @property
-    def has_frame(self) -> bool:
-        with self._lock:
-            return self._sample is not None
-
     def put(self, ts_ms: int, values: Mapping[str, float], raw: bytes | None) -> None:
         with self._lock:
             self._sample, self._fresh = DeviceSample(ts_ms=ts_ms, values=dict(values), raw=raw), True
