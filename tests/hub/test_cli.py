@@ -105,12 +105,6 @@ def test_scb_help_still_lists_every_command() -> None:
         assert f"    {command} " in proc.stdout or f"    {command}\n" in proc.stdout, command
 
 
-def test_the_quick_head_revision_is_alembics() -> None:
-    from scb.migrate import head_revision, head_revision_quick
-
-    assert head_revision_quick() == head_revision()
-
-
 def test_open_existing_at_head_imports_no_alembic_and_an_older_schema_is_still_migrated(tmp_path: Path) -> None:
     from scb.db import open_existing
     from scb.migrate import current_revision, head_revision, upgrade
