@@ -14,7 +14,6 @@ Errors are the chain client's: unreachable is `ChainUnavailable` (a TransportErr
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ from settlement.chain import ChainClient
 from settlement.logscan import DeploymentStore
 from settlement.system import SystemRef
 
-#: The money events shown, and the holder argument each is filtered by (None: not per holder).
+#: The money events shown, and the argument that names the holder (each is filtered by it).
 PAYMENT_EVENTS = {"Paid": "holder", "Deposited": "holder", "DepositWithdrawn": "holder", "Repossessed": "holder",
                   "ShareOwned": "holder"}
 
@@ -88,8 +87,7 @@ def bills(client: ChainClient, system: SystemRef) -> dict[int, list[Bill]]:
     return out
 
 
-def payments(client: ChainClient, system: SystemRef, account: str,
-             block_time: Callable[[int], int] | None = None) -> list[dict[str, Any]]:
+def payments(client: ChainClient, system: SystemRef, account: str) -> list[dict[str, Any]]:
     """The holder's payments, deposits, withdrawals, repossession and ownership, oldest first: each with its event
     name, its arguments in wei (decimal strings: they exceed JavaScript's exact integers), transaction, block and
     the block's time (chain time, which follows community time on the demo chain)."""
@@ -105,6 +103,6 @@ def payments(client: ChainClient, system: SystemRef, account: str,
     times: dict[int, int] = {}
     for e in found:
         if e["block"] not in times:
-            times[e["block"]] = (block_time or client.block_timestamp)(e["block"])
+            times[e["block"]] = client.block_timestamp(e["block"])
         e["time_s"] = times[e["block"]]
     return found
