@@ -86,7 +86,8 @@ def hub_row(session: Session, account: str, name: str) -> FleetHub:
 
 @dataclass
 class Prepared:
-    """A batch's rows, every item checked (`hub_ref` is filled in when they are stored)."""
+    """A batch's rows, every item checked (`hub_ref` is added when they are stored: the hub's row may not exist
+    before the batch is authorised)."""
 
     readings: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -108,18 +109,18 @@ def prepare(batch: dict[str, Any]) -> Prepared:
     for i, item in enumerate(batch["items"]):
         kind = item["kind"]
         if kind == "reading":
-            out.readings.append(_reading(0, hub_id, i, item))
+            out.readings.append(_reading(hub_id, i, item))
         elif kind == "message":
-            message, txs, digests = _message(0, i, item)
+            message, txs, digests = _message(i, item)
             out.messages.append(message)
             out.transactions += txs
             out.links.append((message["hub_message_id"], message["address"], digests))
         elif kind == "settlement":
-            out.settlements.append(_settlement(0, i, item))
+            out.settlements.append(_settlement(i, item))
         elif kind == "proof":
-            out.proofs.append(_proof(0, i, item))
+            out.proofs.append(_proof(i, item))
         else:
-            out.decisions.append(_decision(0, i, item))
+            out.decisions.append(_decision(i, item))
     return out
 
 
@@ -194,7 +195,7 @@ def ingest(session: Session, opened: OpenedBatch, prepared: Prepared | None = No
     return receipt
 
 
-def _reading(hub_ref: int, hub_id: str, i: int, item: dict[str, Any]) -> dict[str, Any]:
+def _reading(hub_id: str, i: int, item: dict[str, Any]) -> dict[str, Any]:
     where = f"batch.items[{i}]"
     canonical_text = _str(item, "canonical", where, max_len=4096)
     digest = _str(item, "digest", where, pattern=_HEX64)
@@ -208,7 +209,7 @@ def _reading(hub_ref: int, hub_id: str, i: int, item: dict[str, Any]) -> dict[st
         raise BatchError(f"{where}: the canonical bytes do not hash to the digest {digest}")
     if reading.hub != hub_id:
         raise BatchError(f"{where}: a reading of hub {reading.hub!r} in a batch of hub {hub_id!r}")
-    return {"hub_ref": hub_ref, "hub_reading_id": _int(item, "id", where), "digest": digest, "canonical": canonical,
+    return {"hub_reading_id": _int(item, "id", where), "digest": digest, "canonical": canonical,
             "meter": reading.meter, "party": reading.party, "circuit": reading.circuit, "seq": reading.seq,
             "ts_ms": reading.ts_ms, "register_wh": reading.register_wh, "power_w": reading.power_w,
             "delta_wh": _int(item, "delta_wh", where), "flags": _str(item, "flags", where, max_len=64),
@@ -216,7 +217,7 @@ def _reading(hub_ref: int, hub_id: str, i: int, item: dict[str, Any]) -> dict[st
             "address": _str(item, "address", where, trytes=81, optional=True)}
 
 
-def _message(hub_ref: int, i: int, item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+def _message(i: int, item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     where = f"batch.items[{i}]"
     address = _str(item, "address", where, trytes=81)
     bundle_hash = _str(item, "bundle_hash", where, trytes=81, optional=True)
@@ -231,15 +232,14 @@ def _message(hub_ref: int, i: int, item: dict[str, Any]) -> tuple[dict[str, Any]
         if parsed.hash != h or parsed.address != address or (bundle_hash and parsed.bundle != bundle_hash):
             raise BatchError(f"{where}.bundle_trytes[{k}] is not transaction {str(h)[:81]} of the message's "
                              "address and bundle")
-        txs.append({"hash": parsed.hash, "hub_ref": hub_ref, "address": parsed.address, "bundle": parsed.bundle,
-                    "trytes": t})
+        txs.append({"hash": parsed.hash, "address": parsed.address, "bundle": parsed.bundle, "trytes": t})
     digests = item.get("readings")
     if not isinstance(digests, list) or not all(isinstance(d, str) and _HEX64.fullmatch(d) for d in digests):
         raise BatchError(f"{where}.readings must be a list of reading digests")
     mode = item.get("mode")
     if mode not in (None, "public", "private", "restricted"):
         raise BatchError(f"{where}.mode must be public, private or restricted")
-    return ({"hub_ref": hub_ref, "hub_message_id": _int(item, "id", where),
+    return ({"hub_message_id": _int(item, "id", where),
              "channel": _str(item, "channel", where, max_len=64), "mode": mode,
              "root": _str(item, "root", where, trytes=81), "address": address,
              "next_root": _str(item, "next_root", where, trytes=81, optional=True),
@@ -252,12 +252,12 @@ def _system(item: dict[str, Any], where: str) -> dict[str, Any]:
             "system_id": _int(item, "system_id", where)}
 
 
-def _settlement(hub_ref: int, i: int, item: dict[str, Any]) -> dict[str, Any]:
+def _settlement(i: int, item: dict[str, Any]) -> dict[str, Any]:
     where = f"batch.items[{i}]"
     consumption, holders = item.get("consumption"), item.get("holders")
     if not isinstance(consumption, list) or not isinstance(holders, dict):
         raise BatchError(f"{where}: consumption must be a list and holders an object")
-    return {"hub_ref": hub_ref, **_system(item, where), "period_id": _int(item, "period_id", where),
+    return {**_system(item, where), "period_id": _int(item, "period_id", where),
             "start_s": _int(item, "start_s", where), "end_s": _int(item, "end_s", where),
             "readings_root": _str(item, "readings_root", where, pattern=_HEX32),
             "mam_root": _str(item, "mam_root", where, trytes=81),
@@ -269,20 +269,20 @@ def _settlement(hub_ref: int, i: int, item: dict[str, Any]) -> dict[str, Any]:
             "settled_at_ms": _int(item, "settled_at_ms", where, optional=True)}
 
 
-def _proof(hub_ref: int, i: int, item: dict[str, Any]) -> dict[str, Any]:
+def _proof(i: int, item: dict[str, Any]) -> dict[str, Any]:
     where = f"batch.items[{i}]"
     siblings = item.get("proof")
     if not isinstance(siblings, list) or len(siblings) > 64 or \
             not all(isinstance(s, str) and _HEX32.fullmatch(s) for s in siblings):
         raise BatchError(f"{where}.proof must be a list of 32-byte hex hashes")
-    return {"hub_ref": hub_ref, "digest": _str(item, "digest", where, pattern=_HEX64), **_system(item, where),
+    return {"digest": _str(item, "digest", where, pattern=_HEX64), **_system(item, where),
             "period_id": _int(item, "period_id", where), "proof": b"".join(bytes.fromhex(s[2:]) for s in siblings),
             "late": bool(item.get("late"))}
 
 
-def _decision(hub_ref: int, i: int, item: dict[str, Any]) -> dict[str, Any]:
+def _decision(i: int, item: dict[str, Any]) -> dict[str, Any]:
     where = f"batch.items[{i}]"
-    return {"hub_ref": hub_ref, "hub_decision_id": _int(item, "id", where), **_system(item, where),
+    return {"hub_decision_id": _int(item, "id", where), **_system(item, where),
             "party": _str(item, "party", where, max_len=64), "account": _str(item, "account", where, pattern=_ADDRESS),
             "decision": _str(item, "decision", where, max_len=16), "reason": _str(item, "reason", where),
             "status": _str(item, "status", where, max_len=16),
