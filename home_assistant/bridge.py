@@ -108,9 +108,13 @@ class Bridge:
             self.announce()
 
     # -- publishing -------------------------------------------------------------------------------------------
-    def announce(self) -> None:
-        """The discovery configs of every entity, availability online and the last states (all retained)."""
-        system = self.system_for()
+    def announce(self, system: SystemRef | None = None) -> None:
+        """The discovery configs of every entity, availability online and the last states (all retained).
+
+        `system`: the one the caller already read (the step), so it is not read twice; the paho callbacks pass
+        none and it is read here."""
+        if system is None:
+            system = self.system_for()
         holders = dict(system.holders) if system is not None else {}
         with self._lock:
             if self._holders == holders:
@@ -128,7 +132,7 @@ class Bridge:
         if not self.connected.is_set():
             return Waiting(f"MQTT broker {self.settings.host}:{self.settings.port}: {self.last_error}")
         system = self.system_for()
-        self.announce()  # a holder map that changed (a new system) gets its configs
+        self.announce(system)  # a holder map that changed (a new system) gets its configs
         states, error = self.reader.states(system)
         with self._lock:
             self._states = states
