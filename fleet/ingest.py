@@ -138,10 +138,9 @@ def check_upload(body: bytes) -> tuple[OpenedBatch, Prepared]:
     return opened, prepare(opened.batch)
 
 
-def ingest(session: Session, opened: OpenedBatch, prepared: Prepared | None = None) -> Receipt:
-    """Store `opened` (checked and authorised; `prepared`: its rows, from `prepare`) in the caller's transaction."""
+def ingest(session: Session, opened: OpenedBatch, rows: Prepared) -> Receipt:
+    """Store `opened` (checked and authorised; `rows`: its rows, from `check_upload`) in the caller's transaction."""
     batch = opened.batch
-    rows = prepared if prepared is not None else prepare(batch)
     hub = hub_row(session, opened.signer, batch["hub"])
     receipt = Receipt(hub=opened.signer, seq=batch["seq"])
     first = insert_ignore(session, FleetBatch.__table__, [{
