@@ -34,29 +34,36 @@ class Entity:
     extra: dict[str, Any]
 
 
+def _energy(key: str, name: str) -> Entity:
+    """A running energy total: what Home Assistant's Energy dashboard accepts (kWh, total_increasing)."""
+    return Entity("sensor", key, name, {"device_class": "energy", "state_class": "total_increasing",
+                                        "unit_of_measurement": "kWh", "suggested_display_precision": 3})
+
+
+def _power(key: str, name: str) -> Entity:
+    return Entity("sensor", key, name, {"device_class": "power", "state_class": "measurement",
+                                        "unit_of_measurement": "W"})
+
+
+def _ether(key: str, name: str) -> Entity:
+    return Entity("sensor", key, name, {"device_class": "monetary", "unit_of_measurement": "ETH",
+                                        "suggested_display_precision": 6})
+
+
 HOUSEHOLD_ENTITIES = (
-    Entity("sensor", "energy", "Energy consumed", {"device_class": "energy", "state_class": "total_increasing",
-                                                    "unit_of_measurement": "kWh", "suggested_display_precision": 3}),
-    Entity("sensor", "power", "Power", {"device_class": "power", "state_class": "measurement",
-                                        "unit_of_measurement": "W"}),
-    Entity("sensor", "debt", "Debt", {"device_class": "monetary", "unit_of_measurement": "ETH",
-                                      "suggested_display_precision": 6}),
-    Entity("sensor", "deposit", "Deposit", {"device_class": "monetary", "unit_of_measurement": "ETH",
-                                            "suggested_display_precision": 6}),
-    Entity("sensor", "equity", "Equity paid", {"device_class": "monetary", "unit_of_measurement": "ETH",
-                                               "suggested_display_precision": 6}),
+    _energy("energy", "Energy consumed"),
+    _power("power", "Power"),
+    _ether("debt", "Debt"),
+    _ether("deposit", "Deposit"),
+    _ether("equity", "Equity paid"),
     Entity("binary_sensor", "good_standing", "Good standing", {"payload_on": "ON", "payload_off": "OFF"}),
     Entity("sensor", "supply", "Supply decision", {"device_class": "enum", "options": ["supply", "grid"]}),
 )
 SYSTEM_ENTITIES = (
-    Entity("sensor", "generation", "Generation", {"device_class": "energy", "state_class": "total_increasing",
-                                                  "unit_of_measurement": "kWh", "suggested_display_precision": 3}),
-    Entity("sensor", "generation_power", "Generation power", {"device_class": "power", "state_class": "measurement",
-                                                              "unit_of_measurement": "W"}),
-    Entity("sensor", "grid_import", "Grid import", {"device_class": "energy", "state_class": "total_increasing",
-                                                    "unit_of_measurement": "kWh", "suggested_display_precision": 3}),
-    Entity("sensor", "grid_export", "Grid export", {"device_class": "energy", "state_class": "total_increasing",
-                                                    "unit_of_measurement": "kWh", "suggested_display_precision": 3}),
+    _energy("generation", "Generation"),
+    _power("generation_power", "Generation power"),
+    _energy("grid_import", "Grid import"),
+    _energy("grid_export", "Grid export"),
 )
 
 
