@@ -41,32 +41,9 @@ def chain_view_factory(config: Config, rpc: str | None, factory: Any = None) -> 
     return make
 
 
-def _reading_lookup(factory: sessionmaker[Session], system_ref: int | None):  # type: ignore[no-untyped-def]
-    from energy_manager.models import StoredReading
-    from settlement.models import SETTLED, ReadingProof, SettlementPeriod
-    from settlement.verify import HubRecord
-
-    def lookup(digest: str) -> HubRecord | None:
-        with factory() as session:
-            reading = session.scalars(select(StoredReading).where(StoredReading.digest == digest)).first()
-            if reading is None:
-                return None
-            query = (select(ReadingProof, SettlementPeriod)
-                     .join(SettlementPeriod, SettlementPeriod.id == ReadingProof.period_ref)
-                     .where(ReadingProof.reading_id == reading.id, SettlementPeriod.state == SETTLED))
-            if system_ref is not None:
-                query = query.where(SettlementPeriod.system_ref == system_ref)
-            found = session.execute(query).first()
-            if found is None:
-                return HubRecord(reading.id, None, None, False)
-            proof, period = found
-            return HubRecord(reading.id, period.period_id, proof.siblings(), proof.late)
-
-    return lookup
-
-
 def _readings_lookup(factory: sessionmaker[Session], system_ref: int | None):  # type: ignore[no-untyped-def]
-    """`_reading_lookup` for all of a message's digests in two queries instead of two per reading."""
+    """digest hex -> the hub's record of that reading (its id; period and proof once settled), for all of a
+    message's digests in two queries instead of two per reading."""
     from energy_manager.models import StoredReading
     from settlement.models import SETTLED, ReadingProof, SettlementPeriod
     from settlement.verify import HubRecord
@@ -87,7 +64,7 @@ def _readings_lookup(factory: sessionmaker[Session], system_ref: int | None):  #
                 query = query.where(SettlementPeriod.system_ref == system_ref)
             for proof, period in session.execute(query):
                 record = found[readings[proof.reading_id]]
-                if record is not None and record.period_id is None:  # the first, as `_reading_lookup` takes
+                if record is not None and record.period_id is None:  # the first settled proof found
                     found[readings[proof.reading_id]] = HubRecord(proof.reading_id, period.period_id,
                                                                   proof.siblings(), proof.late)
         return found
@@ -138,7 +115,6 @@ def verify_hub_address(config: Config, address: str, *, factory: Any = OPEN_HUB_
         archive=archive_reader(factory) if hub else None, mode=mode, side_key=side_key,
         chain=chain_view_factory(config, rpc, factory)(contract, system_id), root=root,
         root_lookup=root_lookup(factory) if hub else None,
-        reading_lookup=_reading_lookup(factory, system.ref if system else None) if hub else None,
         readings_lookup=_readings_lookup(factory, system.ref if system else None) if hub else None)
     return verify_address(address, ctx)
 
