@@ -54,7 +54,6 @@ DEFAULT_PAGE = 1000
 @dataclass
 class Fleet:
     settings: FleetSettings
-    engine: Engine
     factory: sessionmaker[Session]
     authorizer: Authorizer
     executor: ThreadPoolExecutor
@@ -278,7 +277,7 @@ def create_app(settings: FleetSettings, engine: Engine, factory: sessionmaker[Se
                authorizer: Authorizer) -> web.Application:
     workers = 1 if engine.dialect.name == "sqlite" else 8
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet-db")
-    fleet = Fleet(settings, engine, factory, authorizer, executor)
+    fleet = Fleet(settings, factory, authorizer, executor)
     policy = http.EdgePolicy.local("the fleet server", settings.host, settings.allowed_hosts, "fleet.allowed_hosts")
     app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[http.edge_middleware(policy)])
     app[FLEET_KEY] = fleet
