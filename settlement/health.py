@@ -26,7 +26,15 @@ from scb.community_clock import load_anchor
 from scb.config import Config
 from scb.db import load_json_value, save_json_value, transaction
 from settlement.chain import ChainClient
-from settlement.models import ABANDONED, PREPARED, SETTLED, SUBMITTED, SettlementPeriod, SettlementState, latest_system
+from settlement.models import (
+    SETTLED,
+    SettlementPeriod,
+    SettlementState,
+    last_period,
+    latest_system,
+    pending_period,
+    period_bounds,
+)
 
 log = logging.getLogger("settlement.health")
 
@@ -135,20 +143,16 @@ def oldest_unsettled_period(session: Session, *, hub_id: str, period_s: int, lat
     found: tuple[int | None, str, int, int] | None = None
     last_end = 0
     if system is not None:
-        pending = session.scalars(select(SettlementPeriod).where(
-            SettlementPeriod.system_ref == system.id, SettlementPeriod.state.in_((PREPARED, SUBMITTED)))
-            .order_by(SettlementPeriod.period_id).limit(1)).first()
+        pending = pending_period(session, system.id)
         if pending is not None:
             found = (pending.period_id, pending.state, pending.start_s, pending.end_s)
-        last_end = int(session.scalar(select(func.max(SettlementPeriod.end_s)).where(
-            SettlementPeriod.system_ref == system.id, SettlementPeriod.state != ABANDONED)) or 0)
+        _, last_end = last_period(session, system.id)
     if found is None:
         oldest = session.scalar(select(func.min(StoredReading.ts_ms)).where(
             StoredReading.hub == hub_id, StoredReading.period.is_(None), StoredReading.ts_ms >= last_end * 1000))
         if oldest is None:
             return None
-        k = int(oldest) // 1000 // period_s
-        found = (None, "unprepared", max(k * period_s, last_end), (k + 1) * period_s)
+        found = (None, "unprepared", *period_bounds(int(oldest), period_s, last_end))
     period_id, state, start, end = found
     closes_ms = (end + lateness_s) * 1000
     if closes_ms > now_ms:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from eth_utils import to_checksum_address
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.models import StoredReading
@@ -56,6 +56,9 @@ from settlement.models import (
     SettlementPeriod,
     SettlementState,
     SettlementTransaction,
+    last_period,
+    pending_period,
+    period_bounds,
     utcnow,
 )
 from settlement.solar_property import PeriodInfo, SolarProperty
@@ -347,16 +350,10 @@ class Settler:
     # -- planning ---------------------------------------------------------------------------------------------
     def _pending_row(self) -> SettlementPeriod | None:
         with self.factory() as session:
-            return session.scalars(
-                select(SettlementPeriod).where(SettlementPeriod.system_ref == self.system.ref,
-                                               SettlementPeriod.state.in_((PREPARED, SUBMITTED)))
-                .order_by(SettlementPeriod.period_id).limit(1)).first()
+            return pending_period(session, self.system.ref)
 
     def _db_last(self, session: Session) -> tuple[int, int]:
-        row = session.execute(
-            select(func.max(SettlementPeriod.period_id), func.max(SettlementPeriod.end_s))
-            .where(SettlementPeriod.system_ref == self.system.ref, SettlementPeriod.state != ABANDONED)).first()
-        return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+        return last_period(session, self.system.ref)
 
     def next_closed_period(self) -> tuple[PlannedPeriod | None, str]:
         """The next period to settle if it is closed, else (None, why not)."""
@@ -372,9 +369,7 @@ class Settler:
                                      .order_by(StoredReading.ts_ms).limit(1)).first()
             if oldest is None:
                 return None, "no reading after the last settled period"
-            k = oldest.ts_ms // 1000 // self.period_s
-            start = max(k * self.period_s, last_end)
-            end = (k + 1) * self.period_s
+            start, end = period_bounds(oldest.ts_ms, self.period_s, last_end)
             closes_ms = (end + self.lateness_s) * 1000
             if now_ms < closes_ms:
                 return None, (f"period {last_id + 1} [{start}, {end}) closes at community time {closes_ms // 1000} "

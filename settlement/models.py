@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    func,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -205,3 +206,27 @@ def latest_system(session: Session, contract: str | None = None) -> SettlementSy
     if contract:
         query = query.where(SettlementSystem.contract == contract)
     return session.scalars(query.order_by(SettlementSystem.id.desc()).limit(1)).first()
+
+
+def pending_period(session: Session, system_ref: int) -> SettlementPeriod | None:
+    """The system's oldest period still on its way (prepared or submitted): the one the settlement job finishes
+    before it plans another, and the one `scb status` reports as waiting (settlement.health)."""
+    return session.scalars(
+        select(SettlementPeriod).where(SettlementPeriod.system_ref == system_ref,
+                                       SettlementPeriod.state.in_((PREPARED, SUBMITTED)))
+        .order_by(SettlementPeriod.period_id).limit(1)).first()
+
+
+def last_period(session: Session, system_ref: int) -> tuple[int, int]:
+    """(highest period id, latest end) of the system's periods that are not abandoned; (0, 0) without one."""
+    row = session.execute(
+        select(func.max(SettlementPeriod.period_id), func.max(SettlementPeriod.end_s))
+        .where(SettlementPeriod.system_ref == system_ref, SettlementPeriod.state != ABANDONED)).first()
+    return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+
+
+def period_bounds(ts_ms: int, period_s: int, last_end: int) -> tuple[int, int]:
+    """[start, end) (community seconds) of the next period, which holds the reading at `ts_ms`: aligned on
+    `period_s`, starting no earlier than the end of the last period (`last_end`)."""
+    k = ts_ms // 1000 // period_s
+    return max(k * period_s, last_end), (k + 1) * period_s
