@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from energy_manager.drivers.base import InputEvent
-from energy_manager.drivers.mqtt import MqttDevice
+from energy_manager.drivers.mqtt import RETRYING, MqttDevice
 from energy_manager.drivers.modbus import BusLost, PollError, SunSpecReader, link_of, read_once, read_profile
 from energy_manager.modbus.profiles import UNITS
 from energy_manager.settings import DeviceSettings, EnergySettings
@@ -94,6 +94,11 @@ def scan_other(device: DeviceSettings, settings: EnergySettings, wait_s: float) 
     return result
 
 
+def _refused(events: list[InputEvent]) -> InputEvent | None:
+    """The first event saying the broker refused us (login, ACL, TLS): waiting longer cannot change it."""
+    return next((e for e in events if "refused" in e.detail), None)
+
+
 def scan_mqtt(device: DeviceSettings, settings: EnergySettings, wait_s: float) -> ScanResult:
     """Subscribe as the energy manager would and wait up to `wait_s` for the first message that decodes.
 
@@ -116,7 +121,7 @@ def scan_mqtt(device: DeviceSettings, settings: EnergySettings, wait_s: float) -
         while time.monotonic() < deadline:
             sample = d.read(int(time.time() * 1000))
             events.extend(d.take_events())
-            if sample is not None or any("refused" in e.detail for e in events):
+            if sample is not None or _refused(events) is not None:
                 break
             time.sleep(0.05)
         subscribed = d.connected.is_set()
@@ -126,14 +131,14 @@ def scan_mqtt(device: DeviceSettings, settings: EnergySettings, wait_s: float) -
         result.ok = True
         result.values = {k: (v, _unit_of(k)) for k, v in sample.values.items()}
         return result
-    refused = [e for e in events if "refused" in e.detail]
-    if refused:
-        result.reason = f"{refused[0].kind}: {refused[0].detail.removesuffix('; retrying until it returns')}"
+    refused = _refused(events)
+    if refused is not None:
+        result.reason = f"{refused.kind}: {refused.detail.removesuffix(RETRYING)}"
     elif subscribed:
         bad = f" (last bad message: {events[-1].kind}: {events[-1].detail})" if events else ""
         result.reason = f"no message: subscribed to {', '.join(topics)} but nothing arrived within {wait_s:g} s{bad}"
     elif events:
-        result.reason = f"{events[-1].kind}: {events[-1].detail.removesuffix('; retrying until it returns')}"
+        result.reason = f"{events[-1].kind}: {events[-1].detail.removesuffix(RETRYING)}"
     else:
         result.reason = f"unavailable: broker {o['host']}:{o['port']} did not answer within {wait_s:g} s"
     return result

@@ -76,6 +76,8 @@ MAX_RAW = 512
 MAX_MAGNITUDE = Decimal(10) ** 15
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
+#: What an outage's event detail ends with (`scb meters scan` strips it: a scan does not retry).
+RETRYING = "; retrying until it returns"
 PRESETS_FILE = "mqtt_presets.json"
 TIME_FORMATS = ("iso", "unix", "unix_ms")
 #: How far in the future a message's own timestamp may lie (device clocks drift; NTP on a plug is coarse).
@@ -537,7 +539,7 @@ class MqttDevice(Device):
         # counted and logged once per outage: paho retries every few seconds, the counter is for people
         if not self._outage_reported:
             self._outage_reported = True
-            self._event(UNAVAILABLE, detail + "; retrying until it returns")
+            self._event(UNAVAILABLE, detail + RETRYING)
         if self._down_since is None:
             self._down_since = time.monotonic()
 
