@@ -68,12 +68,13 @@ class Fleet:
     async def db(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    def read(self, fn: Callable[[Session], _T]) -> Callable[[], _T]:
+    async def query(self, fn: Callable[[Session], _T]) -> _T:
+        """`fn(session)` in a session of its own, in the database threads (every read of the API and the page)."""
         def run() -> _T:
             with self.factory() as session:
                 return fn(session)
 
-        return run
+        return await self.db(run)
 
 
 FLEET_KEY = web.AppKey("fleet", Fleet)
@@ -146,15 +147,15 @@ def _time_param(request: web.Request, key: str) -> int | None:
 
 async def list_hubs(request: web.Request) -> web.Response:
     fleet = _fleet(request)
-    found = await fleet.db(fleet.read(lambda s: queries.hubs(s, fleet.settings.stale_after_s)))
+    found = await fleet.query(lambda s: queries.hubs(s, fleet.settings.stale_after_s))
     return web.json_response({"hubs": found})
 
 
 async def one_hub(request: web.Request) -> web.Response:
     fleet = _fleet(request)
     account = request.match_info["account"]
-    found = await fleet.db(fleet.read(lambda s: queries.hub_summary(
-        s, queries.hub_by_account(s, account), fleet.settings.stale_after_s)))
+    found = await fleet.query(lambda s: queries.hub_summary(
+        s, queries.hub_by_account(s, account), fleet.settings.stale_after_s))
     return web.json_response(found)
 
 
@@ -175,7 +176,7 @@ async def hub_readings(request: web.Request) -> web.Response:
                                      **params)
         return {"readings": [queries.reading_json(r) for r in rows], "next": nxt}
 
-    return web.json_response(await fleet.db(fleet.read(read)))
+    return web.json_response(await fleet.query(read))
 
 
 CSV_COLUMNS = ("ts", "ts_ms", "meter", "party", "circuit", "seq", "register_wh", "power_w", "delta_wh", "flags",
@@ -186,7 +187,7 @@ async def hub_readings_csv(request: web.Request) -> web.StreamResponse:
     fleet = _fleet(request)
     account = request.match_info["account"]
     params = _reading_query(request)
-    await fleet.db(fleet.read(lambda s: queries.hub_by_account(s, account)))  # 404 before the headers go out
+    await fleet.query(lambda s: queries.hub_by_account(s, account))  # 404 before the headers go out
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": 'attachment; filename="readings.csv"'})
     await response.prepare(request)
@@ -200,7 +201,7 @@ async def hub_readings_csv(request: web.Request) -> web.StreamResponse:
                                          limit=queries.MAX_PAGE, **params)
             return [queries.reading_json(r) for r in rows], nxt
 
-        rows, after = await fleet.db(fleet.read(page))
+        rows, after = await fleet.query(page)
         for r in rows:
             writer.writerow([r[c] for c in CSV_COLUMNS])
         await response.write(buffer.getvalue().encode())
@@ -220,7 +221,7 @@ async def hub_messages(request: web.Request) -> web.Response:
         rows, nxt = queries.messages(session, queries.hub_by_account(session, account), after, limit)
         return {"messages": rows, "next": nxt}
 
-    return web.json_response(await fleet.db(fleet.read(read)))
+    return web.json_response(await fleet.query(read))
 
 
 async def hub_settlements(request: web.Request) -> web.Response:
@@ -228,15 +229,14 @@ async def hub_settlements(request: web.Request) -> web.Response:
     account = request.match_info["account"]
     after = _int_param(request, "after", 0)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, queries.MAX_PAGE)
-    rows = await fleet.db(fleet.read(lambda s: queries.settlements(s, queries.hub_by_account(s, account), after,
-                                                                   limit)))
+    rows = await fleet.query(lambda s: queries.settlements(s, queries.hub_by_account(s, account), after, limit))
     return web.json_response({"settlements": rows})
 
 
 async def hub_holders(request: web.Request) -> web.Response:
     fleet = _fleet(request)
     account = request.match_info["account"]
-    rows = await fleet.db(fleet.read(lambda s: queries.holders(s, queries.hub_by_account(s, account))))
+    rows = await fleet.query(lambda s: queries.holders(s, queries.hub_by_account(s, account)))
     return web.json_response({"holders": rows})
 
 
@@ -245,7 +245,7 @@ async def message_at(request: web.Request) -> web.Response:
     address = request.match_info["address"]
     if not tx.is_trytes(address, 81):
         raise BadRequest("an address is 81 trytes (A-Z, 9)")
-    found = await fleet.db(fleet.read(lambda s: queries.message_at(s, address)))
+    found = await fleet.query(lambda s: queries.message_at(s, address))
     if found is None:
         raise BadRequest(f"no message at {address} on this fleet", status=404)
     return web.json_response(found)
@@ -256,7 +256,7 @@ async def proof_of(request: web.Request) -> web.Response:
     digest = request.match_info["digest"].lower().removeprefix("0x")
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise BadRequest("a reading digest is 32 bytes of hex")
-    found = await fleet.db(fleet.read(lambda s: queries.proof_of(s, digest)))
+    found = await fleet.query(lambda s: queries.proof_of(s, digest))
     if found is None:
         raise BadRequest(f"no reading with digest {digest} on this fleet", status=404)
     return web.json_response(found)
@@ -264,7 +264,7 @@ async def proof_of(request: web.Request) -> web.Response:
 
 async def page(request: web.Request) -> web.Response:
     fleet = _fleet(request)
-    found = await fleet.db(fleet.read(lambda s: queries.hubs(s, fleet.settings.stale_after_s)))
+    found = await fleet.query(lambda s: queries.hubs(s, fleet.settings.stale_after_s))
     return web.Response(text=render_page(found, fleet.settings.stale_after_s), content_type="text/html",
                         headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
                                  "Cache-Control": "no-store"})
