@@ -7,7 +7,8 @@ summing them all every ten seconds would keep a Pi's SD card busy, so the sums a
 only over the readings stored since (by id).
 
 Standing (debt, deposit, equity paid, good standing) is read from the chain with `eth_call` at one block
-(settlement.solar_property), and the supply decision from the settlement's latest stored decision per holder.
+(settlement.solar_property), and only when the chain has a block the last reading did not see; the supply
+decision is the settlement's latest stored decision per holder.
 When the chain cannot be read, the last values read stay published and the error is returned to be shown.
 """
 from __future__ import annotations
@@ -80,6 +81,8 @@ class StateReader:
         self.totals = Totals()
         #: party -> the standing last read from the chain
         self.standing: dict[str, dict[str, Any]] = {}
+        #: (system ref, block) `standing` was read at: the same block answers the same, so it is not asked again
+        self._read_at: tuple[int, int] | None = None
 
     def read_chain(self, system: SystemRef) -> str | None:
         """Refresh `standing` from the chain; the error to show when it cannot be read."""
@@ -87,6 +90,12 @@ class StateReader:
 
         try:
             view = SolarProperty(self.client_for(), system.contract, system.system_id).snapshot()
+            assert view.block is not None
+            read_at = (system.ref, view.block)
+            if read_at == self._read_at:
+                # no new block since the last reading (a dev chain mines only on a transaction): one
+                # eth_blockNumber instead of holderList and a holderInfo per holder every interval_s
+                return None
             party_of = system.party_of
             for h in view.holders():
                 party = party_of.get(h.account.lower())
@@ -95,6 +104,7 @@ class StateReader:
                                             "equity": _eth(h.equity_paid_wei),
                                             "good_standing": "ON" if h.in_good_standing else "OFF",
                                             "status": h.status}
+            self._read_at = read_at
         except (TransportError, ChainRefused) as exc:
             return f"the chain cannot be read: {exc}"
         return None
