@@ -187,7 +187,8 @@ async def hub_readings_csv(request: web.Request) -> web.StreamResponse:
     fleet = _fleet(request)
     account = request.match_info["account"]
     params = _reading_query(request)
-    await fleet.query(lambda s: queries.hub_by_account(s, account))  # 404 before the headers go out
+    # looked up once, and before the headers go out (a 404 cannot follow them)
+    hub = await fleet.query(lambda s: queries.hub_by_account(s, account))
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": 'attachment; filename="readings.csv"'})
     await response.prepare(request)
@@ -197,8 +198,7 @@ async def hub_readings_csv(request: web.Request) -> web.StreamResponse:
     after: int | None = 0
     while after is not None:
         def page(session: Session, start: int = after) -> tuple[list[Any], int | None]:
-            rows, nxt = queries.readings(session, queries.hub_by_account(session, account), after=start,
-                                         limit=queries.MAX_PAGE, **params)
+            rows, nxt = queries.readings(session, hub, after=start, limit=queries.MAX_PAGE, **params)
             return [queries.reading_json(r) for r in rows], nxt
 
         rows, after = await fleet.query(page)
