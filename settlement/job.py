@@ -774,8 +774,9 @@ class Settler:
 
     def _adopt(self, period_id: int, info: PeriodInfo, view: SolarProperty) -> None:
         root, start, end, due = info.readings_root_hex, info.start, info.end, info.due_time
-        event = self._settled_event(period_id, view)
-        mam_root = event["mamRoot"] if event else ""
+        events = view.period_settled_events(period_id)
+        event = events[-1] if events else None  # the latest settlement of the period (a corrected one has two)
+        mam_root = event.mam_root if event is not None else ""
         with transaction(self.factory) as session:
             readings = session.scalars(select(StoredReading).where(
                 StoredReading.hub == self.hub_id, StoredReading.period.is_(None),
@@ -786,8 +787,8 @@ class Settler:
             row = SettlementPeriod(
                 system_ref=self.system.ref, period_id=period_id, start_s=start, end_s=end, readings_root=root,
                 mam_root=mam_root, reading_count=info.reading_count, generation_wh=info.generation_wh,
-                consumption_json="[]", state=SETTLED, tx_hash=event["tx"] if event else None,
-                block_number=event["block"] if event else None, due_time=due, settled_at=utcnow(),
+                consumption_json="[]", state=SETTLED, tx_hash=event.tx_hash if event is not None else None,
+                block_number=event.block_number if event is not None else None, due_time=due, settled_at=utcnow(),
                 last_error=None if matches else (
                     "adopted from the chain: the stored readings of its time range do not rebuild its root; they "
                     "are marked as settled in it (never billed twice) but have no proofs"))
@@ -800,10 +801,3 @@ class Settler:
                                              proof=b"".join(reading_proof(tree, i))))
         log.warning("period %d was settled on chain but unknown to this database: adopted (%s)", period_id,
                     "proofs rebuilt" if matches else "readings do not rebuild its root; no proofs")
-
-    def _settled_event(self, period_id: int, view: SolarProperty) -> dict | None:
-        events = view.period_settled_events(period_id)
-        if not events:
-            return None
-        entry = events[-1]
-        return {"mamRoot": entry.mam_root, "tx": entry.tx_hash, "block": entry.block_number}

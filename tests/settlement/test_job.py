@@ -180,6 +180,8 @@ def test_database_behind_the_chain_adopts_instead_of_billing_twice(hub_on_each_b
     hub.run_until(START_MS + 2 * HOUR_MS + 20 * 60_000)
     assert hub.settle().settled == [1, 2]
     roots = {p.period_id: p.readings_root for p in periods(hub)}
+    settled_by = {p.period_id: (p.mam_root, p.tx_hash, p.block_number) for p in periods(hub)}
+    assert all(mam_root and tx and block for mam_root, tx, block in settled_by.values())
     # restore an "older backup": the database forgets both settlements
     with transaction(hub.factory) as session:
         session.query(ReadingProof).delete()
@@ -192,6 +194,8 @@ def test_database_behind_the_chain_adopts_instead_of_billing_twice(hub_on_each_b
     assert [e["periodId"] for e in settled_events(hub)] == [1, 2, 3]
     adopted = {p.period_id: p for p in periods(hub)}
     assert {k: adopted[k].readings_root for k in (1, 2)} == roots and adopted[1].last_error is None
+    # the MAM root, transaction and block come from each period's PeriodSettled event
+    assert {k: (adopted[k].mam_root, adopted[k].tx_hash, adopted[k].block_number) for k in (1, 2)} == settled_by
     c = hub.client.contract(hub.system.contract)
     with hub.factory() as session:
         reading = session.scalars(select(StoredReading).where(StoredReading.period == 2)).first()
