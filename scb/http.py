@@ -480,24 +480,19 @@ def serve_in_thread(app: web.Application, sock: socket.socket, *, name: str = "h
                             _stop=started["stop"])
 
 
-def beat_while_serving(app: web.Application, heartbeat: "Heartbeat", probe: Callable[[], Awaitable[None]],
-                       name: str = "serving") -> None:
-    """Beat `heartbeat` from the server's own event loop while it serves (scb.loop's policy).
-
-    `probe` is a cheap check of what the server needs (e.g. one query of its database in the thread that owns
-    it), so that a stuck event loop or a dead database thread stops the beat and the supervisor restarts the
-    server. The probe's transient failures show in the heartbeat; anything else ends the process (exit 70).
-    """
-    from scb.loop import IDLE_BEAT_S, Guard
+def guard_while_serving(app: web.Application, heartbeat: "Heartbeat", name: str,
+                        step: Callable[[], Awaitable[float | None]], interval_s: float) -> None:
+    """Run `step` as the loop `name` under the failure policy (scb.loop.Guard.run_async) on the server's own
+    event loop, from its start-up until its clean-up, `interval_s` apart (or what `step` returns, as Guard does).
+    Why here: every server of the project that keeps a loop beside its requests (the heartbeat probe, the tangle
+    node's pruning) needs the same start/stop wiring into aiohttp's life cycle."""
+    from scb.loop import Guard
 
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
-    async def step() -> None:
-        await probe()
-
     async def start(_app: web.Application) -> None:
-        guard = Guard(name, heartbeat, interval_s=IDLE_BEAT_S)
+        guard = Guard(name, heartbeat, interval_s=interval_s)
         tasks.append(asyncio.get_running_loop().create_task(guard.run_async(step, stop)))
 
     async def finish(_app: web.Application) -> None:
@@ -507,3 +502,16 @@ def beat_while_serving(app: web.Application, heartbeat: "Heartbeat", probe: Call
 
     app.on_startup.append(start)
     app.on_cleanup.insert(0, finish)
+
+
+def beat_while_serving(app: web.Application, heartbeat: "Heartbeat", probe: Callable[[], Awaitable[None]],
+                       name: str = "serving") -> None:
+    """Beat `heartbeat` from the server's own event loop while it serves (scb.loop's policy).
+
+    `probe` is a cheap check of what the server needs (e.g. one query of its database in the thread that owns
+    it), so that a stuck event loop or a dead database thread stops the beat and the supervisor restarts the
+    server. The probe's transient failures show in the heartbeat; anything else ends the process (exit 70).
+    """
+    from scb.loop import IDLE_BEAT_S
+
+    guard_while_serving(app, heartbeat, name, probe, IDLE_BEAT_S)

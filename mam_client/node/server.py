@@ -475,32 +475,18 @@ def prune_while_serving(app: web.Application, heartbeat: "Heartbeat",
                         make_pruner: Callable[[Store], "Pruner"], interval_s: float) -> None:
     """Run pruning passes (mam_client.node.prune) under the failure policy, in the store's database thread,
     `interval_s` apart, at once again while a backlog remains."""
-    from scb.loop import Guard
-
     node = app[NODE_KEY]
-    stop = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
     pruners: list["Pruner"] = []
 
     def one_pass() -> float | None:
-        if not pruners:
+        if not pruners:  # made on the first pass: the store opens at start-up
             pruners.append(make_pruner(node._require_store()))
         return 0.0 if pruners[0].run_pass().more else None
 
     async def step() -> float | None:
         return await node._in_db(one_pass)
 
-    async def start(_app: web.Application) -> None:
-        guard = Guard("prune", heartbeat, interval_s=interval_s)
-        tasks.append(asyncio.get_running_loop().create_task(guard.run_async(step, stop)))
-
-    async def finish(_app: web.Application) -> None:
-        stop.set()
-        for task in tasks:
-            await task
-
-    app.on_startup.append(start)
-    app.on_cleanup.insert(0, finish)
+    http.guard_while_serving(app, heartbeat, "prune", step, interval_s)
 
 
 def run(settings: NodeSettings, data_dir: Path | None = None,
