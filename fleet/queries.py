@@ -118,21 +118,26 @@ def holders(session: Session, hub: FleetHub) -> list[dict[str, Any]]:
     last = _last_settlement(session, hub)
     if last is None:
         return []
+    system = (FleetDecision.hub_ref == hub.id, FleetDecision.contract == last.contract,
+              FleetDecision.system_id == last.system_id)
     periods = list(session.scalars(select(FleetSettlement).where(
         FleetSettlement.hub_ref == hub.id, FleetSettlement.contract == last.contract,
         FleetSettlement.system_id == last.system_id).order_by(FleetSettlement.period_id)))
+    # each period's consumption parsed once, not once per holder
+    consumption = [(p, json.loads(p.consumption_json)) for p in periods]
+    # every party's newest decision in one query (its highest hub decision id), not one query per holder
+    newest = (select(FleetDecision.party, func.max(FleetDecision.hub_decision_id).label("newest"))
+              .where(*system).group_by(FleetDecision.party).subquery())
+    standing_of = {d.party: d for d in session.scalars(select(FleetDecision).join(
+        newest, (FleetDecision.party == newest.c.party) & (FleetDecision.hub_decision_id == newest.c.newest))
+        .where(*system))}
     out = []
     for party, account in json.loads(last.holders_json).items():
-        bills = []
-        for p in periods:
-            for entry in json.loads(p.consumption_json):
-                if isinstance(entry, dict) and str(entry.get("account", "")).lower() == str(account).lower():
-                    bills.append({"period_id": p.period_id, "start_s": p.start_s, "end_s": p.end_s,
-                                  "wh": entry.get("wh"), "tx_hash": p.tx_hash})
-        d = session.scalars(select(FleetDecision).where(
-            FleetDecision.hub_ref == hub.id, FleetDecision.contract == last.contract,
-            FleetDecision.system_id == last.system_id, FleetDecision.party == party)
-            .order_by(FleetDecision.hub_decision_id.desc()).limit(1)).first()
+        bills = [{"period_id": p.period_id, "start_s": p.start_s, "end_s": p.end_s, "wh": entry.get("wh"),
+                  "tx_hash": p.tx_hash}
+                 for p, entries in consumption for entry in entries
+                 if isinstance(entry, dict) and str(entry.get("account", "")).lower() == str(account).lower()]
+        d = standing_of.get(party)
         standing = None if d is None else {
             "decision": d.decision, "reason": d.reason, "status": d.status, "prepaid_wei": d.prepaid_wei,
             "debt_wei": d.debt_wei, "next_due": d.next_due, "block_number": d.block_number,
