@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scb.config import load_config
 from scb.db import open_existing
 from scb.errors import ScbError, UsageError
 from scb.timefmt import utc_iso
+
+if TYPE_CHECKING:  # imported when a command runs: `scb --help` needs no web3
+    from settlement.chain import ChainClient
+    from settlement.settings import EthereumSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -92,9 +97,21 @@ def cmd_settle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signing_client(eth: EthereumSettings, args: argparse.Namespace) -> ChainClient:
+    """A chain client signing with `--keystore`/`--password-file` when given (e.g. the approver's), else with the
+    hub account."""
+    from settlement.chain import connect, load_keystore
+
+    if (args.keystore is None) != (args.password_file is None):
+        raise UsageError("--keystore and --password-file go together")
+    client = connect(eth, with_account=args.keystore is None)
+    if args.keystore is not None:
+        client.account = load_keystore(args.keystore, args.password_file)
+    return client
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from energy_manager.settings import load_energy_settings
-    from settlement.chain import connect, load_keystore
     from settlement.logscan import DeploymentStore
     from settlement.settings import ethereum_settings, settlement_settings
     from settlement.system import deploy_contract, register_demo
@@ -102,11 +119,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     eth = ethereum_settings(config)
-    if (args.keystore is None) != (args.password_file is None):
-        raise UsageError("--keystore and --password-file go together")
-    client = connect(eth, with_account=args.keystore is None)
-    if args.keystore is not None:
-        client.account = load_keystore(args.keystore, args.password_file)
+    client = _signing_client(eth, args)
     factory = open_database(config)
     client.deployment_store = DeploymentStore(factory)  # the deployment block goes to the hub's database
     address = deploy_contract(client, args.admin, args.approver)
@@ -270,22 +283,17 @@ def _approver_commands(chain_sub: argparse._SubParsersAction) -> None:  # type: 
 
 def _system_view(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """(client signing with --keystore or the hub account, the facade of the hub's system, configuration)."""
-    from settlement.chain import connect, load_keystore
     from settlement.settings import ethereum_settings, settlement_settings
     from settlement.solar_property import SolarProperty
     from settlement.system import newest_system
 
     config = load_config(args.config)
     eth, st = ethereum_settings(config), settlement_settings(config)
-    if (args.keystore is None) != (args.password_file is None):
-        raise UsageError("--keystore and --password-file go together")
     system = newest_system(open_existing(config))
     contract = eth.contract_address or (system.contract if system else None)
     if contract is None:
         raise UsageError("no contract: set ethereum.contract_address, or run `scb settlement` once")
-    client = connect(eth, with_account=args.keystore is None)
-    if args.keystore is not None:
-        client.account = load_keystore(args.keystore, args.password_file)
+    client = _signing_client(eth, args)
     return client, SolarProperty(client, contract, st.system_id or (system.system_id if system else 1)), st
 
 
