@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import takewhile
 from types import FrameType
 from typing import Any
 
@@ -115,18 +116,22 @@ def collect(session: Session, cursors: dict[str, int], limit: int) -> Collected:
                                    .outerjoin(Channel, Channel.name == OutboxMessage.channel)
                                    .where(OutboxMessage.id > cursors["message"]).order_by(OutboxMessage.id)
                                    .limit(min(room(), MAX_MESSAGES))).all()
-        for message, mode in messages:
-            if message.state != ATTACHED:
-                break
-            digests = list(session.scalars(select(StoredReading.digest).where(StoredReading.message_id == message.id)
-                                           .order_by(StoredReading.id)))
+        ready = list(takewhile(lambda row: row[0].state == ATTACHED, messages))
+        # the digests each message carries, for all of them in one query (not one per message)
+        carried: dict[int, list[str]] = {message.id: [] for message, _ in ready}
+        if carried:
+            for message_id, digest in session.execute(select(StoredReading.message_id, StoredReading.digest)
+                                                      .where(StoredReading.message_id.in_(list(carried)))
+                                                      .order_by(StoredReading.id)):
+                carried[message_id].append(digest)
+        for message, mode in ready:
             out.add("message", message.id, {
                 "kind": "message", "id": message.id, "channel": message.channel, "mode": mode,
                 "root": message.root, "address": message.address, "next_root": message.next_root,
                 "payload": message.payload, "bundle_hash": message.bundle_hash,
                 "tx_hashes": json.loads(message.tx_hashes or "[]"),
                 "bundle_trytes": json.loads(message.bundle_trytes or "[]"),
-                "attached_at_ms": _ms(message.attached_at), "readings": digests})
+                "attached_at_ms": _ms(message.attached_at), "readings": carried[message.id]})
     # settled periods; an abandoned one is passed over
     if room() > 0:
         periods = session.execute(select(SettlementPeriod, SettlementSystem)
