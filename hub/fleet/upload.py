@@ -266,7 +266,7 @@ class Uploader:
         log.debug("batch %d: %d items; fleet stored %s", seq, len(batch_items.items), receipt.get("stored"))
         # a full batch: there is more, go on at once
         return 0.0 if len(batch_items.items) >= self.batch_max_items or \
-            any(n >= MAX_MESSAGES for s, n in batch_items.counts.items() if s == "message") else None
+            batch_items.counts.get("message", 0) >= MAX_MESSAGES else None
 
     def _record_failure(self, reason: str) -> None:
         try:
