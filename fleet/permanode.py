@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet.models import FleetTransaction
 from mam_client.node import transaction as tx
-# the node's own request checks, so that both APIs refuse the same requests with the same words
-from mam_client.node.server import API_VERSION_HEADER, ApiError, _addresses, _cors, _hashes
-from scb import __version__, http, safejson
+# the node's own request handling and checks, so that both APIs refuse the same requests with the same words
+from mam_client.node.server import ApiError, Handler, answer_iri, check_addresses, check_hashes
+from scb import __version__
 
 log = logging.getLogger("fleet.permanode")
 _T = TypeVar("_T")
@@ -40,7 +40,7 @@ class Permanode:
     def __init__(self, factory: sessionmaker[Session], executor: Executor) -> None:
         self.factory = factory
         self.executor = executor
-        self.commands: dict[str, Callable[[dict[str, Any]], Any]] = {
+        self.commands: dict[str, Handler] = {
             "getNodeInfo": self.get_node_info,
             "findTransactions": self.find_transactions,
             "getTrytes": self.get_trytes,
@@ -54,39 +54,7 @@ class Permanode:
         return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
     async def handle(self, request: web.Request) -> web.Response:
-        started = time.monotonic()
-        command = "?"
-        try:
-            if request.method == "OPTIONS":
-                return web.Response(status=200, headers=_cors())
-            if request.method != "POST":
-                raise ApiError("Invalid request: use HTTP POST with a JSON command")
-            if API_VERSION_HEADER not in request.headers:
-                raise ApiError("Invalid API Version")
-            try:
-                body = await http.read_body(request, MAX_BODY_BYTES)
-            except http.BadRequest as exc:
-                raise ApiError(f"Request too long: {exc}" if exc.status == 413 else f"Invalid request: {exc}") \
-                    from None
-            try:
-                req = safejson.loads(body)
-            except (ValueError, RecursionError):
-                raise ApiError("Invalid JSON syntax") from None
-            if not isinstance(req, dict):
-                raise ApiError("Invalid JSON syntax: the request must be a JSON object")
-            command = req.get("command")
-            if command is None:
-                raise ApiError("COMMAND parameter has not been specified in the request.")
-            if not isinstance(command, str) or command not in self.commands:
-                command = str(command)[:64]
-                raise ApiError(f"Command [{command}] is unknown")
-            result = await self.commands[command](req)
-            result["duration"] = int((time.monotonic() - started) * 1000)
-            return web.json_response(result, headers=_cors())
-        except ApiError as exc:
-            log.info("%s refused (%d): %s", command, exc.status, exc.message)
-            return web.json_response({"error": exc.message, "duration": int((time.monotonic() - started) * 1000)},
-                                     status=exc.status, headers=_cors())
+        return await answer_iri(request, self.commands, MAX_BODY_BYTES, log)
 
     async def get_node_info(self, req: dict[str, Any]) -> dict[str, Any]:
         count = await self._db(lambda s: int(s.scalar(select(func.count()).select_from(FleetTransaction)) or 0))
@@ -102,8 +70,8 @@ class Permanode:
         }
 
     async def find_transactions(self, req: dict[str, Any]) -> dict[str, Any]:
-        addresses = _addresses(req, MAX_REQUESTS_LIST, required=False)
-        bundles = _hashes(req, "bundles", MAX_REQUESTS_LIST, required=False)
+        addresses = check_addresses(req, MAX_REQUESTS_LIST, required=False)
+        bundles = check_hashes(req, "bundles", MAX_REQUESTS_LIST, required=False)
         for unsupported in ("tags", "approvees"):
             if req.get(unsupported) is not None:
                 raise ApiError(f"Invalid parameters: this permanode finds transactions by addresses and bundles, "
@@ -126,7 +94,7 @@ class Permanode:
         return {"hashes": await self._db(find)}
 
     async def get_trytes(self, req: dict[str, Any]) -> dict[str, Any]:
-        hashes = _hashes(req, "hashes", MAX_GET_TRYTES)
+        hashes = check_hashes(req, "hashes", MAX_GET_TRYTES)
         assert hashes is not None
 
         def get(session: Session) -> list[str]:

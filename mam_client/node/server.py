@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,7 +53,7 @@ class ApiError(BadRequest):
     """An answer other than 200: IRI's JSON error shape with this message and status."""
 
 
-# ---- parameter checks (each raises ApiError naming the parameter) ----
+# ---- parameter checks (each raises ApiError naming the parameter; check_* are shared with fleet.permanode) ----
 
 
 def _list(req: dict[str, Any], key: str, max_len: int, *, required: bool = True) -> list[Any] | None:
@@ -69,7 +69,7 @@ def _list(req: dict[str, Any], key: str, max_len: int, *, required: bool = True)
     return value
 
 
-def _hashes(req: dict[str, Any], key: str, max_len: int, *, required: bool = True) -> list[str] | None:
+def check_hashes(req: dict[str, Any], key: str, max_len: int, *, required: bool = True) -> list[str] | None:
     values = _list(req, key, max_len, required=required)
     if values is None:
         return None
@@ -79,7 +79,7 @@ def _hashes(req: dict[str, Any], key: str, max_len: int, *, required: bool = Tru
     return values
 
 
-def _addresses(req: dict[str, Any], max_len: int, *, required: bool = True) -> list[str] | None:
+def check_addresses(req: dict[str, Any], max_len: int, *, required: bool = True) -> list[str] | None:
     """81-tryte addresses, or 90 with a checksum (checked, then removed) as iota.js and PyOTA may send."""
     values = _list(req, "addresses", max_len, required=required)
     if values is None:
@@ -194,52 +194,7 @@ class TangleNode:
     # -- HTTP --
 
     async def handle(self, request: web.Request) -> web.Response:
-        started = time.monotonic()
-        command = "?"
-        try:
-            if request.method == "OPTIONS":
-                return web.Response(status=200, headers=_cors())
-            if request.method != "POST":
-                raise ApiError("Invalid request: use HTTP POST with a JSON command")
-            if API_VERSION_HEADER not in request.headers:
-                raise ApiError("Invalid API Version")
-            body = await self._read_body(request)
-            try:
-                req = safejson.loads(body)
-            except (ValueError, RecursionError):
-                raise ApiError("Invalid JSON syntax") from None
-            if not isinstance(req, dict):
-                raise ApiError("Invalid JSON syntax: the request must be a JSON object")
-            command = req.get("command")
-            if command is None:
-                raise ApiError("COMMAND parameter has not been specified in the request.")
-            if not isinstance(command, str) or command not in self.commands:
-                command = str(command)[:64]
-                raise ApiError(f"Command [{command}] is unknown")
-            result = await self.commands[command](req)
-            result["duration"] = int((time.monotonic() - started) * 1000)
-            return web.json_response(result, headers=_cors())
-        except ApiError as exc:
-            log.info("%s refused (%d): %s", command, exc.status, exc.message)
-            payload = {"error": exc.message, "duration": int((time.monotonic() - started) * 1000)}
-            return web.json_response(payload, status=exc.status, headers=_cors())
-        except DataError as exc:
-            log.info("%s refused (400): %s", command, exc)
-            payload = {"error": str(exc), "duration": int((time.monotonic() - started) * 1000)}
-            return web.json_response(payload, status=400, headers=_cors())
-        except Exception as exc:  # noqa: BLE001 - the node's own fault: one line to the client, details to the log
-            if os.environ.get("SCB_DEBUG"):
-                log.exception("%s failed", command)
-            else:
-                log.error("%s failed: %s: %s (set SCB_DEBUG=1 for a traceback)", command, type(exc).__name__, exc)
-            payload = {"exception": f"internal error of the node ({type(exc).__name__}); see its log"}
-            return web.json_response(payload, status=500, headers=_cors())
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        try:
-            return await http.read_body(request, self.settings.max_body_bytes)
-        except BadRequest as exc:  # IRI answers both with 400
-            raise ApiError(f"Request too long: {exc}" if exc.status == 413 else f"Invalid request: {exc}") from None
+        return await answer_iri(request, self.commands, self.settings.max_body_bytes)
 
     # -- validation shared by store and broadcast --
 
@@ -391,10 +346,10 @@ class TangleNode:
     async def find_transactions(self, req: dict[str, Any]) -> dict[str, Any]:
         n = self.settings.max_requests_list
         query = {
-            "addresses": _addresses(req, n, required=False),
-            "bundles": _hashes(req, "bundles", n, required=False),
+            "addresses": check_addresses(req, n, required=False),
+            "bundles": check_hashes(req, "bundles", n, required=False),
             "tags": _tags(req, n),
-            "approvees": _hashes(req, "approvees", n, required=False),
+            "approvees": check_hashes(req, "approvees", n, required=False),
         }
         if all(v is None for v in query.values()):
             raise ApiError("Invalid parameters: give at least one of addresses, bundles, tags, approvees")
@@ -407,7 +362,7 @@ class TangleNode:
         return {"hashes": hashes}
 
     async def get_trytes(self, req: dict[str, Any]) -> dict[str, Any]:
-        hashes = _hashes(req, "hashes", self.settings.max_get_trytes)
+        hashes = check_hashes(req, "hashes", self.settings.max_get_trytes)
         assert hashes is not None
         store = self._require_store()
         found = await self._in_db(store.get_trytes, hashes)
@@ -416,14 +371,14 @@ class TangleNode:
 
     async def get_inclusion_states(self, req: dict[str, Any]) -> dict[str, Any]:
         n = self.settings.max_requests_list
-        hashes = _hashes(req, "transactions", n)
-        _hashes(req, "tips", n, required=False)  # checked, not used: there are no milestones to confirm against
+        hashes = check_hashes(req, "transactions", n)
+        check_hashes(req, "tips", n, required=False)  # checked, not used: there are no milestones to confirm against
         assert hashes is not None
         store = self._require_store()
         return {"states": await self._in_db(store.included, hashes)}
 
     async def check_consistency(self, req: dict[str, Any]) -> dict[str, Any]:
-        tails = _hashes(req, "tails", self.settings.max_requests_list)
+        tails = check_hashes(req, "tails", self.settings.max_requests_list)
         assert tails is not None
         store = self._require_store()
         try:
@@ -433,24 +388,75 @@ class TangleNode:
         return {"state": state, "info": info} if info else {"state": state}
 
     async def get_balances(self, req: dict[str, Any]) -> dict[str, Any]:
-        addresses = _addresses(req, self.settings.max_requests_list)
+        addresses = check_addresses(req, self.settings.max_requests_list)
         assert addresses is not None
         _int(req, "threshold", 1, 100, required=False)
-        _hashes(req, "tips", self.settings.max_requests_list, required=False)
+        check_hashes(req, "tips", self.settings.max_requests_list, required=False)
         return {"balances": ["0"] * len(addresses), "references": [tx.NULL_HASH], "milestoneIndex": 0}
 
     async def were_addresses_spent_from(self, req: dict[str, Any]) -> dict[str, Any]:
-        addresses = _addresses(req, self.settings.max_requests_list)
+        addresses = check_addresses(req, self.settings.max_requests_list)
         assert addresses is not None
         return {"states": [False] * len(addresses)}
 
 
-def _cors() -> dict[str, str]:
+def cors_headers() -> dict[str, str]:
     return {
         "Access-Control-Allow-Origin": "*",
         "Access-Control-Allow-Headers": "Content-Type, X-IOTA-API-Version",
         "Access-Control-Allow-Methods": "POST, OPTIONS",
     }
+
+
+async def answer_iri(request: web.Request, commands: Mapping[str, Handler], max_body_bytes: int,
+                     logger: logging.Logger = log) -> web.Response:
+    """One request of the legacy IRI HTTP API: checks (POST, `X-IOTA-API-Version`, body limit, a JSON object
+    naming a known `command`), the command's handler, and IRI's answer shapes (`duration`; `error` with 400 for a
+    refused request, `exception` with 500 for the server's own fault). Shared with the fleet's permanode
+    (fleet.permanode), so that both APIs refuse the same requests with the same words; `logger` names the server."""
+    started = time.monotonic()
+    command = "?"
+    try:
+        if request.method == "OPTIONS":
+            return web.Response(status=200, headers=cors_headers())
+        if request.method != "POST":
+            raise ApiError("Invalid request: use HTTP POST with a JSON command")
+        if API_VERSION_HEADER not in request.headers:
+            raise ApiError("Invalid API Version")
+        try:
+            body = await http.read_body(request, max_body_bytes)
+        except BadRequest as exc:  # IRI answers both with 400
+            raise ApiError(f"Request too long: {exc}" if exc.status == 413 else f"Invalid request: {exc}") from None
+        try:
+            req = safejson.loads(body)
+        except (ValueError, RecursionError):
+            raise ApiError("Invalid JSON syntax") from None
+        if not isinstance(req, dict):
+            raise ApiError("Invalid JSON syntax: the request must be a JSON object")
+        command = req.get("command")
+        if command is None:
+            raise ApiError("COMMAND parameter has not been specified in the request.")
+        if not isinstance(command, str) or command not in commands:
+            command = str(command)[:64]
+            raise ApiError(f"Command [{command}] is unknown")
+        result = await commands[command](req)
+        result["duration"] = int((time.monotonic() - started) * 1000)
+        return web.json_response(result, headers=cors_headers())
+    except ApiError as exc:
+        logger.info("%s refused (%d): %s", command, exc.status, exc.message)
+        payload = {"error": exc.message, "duration": int((time.monotonic() - started) * 1000)}
+        return web.json_response(payload, status=exc.status, headers=cors_headers())
+    except DataError as exc:
+        logger.info("%s refused (400): %s", command, exc)
+        payload = {"error": str(exc), "duration": int((time.monotonic() - started) * 1000)}
+        return web.json_response(payload, status=400, headers=cors_headers())
+    except Exception as exc:  # noqa: BLE001 - the server's own fault: one line to the client, details to the log
+        if os.environ.get("SCB_DEBUG"):
+            logger.exception("%s failed", command)
+        else:
+            logger.error("%s failed: %s: %s (set SCB_DEBUG=1 for a traceback)", command, type(exc).__name__, exc)
+        payload = {"exception": f"internal error of the node ({type(exc).__name__}); see its log"}
+        return web.json_response(payload, status=500, headers=cors_headers())
 
 
 NODE_KEY = web.AppKey("tangle_node", TangleNode)
