@@ -194,12 +194,12 @@ def backlog(session: Session) -> dict[str, Any]:
     from mam_client.models import OutboxMessage
     from settlement.models import SettlementPeriod, SupplyDecision
 
-    cursors = _cursor_values(session)
+    rows = {r.stream: r for r in session.scalars(select(FleetUploadCursor))}  # read once: cursors and batch row
     tables = {"reading": StoredReading.id, "message": OutboxMessage.id, "settlement": SettlementPeriod.id,
               "proof": StoredReading.id, "decision": SupplyDecision.id}
-    waiting = {s: int(session.scalar(select(func.count(col)).where(col > cursors[s])) or 0)
+    cursors = {s: int(r.cursor) for s, r in rows.items()}
+    waiting = {s: int(session.scalar(select(func.count(col)).where(col > cursors.get(s, 0))) or 0)
                for s, col in tables.items()}
-    rows = {r.stream: r for r in session.scalars(select(FleetUploadCursor))}
     batch = rows.get(BATCH_STREAM)
     return {"waiting": waiting, "total": sum(waiting.values()),
             "batches_sent": int(batch.cursor) if batch else 0,
