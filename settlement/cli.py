@@ -141,19 +141,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_register_system(args: argparse.Namespace) -> int:
     """The approver registers the hub's system against any RPC; the hub's database remembers it (the system row
     the service settles, and the contract's deployment block)."""
-    import json
+    import dataclasses
 
     from eth_utils import to_checksum_address
-    from web3.logs import DISCARD
 
     from energy_manager.settings import load_energy_settings
     from settlement.chain import connect, hub_account, load_keystore
     from settlement.logscan import DeploymentStore
-    from settlement.models import SettlementSystem
     from settlement.settings import ethereum_settings, settlement_settings
-    from settlement.solar_property import register_system_call
-    from settlement.system import channel_first_root, equal_shares
-    from scb.db import open_database, transaction
+    from settlement.system import equal_shares, register_system
+    from scb.db import open_database
 
     config = load_config(args.config)
     eth, st, energy = ethereum_settings(config), settlement_settings(config), load_energy_settings(config)
@@ -174,34 +171,24 @@ def cmd_register_system(args: argparse.Namespace) -> int:
     client.deployment_store = DeploymentStore(factory)
     if not client.has_code(contract):
         raise UsageError(f"no contract at {contract} on chain {client.chain_id}")
-    root = channel_first_root(config, factory, energy.channel)
-    accounts = [to_checksum_address(a) for a in st.holders.values()]
     beneficiary = args.beneficiary or demo.beneficiary or hub
-    peak = args.holder_peak_w if args.holder_peak_w is not None else demo.holder_peak_w
-    c = client.contract(contract)
-    receipt = client.transact(register_system_call(
-        c, hub=hub, beneficiary=beneficiary,
-        price_per_kwh_wei=args.price_per_kwh_wei if args.price_per_kwh_wei is not None else demo.price_per_kwh_wei,
-        total_value_wei=args.total_value_wei if args.total_value_wei is not None else demo.total_value_wei,
-        grace_period_s=args.grace_period_s if args.grace_period_s is not None else demo.grace_period_s,
-        peak_power_w=args.peak_power_w if args.peak_power_w is not None else demo.peak_power_w,
-        repossession_fee_bps=demo.repossession_fee_bps, mam_channel_root=root, holders=accounts,
-        shares_bps=shares, holder_peaks_w=[peak] * len(accounts)), "registerSystem")
-    system_id = int(c.events.SystemRegistered().process_receipt(receipt, errors=DISCARD)[0]["args"]["systemId"])
-    tx = "0x" + bytes(receipt["transactionHash"]).hex()
-    with transaction(factory) as session:
-        session.add(SettlementSystem(chain_id=client.chain_id, contract=to_checksum_address(contract),
-                                     system_id=system_id, hub=hub, channel=energy.channel, channel_root=root,
-                                     holders_json=json.dumps({p: to_checksum_address(a) for p, a in st.holders.items()}),
-                                     demo=False, registered_tx=tx))
+    # the flags given override [settlement.demo]'s terms
+    overrides = {name: value for name, value in (
+        ("price_per_kwh_wei", args.price_per_kwh_wei), ("total_value_wei", args.total_value_wei),
+        ("grace_period_s", args.grace_period_s), ("peak_power_w", args.peak_power_w),
+        ("holder_peak_w", args.holder_peak_w)) if value is not None}
+    ref, receipt = register_system(config, factory, client, contract, energy, dataclasses.replace(demo, **overrides),
+                                   hub=hub, beneficiary=beneficiary, holders=st.holders, shares_bps=shares,
+                                   demo=False)
     floor = client.log_floor(contract)
-    print(system_id)
-    print(f"registered system {system_id} on SolarProperty {to_checksum_address(contract)} (chain {client.chain_id}, "
-          f"deployed in block {floor}) in block {receipt['blockNumber']}, transaction {tx}, signed by "
-          f"{client.sender}: hub {hub}, beneficiary {to_checksum_address(beneficiary)}, holders "
+    print(ref.system_id)
+    print(f"registered system {ref.system_id} on SolarProperty {to_checksum_address(contract)} (chain "
+          f"{client.chain_id}, deployed in block {floor}) in block {receipt['blockNumber']}, transaction "
+          f"0x{bytes(receipt['transactionHash']).hex()}, signed by {client.sender}: hub {hub}, beneficiary "
+          f"{to_checksum_address(beneficiary)}, holders "
           + ", ".join(f"{p}={a} ({b} bps)" for (p, a), b in zip(st.holders.items(), shares))
-          + f", channel root {root}; recorded in the hub's database (set settlement.system_id = {system_id})",
-          file=sys.stderr)
+          + f", channel root {ref.channel_root}; recorded in the hub's database (set settlement.system_id = "
+          f"{ref.system_id})", file=sys.stderr)
     return 0
 
 

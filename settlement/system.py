@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
@@ -28,7 +30,7 @@ from mam_client.settings import mam_settings
 from settlement.chain import ChainClient, ContractReverted, create_address, dev_account
 from settlement.models import SettlementSystem, latest_system
 from settlement.solar_property import SolarProperty, register_system_call
-from settlement.settings import EthereumSettings, SettlementSettings
+from settlement.settings import DemoSystem, EthereumSettings, SettlementSettings
 from scb.config import Config
 from scb.db import transaction
 from scb.errors import ConfigError
@@ -110,37 +112,57 @@ def deploy_contract(client: ChainClient, admin: str | None = None, approver: str
     return address
 
 
+def _remember(factory: sessionmaker[Session], client: ChainClient, contract: str, system_id: int, *, hub: str,
+              channel: str, root: str, holders: dict[str, str], demo: bool,
+              registered_tx: str | None = None) -> SystemRef:
+    """Record the system this hub settles (a `settlement_systems` row) and return it as a SystemRef."""
+    with transaction(factory) as session:
+        row = SettlementSystem(chain_id=client.chain_id, contract=to_checksum_address(contract), system_id=system_id,
+                               hub=hub, channel=channel, channel_root=root,
+                               holders_json=json.dumps({p: to_checksum_address(a) for p, a in holders.items()}),
+                               demo=demo, registered_tx=registered_tx)
+        session.add(row)
+        session.flush()
+        return SystemRef.of(row)
+
+
+def register_system(config: Config, factory: sessionmaker[Session], client: ChainClient, contract: str,
+                    energy: EnergySettings, terms: DemoSystem, *, hub: str, beneficiary: str,
+                    holders: dict[str, str], shares_bps: Sequence[int], demo: bool) -> tuple[SystemRef, dict[str, Any]]:
+    """Register a system on `contract`, signed by `client`'s account (the approver): `terms` (price, value, grace,
+    peak powers, repossession fee), `holders` (party -> account, in holder order) with `shares_bps`, the MAM
+    channel root = the first root of `energy.channel`; remembered in the database. Returns (its SystemRef, the
+    registration receipt)."""
+    root = channel_first_root(config, factory, energy.channel)
+    accounts = [to_checksum_address(a) for a in holders.values()]
+    c = client.contract(contract)
+    receipt = client.transact(
+        register_system_call(c, hub=hub, beneficiary=beneficiary, price_per_kwh_wei=terms.price_per_kwh_wei,
+                             total_value_wei=terms.total_value_wei, grace_period_s=terms.grace_period_s,
+                             peak_power_w=terms.peak_power_w, repossession_fee_bps=terms.repossession_fee_bps,
+                             mam_channel_root=root, holders=accounts, shares_bps=shares_bps,
+                             holder_peaks_w=[terms.holder_peak_w] * len(accounts)),
+        "registerSystem")
+    events = c.events.SystemRegistered().process_receipt(receipt, errors=DISCARD)
+    system_id = int(events[0]["args"]["systemId"])
+    ref = _remember(factory, client, contract, system_id, hub=hub, channel=energy.channel, root=root,
+                    holders=holders, demo=demo, registered_tx="0x" + bytes(receipt["transactionHash"]).hex())
+    return ref, receipt
+
+
 def register_demo(config: Config, factory: sessionmaker[Session], client: ChainClient, contract: str,
                   energy: EnergySettings, settings: SettlementSettings) -> SystemRef:
     """Register the demo system on `contract` and remember it."""
     demo = settings.demo
     holders = settings.holders or demo_holders(energy)
-    accounts = [to_checksum_address(a) for a in holders.values()]
-    shares = list(demo.shares_bps) or equal_shares(len(accounts))
-    if len(shares) != len(accounts):
-        raise ConfigError(f"settlement.demo.shares_bps has {len(shares)} entries for {len(accounts)} holders")
-    root = channel_first_root(config, factory, energy.channel)
-    c = client.contract(contract)
-    beneficiary = demo.beneficiary or client.sender
-    receipt = client.transact(
-        register_system_call(c, hub=client.sender, beneficiary=beneficiary, price_per_kwh_wei=demo.price_per_kwh_wei,
-                             total_value_wei=demo.total_value_wei, grace_period_s=demo.grace_period_s,
-                             peak_power_w=demo.peak_power_w, repossession_fee_bps=demo.repossession_fee_bps,
-                             mam_channel_root=root, holders=accounts, shares_bps=shares,
-                             holder_peaks_w=[demo.holder_peak_w] * len(accounts)),
-        "registerSystem")
-    events = c.events.SystemRegistered().process_receipt(receipt, errors=DISCARD)
-    system_id = int(events[0]["args"]["systemId"])
-    with transaction(factory) as session:
-        row = SettlementSystem(chain_id=client.chain_id, contract=to_checksum_address(contract), system_id=system_id,
-                               hub=client.sender, channel=energy.channel, channel_root=root,
-                               holders_json=json.dumps({p: to_checksum_address(a) for p, a in holders.items()}),
-                               demo=True, registered_tx="0x" + bytes(receipt["transactionHash"]).hex())
-        session.add(row)
-        session.flush()
-        ref = SystemRef.of(row)
-    log.info("registered demo system %d on %s: holders %s, channel root %s", system_id, contract,
-             ", ".join(f"{p}={a}" for p, a in ref.holders.items()), root)
+    shares = list(demo.shares_bps) or equal_shares(len(holders))
+    if len(shares) != len(holders):
+        raise ConfigError(f"settlement.demo.shares_bps has {len(shares)} entries for {len(holders)} holders")
+    ref, _ = register_system(config, factory, client, contract, energy, demo, hub=client.sender,
+                             beneficiary=demo.beneficiary or client.sender, holders=holders, shares_bps=shares,
+                             demo=True)
+    log.info("registered demo system %d on %s: holders %s, channel root %s", ref.system_id, contract,
+             ", ".join(f"{p}={a}" for p, a in ref.holders.items()), ref.channel_root)
     return ref
 
 
@@ -215,11 +237,5 @@ def _adopt_configured(config: Config, factory: sessionmaker[Session], client: Ch
     if info.mam_channel_root_hash != keccak(text=root):
         raise ConfigError(f"system {system_id} was registered with another MAM channel root than the first root "
                           f"of channel {energy.channel!r} ({root}); configure the channel it was registered with")
-    with transaction(factory) as session:
-        row = SettlementSystem(chain_id=client.chain_id, contract=to_checksum_address(contract), system_id=system_id,
-                               hub=client.sender, channel=energy.channel, channel_root=root,
-                               holders_json=json.dumps({p: to_checksum_address(a)
-                                                        for p, a in settings.holders.items()}), demo=False)
-        session.add(row)
-        session.flush()
-        return SystemRef.of(row)
+    return _remember(factory, client, contract, system_id, hub=client.sender, channel=energy.channel, root=root,
+                     holders=settings.holders, demo=False)
