@@ -12,7 +12,6 @@ Pure: no I/O. Why here (hub/) and not in the server's package `fleet/`: the hub 
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,10 +37,13 @@ class SignatureError(DataError):
     """An upload without a valid signature (answered 401; nothing stored)."""
 
 
-def canonical_json(value: Any) -> bytes:
-    """The one serialisation that is hashed. (Python writes a float as its shortest round-tripping repr, so a parsed
-    and re-serialised batch hashes alike; the items themselves carry integers and strings only.)"""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """The one serialisation that is hashed: the project's canonical JSON, as readings are encoded (sorted keys,
+    compact, ASCII, no NaN). (Python writes a float as its shortest round-tripping repr, so a parsed and
+    re-serialised batch hashes alike; the items themselves carry integers and strings only.)"""
+    from energy_manager.reading import encode_json  # a pure core; imported where used, as keccak is
+
+    return encode_json(value)
 
 
 def batch_digest(batch: Mapping[str, Any]) -> bytes:
