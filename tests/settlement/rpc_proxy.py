@@ -7,14 +7,13 @@ Why deterministic ("every n-th request") rather than random: a failure must be r
 """
 from __future__ import annotations
 
-import asyncio
-import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientSession, web
 
-from tests.conftest import free_port
+from scb.http import BackgroundServer, listen_socket, serve_in_thread
 
 
 @dataclass
@@ -43,47 +42,29 @@ class RpcProxy:
         self.rpc_limit_every = rpc_limit_every
         self.max_batch = max_batch
         self.counters = Counters()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="rpc-proxy", daemon=True)
-        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self._server: BackgroundServer | None = None
         self._session: ClientSession | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def start(self) -> RpcProxy:
-        self._thread.start()
-        if not self._ready.wait(20):
-            raise RuntimeError("the RPC proxy did not start")
+        """Serve from a thread of its own (scb.http.serve_in_thread) on a port the system picks (no race)."""
+        app = web.Application()
+        app.router.add_post("/", self._handle)
+        app.cleanup_ctx.append(self._upstream_session)
+        self._server = serve_in_thread(app, listen_socket("127.0.0.1", 0, "rpc_proxy"), name="rpc-proxy")
+        self.url = self._server.url
         return self
 
     def stop(self) -> None:
-        async def close() -> None:
-            if self._session is not None:
-                await self._session.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
+        if self._server is not None:
+            self._server.stop()
 
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app)
-
-        async def setup() -> None:
-            assert self._runner is not None
-            await self._runner.setup()
-            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-            self._session = ClientSession()  # made inside the running loop, as aiohttp requires
-
-        self._loop.run_until_complete(setup())
-        self._ready.set()
-        self._loop.run_forever()
+    async def _upstream_session(self, _app: web.Application) -> AsyncIterator[None]:
+        # made inside the server's running loop, as aiohttp requires; closed when the server stops
+        async with ClientSession() as session:
+            self._session = session
+            yield
 
     # -- requests ---------------------------------------------------------------------------------------------
     async def _upstream(self, body: Any) -> Any:
