@@ -47,17 +47,10 @@ from fleet.auth import allow  # noqa: E402
 from fleet.db import open_fleet_database  # noqa: E402
 from fleet.models import FleetHub, FleetReading  # noqa: E402
 from hub.fleet import protocol  # noqa: E402
+from tests.conftest import free_port  # noqa: E402 - the test suite's, as tests.services.postgres below
 
 GOAL = 5000
 START_MS = 1_893_456_000_000
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_readings(hub: str, count: int) -> list[dict[str, Any]]:
