@@ -23,19 +23,16 @@ and the import's wall time), and each process's entry module with its largest to
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from local_stack import PYTHON, REPO, Stack, dir_bytes, memory_kb, stack_env  # noqa: E402
+from local_stack import PYTHON, REPO, Stack, dir_bytes, memory_kb, report, stack_env, work_dir  # noqa: E402
 
 TARGET_MB = 250
 HEAVY = ("web3", "eth_account", "pymodbus", "paho.mqtt.client", "aiohttp", "sqlalchemy", "alembic", "iota",
@@ -117,7 +114,7 @@ def main() -> int:
     if args.periods < 1 or args.ceiling_s <= 0:
         ap.error("--periods must be >= 1 and --ceiling-s > 0")
 
-    root = args.keep or Path(tempfile.mkdtemp(prefix="scb-footprint-"))
+    root = work_dir(args.keep, "scb-footprint-")
     data_dir = root / "data"
     stack = Stack(data_dir, stack_env(data_dir))
     result: dict[str, Any] = {"benchmark": "footprint", "target_mb": TARGET_MB, "periods": args.periods}
@@ -142,10 +139,7 @@ def main() -> int:
         result["stop_exit_code"] = stack.stop()
     if not args.no_imports:
         result["import_cost"] = import_costs()
-    print(json.dumps(result, indent=2))
-    if args.keep is None:
-        shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return report(result, root, args.keep)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,19 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+
+
+def work_dir(keep: Path | None, prefix: str) -> Path:
+    """The benchmark's directory: `--keep DIR` as given, else a new temporary one (removed by `report`)."""
+    return keep or Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def report(result: dict[str, Any], root: Path, keep: Path | None) -> int:
+    """Print the benchmark's result as JSON and remove its directory unless it was `--keep`; the exit code."""
+    print(json.dumps(result, indent=2))
+    if keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
 
 
 def free_port() -> int:

@@ -28,19 +28,16 @@ the figure against the 3x goal. A second bare file adds the UNIQUE digest index 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from local_stack import Stack, cpu_seconds, io_counters, stack_env  # noqa: E402
+from local_stack import Stack, cpu_seconds, io_counters, report, stack_env, work_dir  # noqa: E402
 
 SAMPLE_INTERVAL_REAL_S = 10
 CLOCK_SPEED = 60
@@ -142,7 +139,7 @@ def main() -> int:
     if args.minutes <= 0 or args.meters < 8 or args.poll_s <= 0:
         ap.error("--minutes must be > 0, --meters >= 8, --poll-s > 0")
 
-    root = args.keep or Path(tempfile.mkdtemp(prefix="scb-scale-"))
+    root = work_dir(args.keep, "scb-scale-")
     root.mkdir(parents=True, exist_ok=True)
     (root / "scb.toml").write_text(config_text(args.meters))
     data_dir = root / "data"
@@ -216,10 +213,7 @@ def main() -> int:
                for k in ("mam_not_attached", "periods_unsettled", "readings_not_linked")} if series else {}
     result["backlog_growing"] = growing
     result["sustained"] = result.get("readings_per_s", 0) >= 0.95 * target_rate and not any(growing.values())
-    print(json.dumps(result, indent=2))
-    if args.keep is None:
-        shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return report(result, root, args.keep)
 
 
 if __name__ == "__main__":

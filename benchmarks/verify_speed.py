@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -37,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from local_stack import PYTHON, REPO, Stack, stack_env  # noqa: E402
+from local_stack import PYTHON, Stack, report, stack_env, work_dir  # noqa: E402
 
 TARGET_S = 1.0
 #: what the verify path imports lazily (hub.verification, settlement.verify and what they pull in), imported
@@ -163,7 +161,7 @@ def main() -> int:
     if args.runs < 1:
         ap.error("--runs must be >= 1")
 
-    root = args.keep or Path(tempfile.mkdtemp(prefix="scb-verify-"))
+    root = work_dir(args.keep, "scb-verify-")
     data_dir = root / "data"
     env = stack_env(data_dir)
     stack = Stack(data_dir, env)
@@ -225,10 +223,7 @@ def main() -> int:
         for p in proxies:
             p.stop()
         result["stop_exit_code"] = stack.stop()
-    print(json.dumps(result, indent=2))
-    if args.keep is None:
-        shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return report(result, root, args.keep)
 
 
 if __name__ == "__main__":
