@@ -21,6 +21,7 @@ from energy_manager.models import StoredReading
 from fleet.auth import allow
 from fleet.db import open_fleet_database
 from fleet.models import FleetBatch, FleetHub as FleetHubRow, FleetReading
+from fleet.server import RunningFleet
 from hub.fleet.models import FleetUploadCursor
 from hub.fleet.upload import backlog
 from scb.config import Config
@@ -44,13 +45,11 @@ def wait_for(what: str, check: Callable[[], Any], ceiling: float = CEILING_S) ->
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def fleet_readings(url: str) -> int:
-    engine, factory = open_fleet_database(url)
-    try:
-        with factory() as session:
-            return int(session.scalar(select(func.count(FleetReading.id))) or 0)
-    finally:
-        engine.dispose()
+def fleet_readings(fleet: RunningFleet) -> int:
+    """Readings on the running fleet, through its own engine. Why not a new engine per call: each would migrate
+    the database again (on SQLite in a write transaction) at every poll, competing with the server it watches."""
+    with fleet.factory() as session:
+        return int(session.scalar(select(func.count(FleetReading.id))) or 0)
 
 
 def hub_readings(h: FleetHub) -> int:
@@ -95,8 +94,8 @@ def test_an_outage_is_retried_and_loses_nothing_and_a_restart_resumes(hubs: tupl
             waiting = backlog(session)
         assert waiting["waiting"]["reading"] == hub_readings(b) and "cannot be reached" in waiting["last_error"]
         # the fleet comes up on that port: the uploader catches up by itself
-        with start_fleet(tmp_path, url, port=port):
-            wait_for("every reading on the fleet", lambda: fleet_readings(url) == hub_readings(b))
+        with start_fleet(tmp_path, url, port=port) as fleet:
+            wait_for("every reading on the fleet", lambda: fleet_readings(fleet) == hub_readings(b))
             wait_for("the loop healthy again", lambda: read_heartbeats(tmp_path)["fleet-upload"]["loops"]
                      ["fleet-upload"]["error"] is None)
     finally:
@@ -145,7 +144,7 @@ def test_scb_fleet_upload_as_a_process_survives_kill_9(hubs: tuple[FleetHub, Fle
             proc.wait(timeout=60)
             at_kill = cursor(a, "reading")
             proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-            wait_for("every reading on the fleet", lambda: fleet_readings(url) == hub_readings(a))
+            wait_for("every reading on the fleet", lambda: fleet_readings(fleet) == hub_readings(a))
             with fleet.factory() as session:
                 hub = session.scalars(select(FleetHubRow)).one()
                 assert hub.account == a.account.address and hub.name == "hub-a"
