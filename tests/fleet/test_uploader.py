@@ -147,9 +147,10 @@ def test_scb_fleet_upload_as_a_process_survives_kill_9(hubs: tuple[FleetHub, Fle
             wait_for("every reading on the fleet", lambda: fleet_readings(fleet) == hub_readings(a))
             with fleet.factory() as session:
                 hub = session.scalars(select(FleetHubRow)).one()
-                assert hub.account == a.account.address and hub.name == "hub-a"
-                wait_for("a heartbeat", lambda: session.scalar(select(FleetHubRow.heartbeat_json)) is not None)
-            beat = json.loads(_heartbeat_json(fleet))
+            assert hub.account == a.account.address and hub.name == "hub-a"
+            # a fresh session per look: one open session would read one snapshot (and, on SQLite, hold the
+            # fleet's write lock), so it could never see the heartbeat arrive
+            beat = json.loads(wait_for("a heartbeat", lambda: _heartbeat_json(fleet)))
             assert {"alerts", "processes", "status", "upload_backlog"} <= set(beat)
             assert at_kill < hub_readings(a)
             proc.send_signal(signal.SIGTERM)
@@ -162,9 +163,9 @@ def test_scb_fleet_upload_as_a_process_survives_kill_9(hubs: tuple[FleetHub, Fle
     assert "Traceback" not in (tmp_path / "fleet-upload.log").read_text()
 
 
-def _heartbeat_json(fleet: Any) -> str:
+def _heartbeat_json(fleet: RunningFleet) -> str | None:
     with fleet.factory() as session:
-        return str(session.scalar(select(FleetHubRow.heartbeat_json)))
+        return session.scalar(select(FleetHubRow.heartbeat_json))
 
 
 def test_scb_run_plans_the_uploader_only_with_a_fleet_url(tmp_path: Path) -> None:
