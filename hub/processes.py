@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from hub.cli import COMMANDS
 from scb.config import Config
 from scb.errors import ConfigError
 from scb.files import atomic_write
@@ -118,20 +119,14 @@ class Child:
                 "heartbeat": self.beats, "log": str(self.log_path)}
 
 
-#: The module that registers each command `scb run` may start (hub.cli's COMMAND_MODULES). The plan asks whether
-#: the module is installed (importlib.util.find_spec) instead of building the `scb` command table: building it
-#: imports every component's CLI, and with it web3, SQLAlchemy and aiohttp, into the supervisor, which uses none
-#: of them (about 50 MB of resident memory held for the hub's lifetime; issue 16).
-COMMAND_MODULE = {
-    "tangle-node": "mam_client.node.cli",
-    "energy-manager": "energy_manager.cli",
-    "mam-client": "mam_client.cli",
-    "settlement": "settlement.cli",
-    "dashboard": "dashboard.cli",
-    "demo-households": "settlement.households",
-    "home-assistant": "home_assistant.bridge",
-    "fleet-upload": "hub.fleet.cli",
-}
+#: The commands `scb run` may start. The plan asks whether each one's module (the first hub.cli.COMMANDS names) is
+#: installed (importlib.util.find_spec) instead of building the `scb` command table: building it imports every
+#: component's CLI, and with it web3, SQLAlchemy and aiohttp, into the supervisor, which uses none of them (about
+#: 50 MB of resident memory held for the hub's lifetime; issue 16). hub.cli itself imports only the standard
+#: library and scb.errors, and `scb run` runs inside it already.
+RUN_COMMANDS = ("tangle-node", "energy-manager", "mam-client", "settlement", "dashboard", "demo-households",
+                "home-assistant", "fleet-upload")
+COMMAND_MODULE = {command: COMMANDS[command][0] for command in RUN_COMMANDS}
 
 
 def available_commands() -> set[str]:
