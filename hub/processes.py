@@ -5,9 +5,9 @@ Processes, in start order (ARCHITECTURE.md "Processes"):
    when no external RPC is configured;
 2. `scb tangle-node` - only when no external IOTA node is configured;
 3. `scb energy-manager`, 4. `scb mam-client`, 5. `scb settlement`, 6. `scb dashboard`;
-7. `scb demo-households` - only on the embedded chain's demo system (settlement.households);
-8. `scb home-assistant` - only when `[mqtt] url` is set (home_assistant.bridge).
-8. `scb fleet-upload` - only when `[fleet] url` is set (docs/fleet.md).
+7. `scb fleet-upload` - only when `[fleet] url` is set (docs/fleet.md);
+8. `scb demo-households` - only on the embedded chain's demo system (settlement.households);
+9. `scb home-assistant` - only when `[mqtt] url` is set (home_assistant.bridge).
 
 The process table (`<data_dir>/run/processes.json`) says where each runs and how it fares; `scb status` and the
 dashboard read it together with the processes' heartbeats (scb.loop).
