@@ -730,10 +730,11 @@ class Settler:
                 .order_by(SettlementPeriod.period_id.desc()).limit(ROOT_CHECK_PERIODS)).all()
         if not rows:
             return []
-        view = self.chain.snapshot()
+        # every period at one block, the periodInfo calls in JSON-RPC batches (not one request per period)
+        on_chain_of = self.chain.snapshot().period_infos([row.period_id for row in rows])
         reopened: list[int] = []
         for row in rows:
-            on_chain = self.chain_period(row.period_id, view)
+            on_chain = on_chain_of[row.period_id]
             if on_chain is None:
                 log.error("period %d was settled (block %s) but the chain no longer holds it: a reorg deeper than "
                           "ethereum.confirmations (%d); settling it again", row.period_id, row.block_number,
