@@ -345,11 +345,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'scb.sqlite3'}"
         return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    url = server.create_database()
-    yield url
-    if server.running:
-        server.drop_database(database_name(url))
+    yield request.getfixturevalue("postgresql_url")  # created, and dropped after the test, by that fixture
 
 
 def backend(url: str) -> str:
