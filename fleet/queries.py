@@ -175,7 +175,12 @@ def message_at(session: Session, address: str) -> dict[str, Any] | None:
 
 def proof_of(session: Session, digest: str) -> dict[str, Any] | None:
     proof = session.scalars(select(FleetProof).where(FleetProof.digest == digest).limit(1)).first()
-    reading = session.scalars(select(FleetReading).where(FleetReading.digest == digest).limit(1)).first()
+    # by the proof's hub when there is a proof: fleet_readings is indexed by (hub_ref, digest), not by digest
+    # alone, and `scb verify --fleet` asks once per reading (a digest names one hub's reading: it hashes the hub id)
+    readings = select(FleetReading).where(FleetReading.digest == digest)
+    if proof is not None:
+        readings = readings.where(FleetReading.hub_ref == proof.hub_ref)
+    reading = session.scalars(readings.limit(1)).first()
     if proof is None and reading is None:
         return None
     out: dict[str, Any] = {"digest": digest, "reading": reading_json(reading) if reading else None, "proof": None}
