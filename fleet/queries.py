@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from fleet.models import FleetDecision, FleetHub, FleetMessage, FleetProof, Flee
 from scb.errors import BadRequest
 from scb.timefmt import utc_iso_ms
 
+_Row = TypeVar("_Row", FleetReading, FleetMessage)
 #: Most rows one page of the API returns (readings); the CSV export streams pages of this size.
 MAX_PAGE = 10_000
 
@@ -88,10 +89,14 @@ def readings(session: Session, hub: FleetHub, *, start_ms: int | None, end_ms: i
         query = query.where(FleetReading.ts_ms < end_ms)
     if meter is not None:
         query = query.where(FleetReading.meter == meter)
-    rows = list(session.scalars(query.order_by(FleetReading.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1].id if more and rows else None)
+    return _page(list(session.scalars(query.order_by(FleetReading.id).limit(limit + 1))), limit)
+
+
+def _page(rows: list[_Row], limit: int) -> tuple[list[_Row], int | None]:
+    """A page of `rows` read with `limit + 1`: its first `limit` rows, and the `after` of the next page (None: none;
+    the extra row only says whether there is one)."""
+    page = rows[:limit]
+    return page, (page[-1].id if len(rows) > limit and page else None)
 
 
 def message_json(m: FleetMessage) -> dict[str, Any]:
@@ -102,11 +107,9 @@ def message_json(m: FleetMessage) -> dict[str, Any]:
 
 
 def messages(session: Session, hub: FleetHub, after: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
-    rows = list(session.scalars(select(FleetMessage).where(FleetMessage.hub_ref == hub.id, FleetMessage.id > after)
-                                .order_by(FleetMessage.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [message_json(m) for m in rows], (rows[-1].id if more and rows else None)
+    query = select(FleetMessage).where(FleetMessage.hub_ref == hub.id, FleetMessage.id > after)
+    rows, nxt = _page(list(session.scalars(query.order_by(FleetMessage.id).limit(limit + 1))), limit)
+    return [message_json(m) for m in rows], nxt
 
 
 def settlement_json(s: FleetSettlement) -> dict[str, Any]:
