@@ -6,6 +6,8 @@ import os
 import shutil
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +64,21 @@ def require_service(present: bool, what: str) -> None:
     if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
         pytest.fail(f"CI is set but {what}; .ci/run installs it with apt-get", pytrace=False)
     pytest.skip(what)
+
+
+def wait_while_running(what: str, check: Callable[[], Any], ceiling: float, proc: subprocess.Popen[bytes],
+                       log: Path, *, name: str, poll_s: float) -> Any:
+    """Poll `check` every `poll_s` until it gives a truthy value, and return it; fail (with the tail of `log`) if
+    `proc`, called `name` in the message, exits first or `ceiling` seconds pass. An exception of `check` counts as
+    "not yet": what it reads (a database, a schema, a file) may not exist while the processes start."""
+    deadline = time.monotonic() + ceiling
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{name} exited early:\n{log.read_text()[-3000:]}"
+        try:
+            value = check()
+        except Exception:  # noqa: BLE001 - not there yet
+            value = None
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")

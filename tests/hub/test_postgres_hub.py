@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from mam_client.models import ATTACHED, OutboxMessage
 from scb.config import load_config
 from scb.db import open_database
 from settlement.models import SETTLED, SettlementPeriod
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, wait_while_running
 from tests.services.postgres import PostgresServer, database_name, postgres_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -83,18 +83,8 @@ retry_max_s = 2.0
     return path
 
 
-def wait_for(what: str, check: Callable[[], Any], ceiling: float, hub: subprocess.Popen[bytes], log: Path) -> Any:
-    deadline = time.monotonic() + ceiling
-    while time.monotonic() < deadline:
-        assert hub.poll() is None, f"scb run exited early:\n{log.read_text()[-3000:]}"
-        try:
-            value = check()
-        except Exception:  # noqa: BLE001 - the schema may not exist yet
-            value = None
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+#: polls twice a second while `scb run` runs (tests/conftest.py)
+wait_for = partial(wait_while_running, name="scb run", poll_s=0.5)
 
 
 def process_entry(data: Path, name: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from scb.config import load_config
 from scb.db import open_database
 from settlement.models import SETTLED, SettlementPeriod
 from hub.processes import alive
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_while_running
 
 REPO = Path(__file__).resolve().parents[2]
 SCB = str(Path(sys.executable).with_name("scb"))
@@ -35,18 +36,8 @@ def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                             stderr=subprocess.STDOUT)
 
 
-def wait_for(what: str, check, timeout: float, hub: subprocess.Popen[bytes], log: Path):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert hub.poll() is None, f"start_scb.sh exited early:\n{log.read_text()[-3000:]}"
-        try:
-            value = check()
-        except Exception:  # noqa: BLE001 - the database may not exist yet
-            value = None
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+#: polls once a second while start_scb.sh runs (tests/conftest.py)
+wait_for = partial(wait_while_running, name="start_scb.sh", poll_s=1.0)
 
 
 def stop(hub: subprocess.Popen[bytes], data: Path) -> list[int]:
