@@ -26,7 +26,7 @@ from settlement.models import (
     SettlementTransaction,
 )
 from tests.conftest import run_node
-from tests.services.postgres import database_url, postgres_server  # noqa: F401 (fixtures)
+from tests.services.postgres import database_url, postgres_server, postgresql_url  # noqa: F401 (fixtures)
 from tests.settlement.conftest import START_MS, Anvil, Hub, make_hub
 
 HOUR_MS = 3600_000
