@@ -167,10 +167,7 @@ class Store:
         for t in new:
             db.execute("DELETE FROM tips WHERE hash IN (?, ?)", (t.trunk, t.branch))
         for t in new:
-            approved = db.execute(
-                "SELECT 1 FROM transactions WHERE trunk=? UNION ALL SELECT 1 FROM transactions WHERE branch=?"
-                " LIMIT 1", (t.hash, t.hash)).fetchone()
-            if not approved:
+            if not self._referenced(t.hash):
                 db.execute("INSERT OR IGNORE INTO tips (seq, hash) SELECT seq, hash FROM transactions WHERE hash=?",
                            (t.hash,))
 
@@ -218,6 +215,7 @@ class Store:
         return len(deleted)
 
     def _referenced(self, h: str) -> bool:
+        """Whether a stored transaction approves `h` (as its trunk or branch)."""
         return self.db.execute(
             "SELECT 1 FROM transactions WHERE trunk=? UNION ALL SELECT 1 FROM transactions WHERE branch=? LIMIT 1",
             (h, h)).fetchone() is not None
