@@ -7,7 +7,7 @@ from sqlalchemy import inspect
 from fleet.db import VERSION_TABLE, upgrade
 from fleet.models import FleetBase
 from scb.db import make_engine
-from tests.services.postgres import database_url, postgres_server  # noqa: F401 (fixtures)
+from tests.services.postgres import database_url, postgres_server, postgresql_url  # noqa: F401 (fixtures)
 
 
 def test_upgrade_gives_exactly_the_models_and_is_idempotent(database_url: str) -> None:  # noqa: F811
