@@ -194,8 +194,10 @@ def verify_fleet_address(config: Config, address: str, fleet_url: str, *, side_k
     mode = mode or (messages[0].get("mode") if messages else None) or "restricted"
     roots = {m["address"]: m["root"] for m in messages}
 
+    pages: dict[str, Any] = {address: found}  # the message's own page, fetched above: not asked for again
+
     def archive(at: str) -> list[str]:
-        body = fleet.get(f"/api/v1/messages/{at}")
+        body = pages.pop(at) if at in pages else fleet.get(f"/api/v1/messages/{at}")
         return [m["payload"] for m in (body or {}).get("messages", [])]
 
     def root_lookup(at: str) -> str | None:
