@@ -325,12 +325,17 @@ def postgres_server() -> Iterator[PostgresServer]:
     # and an early finalizer would stop the server under another module's tests.
 
 
+def fresh_database(server: PostgresServer) -> Iterator[str]:
+    """A new database's URL, dropped when the generator is resumed (a fixture's teardown)."""
+    url = server.create_database()
+    yield url
+    if server.running:
+        server.drop_database(database_name(url))
+
+
 @pytest.fixture
 def postgresql_url(postgres_server: PostgresServer) -> Iterator[str]:
-    url = postgres_server.create_database()
-    yield url
-    if postgres_server.running:
-        postgres_server.drop_database(database_name(url))
+    yield from fresh_database(postgres_server)
 
 
 #: The backends a database-facing test runs on (`database_url`'s params): the embedded default and PostgreSQL.
@@ -345,7 +350,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'scb.sqlite3'}"
         return
-    yield request.getfixturevalue("postgresql_url")  # created, and dropped after the test, by that fixture
+    # postgres_server, not postgresql_url: a module may import database_url without the other fixtures
+    yield from fresh_database(request.getfixturevalue("postgres_server"))
 
 
 def backend(url: str) -> str:
