@@ -7,7 +7,7 @@ the reading to a settlement period.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -23,10 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scb.db import Base
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from scb.timefmt import utcnow
 
 
 class StoredReading(Base):

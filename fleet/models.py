@@ -6,7 +6,7 @@ replayed batch, or a row sent again after the hub crashed before it stored its c
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -24,10 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from scb.db import NAMING_CONVENTION
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from scb.timefmt import utcnow
 
 
 class FleetBase(DeclarativeBase):

@@ -13,21 +13,18 @@ last transient error (node unreachable, 5xx), kept apart so that a refusal is ne
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scb.db import Base
+from scb.timefmt import utcnow
 
 QUEUED = "queued"
 PREPARED = "prepared"
 ATTACHED = "attached"
 MESSAGE_STATES = (QUEUED, PREPARED, ATTACHED)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Channel(Base):

@@ -7,6 +7,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 
+def utcnow() -> datetime:
+    """Now, aware, in UTC: the default of every table's timestamp columns (one definition for all models)."""
+    return datetime.now(timezone.utc)
+
+
 def as_utc(moment: datetime) -> datetime:
     """`moment` with its zone: SQLite hands timestamps back without one, and SCB stores them in UTC."""
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment

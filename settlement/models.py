@@ -14,7 +14,7 @@ A period row moves through states:
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from scb.db import Base
+from scb.timefmt import utcnow
 
 PREPARED = "prepared"
 SUBMITTED = "submitted"
@@ -57,10 +58,6 @@ scheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class SettlementSystem(Base):

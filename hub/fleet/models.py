@@ -11,16 +11,13 @@ twice (docs/fleet.md "Idempotency").
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scb.db import Base
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from scb.timefmt import utcnow
 
 
 class FleetUploadCursor(Base):
