@@ -203,6 +203,10 @@ def verify_fleet_address(config: Config, address: str, fleet_url: str, *, side_k
     def root_lookup(at: str) -> str | None:
         return roots.get(at)
 
+    def readings_lookup(digests: list[str]) -> dict[str, HubRecord | None]:
+        # the fleet answers one reading's proof per request
+        return {digest: reading_lookup(digest) for digest in digests}
+
     def reading_lookup(digest: str) -> HubRecord | None:
         body = fleet.get(f"/api/v1/proofs/{digest}")
         if body is None:
@@ -217,7 +221,8 @@ def verify_fleet_address(config: Config, address: str, fleet_url: str, *, side_k
     iota = replace(iota_settings(config), node_url=fleet.permanode_url)
     ctx = AddressContext(transport=transport if transport is not None else make_transport(iota), archive=archive,
                          mode=mode, side_key=side_key, chain=chain_view_factory(config, rpc)(contract, system_id),
-                         root=root, root_lookup=root_lookup, root_source="the fleet", reading_lookup=reading_lookup)
+                         root=root, root_lookup=root_lookup, root_source="the fleet",
+                         readings_lookup=readings_lookup)
     report = verify_address(address, ctx)
     report.subject = f"address {address} (from the fleet at {fleet.base})"
     return report

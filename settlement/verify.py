@@ -234,8 +234,7 @@ class AddressContext:
     root: str | None = None  # --root
     root_lookup: Callable[[str], str | None] | None = None  # address -> root from the hub's database
     root_source: str = "the hub's database"  # where root_lookup looks, as the report names it (e.g. "the fleet")
-    reading_lookup: Callable[[str], HubRecord | None] | None = None  # digest hex -> hub record
-    #: the same for all of a message's digests at once (one query, not one per reading); used when given
+    #: digest hex -> hub record, for all of a message's digests at once (the hub's database answers in one query)
     readings_lookup: Callable[[list[str]], dict[str, HubRecord | None]] | None = None
 
 
@@ -326,11 +325,8 @@ def _check_readings(report: Report, ctx: AddressContext, root: str, decoded: Rea
     member_checked = False
     rebuilt: dict[int, Any] = {}
     digests = [reading_digest(encode_json(reading.as_dict())) for reading in decoded.readings]
-    if ctx.readings_lookup is not None:
-        by_hex = ctx.readings_lookup([d.hex() for d in digests])
-        records = {d: by_hex.get(d.hex()) for d in digests}
-    else:
-        records = {d: ctx.reading_lookup(d.hex()) for d in digests} if ctx.reading_lookup else {}
+    by_hex = ctx.readings_lookup([d.hex() for d in digests]) if ctx.readings_lookup is not None else {}
+    records = {d: by_hex.get(d.hex()) for d in digests}
     # every reading's verifyReading in one batch instead of one eth_call each (issue 16)
     ctx.chain.prefetch((r.period_id, d, r.proof) for d, r in records.items()
                        if r is not None and r.period_id is not None and r.proof is not None)
