@@ -30,6 +30,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from hub.cli import COMMANDS
+from hub.forking import ForkedProcess, fork_process
 from scb.config import Config
 from scb.errors import ConfigError
 from scb.files import atomic_write
@@ -54,7 +55,10 @@ class Child:
     log_path: Path
     #: True for SCB's own processes, which write a heartbeat (scb.loop); anvil does not
     beats: bool = True
-    proc: subprocess.Popen[bytes] | None = None
+    #: `scb` arguments to run in a fork of the supervisor (hub.forking) instead of exec'ing `argv`: set by the
+    #: supervisor once it has imported this process's modules
+    fork_args: list[str] | None = None
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     log_file: IO[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -75,9 +79,15 @@ class Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.log_file is None:
             self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env={**os.environ, **self.env},
-                                     start_new_session=True)
+        if self.fork_args is not None:
+            from hub.cli import main
+
+            args = self.fork_args
+            self.proc = fork_process(self.name, lambda: main(args), self.log_file.fileno(), self.env)
+        else:
+            self.proc = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env={**os.environ, **self.env},
+                                         start_new_session=True)
         self.started_at, self.started_mono, self.kill_at = time.time(), time.monotonic(), None
         if self.state == STARTING:  # a restarted one keeps its state until the supervisor sees it stay up
             self.state = RUNNING

@@ -5,6 +5,7 @@
     crash_loop_exits = 5        # this many exits ...
     crash_loop_window_s = 60    # ... within this many seconds mark a process failing (it keeps being retried,
     failing_retry_s = 300       #     every this many seconds)
+    fork_processes = true       # start SCB's processes as forks of the supervisor, sharing their imports (hub.forking)
 
     [alerts]
     outbox_max_age_s = 900      # the oldest unpublished MAM message older than this, while the node answers
@@ -29,6 +30,9 @@ RUN_DEFAULTS: dict[str, Any] = {
     "crash_loop_exits": 5,
     "crash_loop_window_s": 60.0,
     "failing_retry_s": 300.0,
+    # Why on by default: the processes share about half of their resident memory this way (docs/deployment.md);
+    # off, each process starts a fresh interpreter, for a library that misbehaves after fork(2)
+    "fork_processes": True,
 }
 ALERT_DEFAULTS: dict[str, Any] = {
     "outbox_max_age_s": 900.0,
@@ -44,6 +48,7 @@ class RunSettings:
     crash_loop_exits: int
     crash_loop_window_s: float
     failing_retry_s: float
+    fork_processes: bool
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,8 @@ def run_settings(config: Config) -> RunSettings:
     return RunSettings(heartbeat_timeout_s=raw.number("heartbeat_timeout_s", 5, 86_400),
                        crash_loop_exits=raw.integer("crash_loop_exits", 2, 1000),
                        crash_loop_window_s=raw.number("crash_loop_window_s", 1, 86_400),
-                       failing_retry_s=raw.number("failing_retry_s", 1, 86_400))
+                       failing_retry_s=raw.number("failing_retry_s", 1, 86_400),
+                       fork_processes=raw.boolean("fork_processes"))
 
 
 def alert_settings(config: Config) -> AlertSettings:

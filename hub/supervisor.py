@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hub.forking import preload
 from hub.processes import FAILING, HUNG, RESTARTING, RUNNING, SCB_COMMAND, Child, plan, \
     write_process_file
 from hub.settings import RunSettings, run_settings
@@ -158,10 +159,11 @@ class Supervisor:
 def first_attached_address(config: Config, readers: dict[str, Any]) -> str | None:
     """The address of the hub's first attached MAM message, or None (no database, schema or message yet).
 
-    `readers` keeps the one connection between calls: the supervisor asks every two seconds until there is one.
-    On SQLite it reads with plain sqlite3 (scb.sqlite_reader): the supervisor lives as long as the hub, and
-    SQLAlchemy with the models would cost it about 25 MB for this one query (issue 16). A server database goes
-    through scb.db.
+    On SQLite it reads with plain sqlite3 (scb.sqlite_reader), in a connection opened for this one query: the
+    supervisor forks the hub's processes (hub.forking), which must not inherit an open SQLite connection to the
+    database they write (SQLite's locks are per process), and SQLAlchemy with the models would cost it about 25 MB
+    for this one query (issue 16). A server database goes through scb.db, its engine kept in `readers` between
+    calls: the supervisor asks every two seconds until there is a message.
     """
     from scb.sqlite_reader import connect_read_only, sqlite_path
 
@@ -171,10 +173,12 @@ def first_attached_address(config: Config, readers: dict[str, Any]) -> str | Non
         if path is not None:
             if not path.exists():
                 return None
-            if url not in readers:  # read-only: never waits for, nor takes, the writers' lock
-                readers[url] = connect_read_only(path, config.sqlite_busy_timeout_ms)
-            row = readers[url].execute("SELECT address FROM mam_messages WHERE state = 'attached' "
-                                       "ORDER BY id LIMIT 1").fetchone()
+            reader = connect_read_only(path, config.sqlite_busy_timeout_ms)  # never waits for the writers' lock
+            try:
+                row = reader.execute("SELECT address FROM mam_messages WHERE state = 'attached' "
+                                     "ORDER BY id LIMIT 1").fetchone()
+            finally:
+                reader.close()
             return row[0] if row else None
         from sqlalchemy import select
 
@@ -191,9 +195,9 @@ def first_attached_address(config: Config, readers: dict[str, Any]) -> str | Non
 
 
 def close_readers(readers: dict[str, Any]) -> None:
-    """Close what first_attached_address opened (a sqlite3 connection or an engine)."""
-    for reader in readers.values():
-        (reader.close if hasattr(reader, "close") else reader.dispose)()
+    """Dispose of the engines first_attached_address kept."""
+    for engine in readers.values():
+        engine.dispose()
     readers.clear()
 
 
@@ -291,6 +295,16 @@ def migrate_first(config: Config, config_path: str | None) -> int | None:
     return code
 
 
+def share_imports(children: list[Child]) -> None:
+    """Run SCB's own processes as forks of this one once it has imported their modules (hub.forking); anvil and
+    anything else that is not an `scb` command is exec'd as before. Nothing changes if the imports fail."""
+    ours = [c for c in children if c.argv[:len(SCB_COMMAND)] == SCB_COMMAND]
+    if ours and preload(c.name for c in ours):
+        for child in ours:
+            child.fork_args = child.argv[len(SCB_COMMAND):]
+        log.info("the hub's processes are forked from one set of imports ([run] fork_processes)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run = sub.add_parser("run", help="run the whole hub: every process, with logs under the data directory")
     run.set_defaults(handler=cmd_run)
@@ -305,5 +319,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {child.name:<15} {' '.join(child.argv[1:] if child.argv[0] == sys.executable else child.argv)}",
               flush=True)
     migrate_first(config, args.config)
+    if settings.fork_processes:
+        share_imports(children)
     print("Ctrl-C stops everything. Waiting for the first MAM message...", flush=True)
     return supervise(children, config=config, settings=settings)

@@ -34,7 +34,8 @@ def until(what: str, check: Callable[[], bool], sup: Supervisor, patience_s: flo
 
 
 def test_crash_loop_is_marked_failing_and_retried_slowly(tmp_path: Path) -> None:
-    settings = RunSettings(heartbeat_timeout_s=600, crash_loop_exits=3, crash_loop_window_s=120, failing_retry_s=3)
+    settings = RunSettings(heartbeat_timeout_s=600, crash_loop_exits=3, crash_loop_window_s=120, failing_retry_s=3,
+                           fork_processes=False)
     crasher = child(tmp_path, "crasher", "import sys; sys.exit(4)")
     crasher.beats = False
     sup = Supervisor([crasher], settings, tmp_path)
@@ -53,7 +54,8 @@ def test_crash_loop_is_marked_failing_and_retried_slowly(tmp_path: Path) -> None
 def test_a_process_that_stops_beating_is_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(supervisor_module, "HEARTBEAT_CHECK_S", 0.2)
     monkeypatch.setattr(supervisor_module, "HUNG_KILL_GRACE_S", 1.0)
-    settings = RunSettings(heartbeat_timeout_s=2, crash_loop_exits=5, crash_loop_window_s=60, failing_retry_s=60)
+    settings = RunSettings(heartbeat_timeout_s=2, crash_loop_exits=5, crash_loop_window_s=60, failing_retry_s=60,
+                           fork_processes=False)
     # beats once, then hangs, ignoring SIGTERM: only SIGKILL ends it
     code = (f"import signal, time; from pathlib import Path; from scb.loop import Heartbeat\n"
             f"signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
@@ -73,7 +75,8 @@ def test_a_process_that_stops_beating_is_restarted(tmp_path: Path, monkeypatch: 
 def test_a_dead_worker_thread_is_seen_although_the_process_lives(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(supervisor_module, "HEARTBEAT_CHECK_S", 0.2)
-    settings = RunSettings(heartbeat_timeout_s=2, crash_loop_exits=5, crash_loop_window_s=60, failing_retry_s=60)
+    settings = RunSettings(heartbeat_timeout_s=2, crash_loop_exits=5, crash_loop_window_s=60, failing_retry_s=60,
+                           fork_processes=False)
     # loop "api" keeps beating; loop "worker" beats once and its thread ends
     code = (f"import time; from pathlib import Path; from scb.loop import Heartbeat\n"
             f"hb = Heartbeat(Path({str(tmp_path)!r}), 'half', min_interval_s=0)\n"
@@ -90,7 +93,8 @@ def test_a_dead_worker_thread_is_seen_although_the_process_lives(tmp_path: Path,
 
 def test_a_healthy_process_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(supervisor_module, "HEARTBEAT_CHECK_S", 0.2)
-    settings = RunSettings(heartbeat_timeout_s=2, crash_loop_exits=5, crash_loop_window_s=60, failing_retry_s=60)
+    settings = RunSettings(heartbeat_timeout_s=2, crash_loop_exits=5, crash_loop_window_s=60, failing_retry_s=60,
+                           fork_processes=False)
     code = (f"import time; from pathlib import Path; from scb.loop import Heartbeat\n"
             f"hb = Heartbeat(Path({str(tmp_path)!r}), 'fine', min_interval_s=0)\n"
             "while True:\n    hb.beat('work'); time.sleep(0.2)\n")
