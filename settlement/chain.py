@@ -6,8 +6,11 @@ reach or use the node becomes `ChainUnavailable` (retryable, with back-off); a r
 ``PeriodAlreadySettled(1, 7)``; an address without contract code is `NoContract` (a `ChainRefused` too); callers
 never see a requests or web3 exception.
 
-The node is a web3 provider: `HTTPProvider` on the configured `rpc_url` by default, or any provider passed in
-(`ChainClient(settings, provider=...)`), so the layers above run offline against a fake provider in tests. The
+Reads (eth_chainId, eth_blockNumber, eth_getCode, eth_call and its batches, eth_getLogs, raw `rpc`) go through a
+read transport (settlement.rpc): plain JSON-RPC over HTTP on the configured `rpc_url` by default, or a web3
+provider passed in (`ChainClient(settings, provider=...)`), so the layers above run offline against a fake provider
+in tests. Why not web3 for reads: importing web3 costs more than `scb verify`'s one-second budget (issue 16); it is
+imported only when something is signed, sent or read through web3's own objects (`w3`, `contract`). The
 contract's views are read through the typed facade `settlement.solar_property.SolarProperty`. Transactions are signed here with a local account (keystore + password
 file, or the development chain's first account), with the nonce from the node's pending count, gas from
 eth_estimateGas times a margin, EIP-1559 fees (optionally capped), and a wait for the receipt plus a
@@ -22,23 +25,33 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from eth_abi import decode as abi_decode
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
-from web3 import Web3
-from web3.contract import Contract
-from web3.contract.contract import ContractFunction
-
+from settlement import abi as _abi
+from settlement.abi import to_checksum_address
 from settlement.contract_artifact import ArtifactError, load_artifact
 from settlement.fees import Fees, quote
 from settlement.logscan import DeploymentStore, LogScanner, RangeRefused, find_deployment_block, is_range_refusal
+# RateLimited and is_rate_limit are settlement.rpc's; callers know them as the client's (settlement.chain)
+from settlement.rpc import (
+    JsonRpcTransport,
+    ProviderTransport,
+    RateLimited,
+    ReadTransport,
+    RpcError,
+    error_of,
+    is_rate_limit,
+)
 from settlement.settings import EthereumSettings
-from scb.errors import ChainRefused, ChainUnavailable, ConfigError
+from scb.errors import ChainRefused, ChainUnavailable, ConfigError, ScbError
 from scb.files import read_secret_file
 from scb.retry import Backoff
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+    from web3.contract import Contract
+    from web3.contract.contract import ContractFunction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,23 +108,20 @@ def error_table(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str]]]
     for entry in abi:
         if entry.get("type") == "error":
             types = [_canonical_type(i) for i in entry["inputs"]]
-            table[keccak(text=f"{entry['name']}({','.join(types)})")[:4]] = (entry["name"], types)
+            table[_abi.selector(f"{entry['name']}({','.join(types)})")] = (entry["name"], types)
     return table
 
 
 def decode_revert_data(abi: list[dict[str, Any]], data: bytes) -> tuple[str, tuple[Any, ...]]:
     """Name and arguments of the revert `data` (custom error, Error(string) or Panic(uint256))."""
-    if data[:4] == _ERROR_STRING:
-        return "Error", tuple(abi_decode(["string"], data[4:]))
-    if data[:4] == _PANIC:
-        return "Panic", tuple(abi_decode(["uint256"], data[4:]))
-    known = error_table(abi).get(data[:4])
+    standard = {_ERROR_STRING: ("Error", ["string"]), _PANIC: ("Panic", ["uint256"])}
+    known = standard.get(data[:4]) or error_table(abi).get(data[:4])
     if known is None:
         return "UnknownError", (("0x" + data.hex()) if data else "no revert data",)
     name, types = known
     try:
-        return name, tuple(abi_decode(types, data[4:]))
-    except Exception:  # noqa: BLE001 - malformed revert data is reported, not raised
+        return name, tuple(_abi.decode(types, data[4:]))
+    except _abi.AbiError:  # malformed revert data is reported, not raised
         return name, ("undecodable arguments",)
 
 
@@ -132,18 +142,27 @@ def _revert_data(exc: BaseException) -> bytes | None:
     return None
 
 
-class RateLimited(ChainUnavailable):
-    """The provider answered HTTP 429 or a JSON-RPC "limit exceeded": retried with back-off by the client."""
+def _block_param(block: int | str) -> str:
+    """A block number or tag as JSON-RPC takes it."""
+    return hex(block) if isinstance(block, int) else block
 
 
-#: how providers say "too many requests" in a JSON-RPC error (lower case); a range refusal is told apart first
-_RATE_WORDS = ("limit exceeded", "rate limit", "too many requests", "request limit", "exceeded the quota",
-               "capacity exceeded", "throughput")
+def _quantity(value: Any, what: str) -> int:
+    """A JSON-RPC quantity (0x hex) as an int; an answer that is not one is the node's fault."""
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        raise ChainUnavailable(f"{what}: the node answered {value!r}, not a quantity") from None
 
 
-def is_rate_limit(message: str) -> bool:
-    text = message.lower()
-    return any(word in text for word in _RATE_WORDS) and not is_range_refusal(text)
+def _data(value: Any, what: str) -> bytes:
+    """JSON-RPC data (0x hex) as bytes."""
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    raise ChainUnavailable(f"{what}: the node answered {str(value)[:80]!r}, not 0x data")
 
 
 def _http_status(exc: BaseException) -> int | None:
@@ -165,25 +184,18 @@ class ChainClient:
 
     def __init__(self, settings: EthereumSettings, account: LocalAccount | None = None,
                  rpc_url: str | None = None, sleep: Callable[[float], None] = time.sleep,
-                 provider: Any | None = None) -> None:
+                 provider: Any | None = None, transport: ReadTransport | None = None) -> None:
         """`provider`: a web3 provider to use instead of an HTTPProvider on `rpc_url` (tests inject a fake one);
-        `rpc_url` then only names the node in messages."""
-        from web3 import HTTPProvider
-
+        `rpc_url` then only names the node in messages. `transport`: what reads go through (settlement.rpc);
+        default: the provider's when one is given, else JSON-RPC over HTTP on `rpc_url`."""
         self.settings = settings
         self.rpc_url = rpc_url or settings.rpc_url
-        if provider is None:
-            # no retries inside web3: the callers' back-off decides when to try again
-            # eth_chainId cached: web3's validation middleware asks it before every eth_call and eth_estimateGas
-            # (143 of verify's 218 requests, issue 16); a node's chain id does not change under a client, which
-            # keeps its own copy anyway (`chain_id`)
-            provider = HTTPProvider(self.rpc_url, request_kwargs={"timeout": settings.timeout_s},
-                                    exception_retry_configuration=None, cache_allowed_requests=True,
-                                    cacheable_requests={"eth_chainId"},
-                                    # None: no block-depth threshold (it only matters for block-based caching,
-                                    # not used here), else web3 asks eth_chainId once more to choose one
-                                    request_cache_validation_threshold=None)
-        self.w3 = Web3(provider)
+        self._provider = provider
+        self._w3: Web3 | None = None
+        if transport is None:
+            transport = ProviderTransport(provider, self.rpc_url) if provider is not None \
+                else JsonRpcTransport(self.rpc_url, settings.timeout_s)
+        self.transport: ReadTransport = transport
         self.account = account
         self._sleep = sleep
         #: False once the node refused a JSON-RPC batch: `call_many` sends single calls from then on
@@ -199,6 +211,27 @@ class ChainClient:
             self.abi: list[dict[str, Any]] = load_artifact()["abi"]
         except ArtifactError as exc:
             raise ConfigError(str(exc)) from None
+
+    @property
+    def w3(self) -> Web3:
+        """web3 on the same node, made on first use: for signing, sending and web3's contract objects."""
+        if self._w3 is None:
+            from web3 import HTTPProvider, Web3
+
+            provider = self._provider
+            if provider is None:
+                # no retries inside web3: the callers' back-off decides when to try again
+                # eth_chainId cached: web3's validation middleware asks it before every eth_call and
+                # eth_estimateGas; a node's chain id does not change under a client, which keeps its own copy
+                # anyway (`chain_id`)
+                provider = HTTPProvider(self.rpc_url, request_kwargs={"timeout": self.settings.timeout_s},
+                                        exception_retry_configuration=None, cache_allowed_requests=True,
+                                        cacheable_requests={"eth_chainId"},
+                                        # None: no block-depth threshold (it only matters for block-based
+                                        # caching, not used here), else web3 asks eth_chainId once more
+                                        request_cache_validation_threshold=None)
+            self._w3 = Web3(provider)
+        return self._w3
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def guard(self, what: str, fn: Callable[[], T]) -> T:
@@ -224,6 +257,33 @@ class ChainClient:
                 waited += delay
 
     def _guard_once(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except RpcError as exc:  # the read transport's JSON-RPC error answer
+            raise self._rpc_error(what, exc.revert_data(), exc.rpc_message) from None
+        except ScbError:
+            raise  # mapped already (the read transport's ChainUnavailable, RateLimited; ContractReverted ...)
+        except Exception as exc:
+            mapped = self._web3_error(what, exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    def _rpc_error(self, what: str, data: bytes | None, message: str) -> ScbError:
+        """A JSON-RPC error answer: a revert (with data) -> ContractReverted; a log range the provider refuses ->
+        RangeRefused; a rate limit -> RateLimited; anything else the node refused -> ChainUnavailable."""
+        if data is not None:
+            return ContractReverted(what, *decode_revert_data(self.abi, data))
+        if what.startswith("eth_getLogs") and is_range_refusal(message):
+            return RangeRefused(f"Ethereum node {self.rpc_url} refused {what}: {message}")
+        if is_rate_limit(message):
+            return RateLimited(f"Ethereum node {self.rpc_url} rate-limits {what}: {message}")
+        return ChainUnavailable(f"Ethereum node {self.rpc_url} refused {what}: {message}")
+
+    def _web3_error(self, what: str, exc: Exception) -> ScbError | None:
+        """What an exception of web3 (or of requests under it, or of a provider) means, None for a bug. Why
+        web3's exceptions are imported here and not at the top: only a web3 call can raise them, and reads do
+        not import web3 (issue 16)."""
         from web3.exceptions import (
             BadFunctionCallOutput,
             ContractCustomError,
@@ -232,54 +292,33 @@ class ChainClient:
             Web3RPCError,
         )
 
-        try:
-            return fn()
-        except BadFunctionCallOutput as exc:
+        if isinstance(exc, BadFunctionCallOutput):
             if "deployed" in str(exc):  # web3 checked eth_getCode: the address has no code
-                raise NoContract(f"{what}: no contract code at the address on chain (was the chain reset?)") \
-                    from None
-            raise
-        except (ContractCustomError, ContractPanicError, ContractLogicError) as exc:
+                return NoContract(f"{what}: no contract code at the address on chain (was the chain reset?)")
+            return None
+        if isinstance(exc, (ContractCustomError, ContractPanicError, ContractLogicError)):
             data = _revert_data(exc)
             if data is not None:
-                raise ContractReverted(what, *decode_revert_data(self.abi, data)) from None
-            raise ContractReverted(what, "Error", (str(exc),)) from None
-        except Web3RPCError as exc:
-            data = _revert_data(exc)
-            if data is not None:
-                raise ContractReverted(what, *decode_revert_data(self.abi, data)) from None
-            message = _rpc_message(exc)
-            if what.startswith("eth_getLogs") and is_range_refusal(message):
-                raise RangeRefused(f"Ethereum node {self.rpc_url} refused {what}: {message}") from None
-            if is_rate_limit(message):
-                raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits {what}: {message}") from None
-            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused {what}: {message}") from None
-        except Exception as exc:
-            if _http_status(exc) == 429:
-                raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits {what} (HTTP 429)") from None
-            if _is_transport_failure(exc):
-                raise ChainUnavailable(f"Ethereum node {self.rpc_url} is unreachable ({what}): "
-                                       f"{type(exc).__name__}") from None
-            raise
+                return ContractReverted(what, *decode_revert_data(self.abi, data))
+            return ContractReverted(what, "Error", (str(exc),))
+        if isinstance(exc, Web3RPCError):
+            return self._rpc_error(what, _revert_data(exc), _rpc_message(exc))
+        if _http_status(exc) == 429:
+            return RateLimited(f"Ethereum node {self.rpc_url} rate-limits {what} (HTTP 429)")
+        if _is_transport_failure(exc):
+            return ChainUnavailable(f"Ethereum node {self.rpc_url} is unreachable ({what}): {type(exc).__name__}")
+        return None
 
-    def rpc(self, method: str, params: list[Any]) -> Any:
-        """A raw JSON-RPC call (anvil's evm_* methods); an error answer is ChainUnavailable."""
-        def call() -> Any:
-            answer = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
-            if "error" in answer:
-                message = str(answer["error"].get("message", answer["error"])) \
-                    if isinstance(answer["error"], dict) else str(answer["error"])
-                if is_rate_limit(message):
-                    raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits {method}: {message}")
-                raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused {method}: {answer['error']}")
-            return answer.get("result")
-
-        return self.guard(method, call)
+    def rpc(self, method: str, params: list[Any], what: str | None = None) -> Any:
+        """A raw JSON-RPC call through the read transport (anvil's evm_* methods, and every read below): its
+        result as the node gave it. An error answer is ChainUnavailable, or ContractReverted when it carries
+        revert data (see `guard`)."""
+        return self.guard(what or method, lambda: self.transport.request(method, params))
 
     @property
     def chain_id(self) -> int:
         if self._chain_id is None:
-            self._chain_id = int(self.guard("eth_chainId", lambda: self.w3.eth.chain_id))
+            self._chain_id = _quantity(self.rpc("eth_chainId", []), "eth_chainId")
             expected = self.settings.chain_id
             if expected is not None and expected != self._chain_id:
                 raise ConfigError(f"ethereum.chain_id is {expected} but the node at {self.rpc_url} serves chain "
@@ -290,12 +329,12 @@ class ChainClient:
         """True for a local anvil (chain 31337 answering as anvil): only there the hub deploys on its own and may
         move the chain's clock."""
         if self._dev is None:
-            version = str(self.guard("web3_clientVersion", lambda: self.w3.client_version))
+            version = str(self.rpc("web3_clientVersion", []))
             self._dev = version.lower().startswith("anvil/") and self.chain_id == DEV_CHAIN_ID
         return self._dev
 
     def block_number(self) -> int:
-        return int(self.guard("eth_blockNumber", lambda: self.w3.eth.block_number))
+        return _quantity(self.rpc("eth_blockNumber", []), "eth_blockNumber")
 
     def latest_timestamp(self) -> int:
         return self.block_timestamp("latest")
@@ -312,11 +351,19 @@ class ChainClient:
         return int(self.guard("eth_gasPrice", lambda: self.w3.eth.gas_price))
 
     def contract(self, address: str) -> Contract:
+        """web3's contract object (for transactions and web3-decoded logs): imports web3."""
         return self.w3.eth.contract(address=to_checksum_address(address), abi=self.abi)
 
-    def has_code(self, address: str) -> bool:
-        code = self.guard("eth_getCode", lambda: self.w3.eth.get_code(to_checksum_address(address)))
-        return len(code) > 0
+    def get_code(self, address: str, block: int | str = "latest") -> bytes:
+        """The code at `address` (at `block`)."""
+        return _data(self.rpc("eth_getCode", [to_checksum_address(address), _block_param(block)]), "eth_getCode")
+
+    def has_code(self, address: str, block: int | str = "latest") -> bool:
+        return len(self.get_code(address, block)) > 0
+
+    def eth_call(self, what: str, tx: dict[str, Any], block: int | str = "latest") -> bytes:
+        """One eth_call `{"to", "data"}` at `block`: its return data (a revert raises ContractReverted)."""
+        return _data(self.rpc("eth_call", [tx, _block_param(block)], what), what)
 
     def call(self, fn: ContractFunction, what: str | None = None, block: int | str = "latest") -> Any:
         """eth_call (no gas, no signature)."""
@@ -343,23 +390,13 @@ class ChainClient:
 
     def _call_single(self, what: str, tx: dict[str, Any], block: int | str) -> bytes | ContractReverted:
         try:
-            return bytes(self.guard(what, lambda: self.w3.eth.call(tx, block_identifier=block)))  # type: ignore[arg-type]
+            return self.eth_call(what, tx, block)
         except ContractReverted as exc:
             return exc
 
     def _batch_once(self, chunk: Sequence[tuple[str, dict[str, Any], int | str]]) -> list[bytes | ContractReverted] | None:
         """One batch; None when the node refuses batches (then `self.batches` is False)."""
-        make_batch = getattr(self.w3.provider, "make_batch_request", None)
-        requests = [("eth_call", [tx, hex(block) if isinstance(block, int) else block]) for _, tx, block in chunk]
-        try:
-            answer = make_batch(requests) if make_batch is not None else None  # type: ignore[misc]
-        except NotImplementedError:
-            answer = None
-        except Exception as exc:
-            status = _http_status(exc)
-            if status is None or status == 429 or status >= 500:
-                raise  # unreachable, throttled or failing: guard maps it (ChainUnavailable, RateLimited)
-            answer = None  # 400, 405, 413 ...: this endpoint takes no batch (of this size)
+        answer = self.transport.batch([("eth_call", [tx, _block_param(block)]) for _, tx, block in chunk])
         if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
             message = str(answer["error"].get("message", answer["error"]))
             if is_rate_limit(message):  # one error for the whole batch: throttled, not refused
@@ -367,19 +404,15 @@ class ChainClient:
         if isinstance(answer, list) and len(answer) == len(chunk) and all(isinstance(a, dict) for a in answer):
             out: list[bytes | ContractReverted] = []
             for (what, _, _), item in zip(chunk, answer):
-                error = item.get("error")
-                if error is None and isinstance(item.get("result"), str):
-                    out.append(bytes.fromhex(item["result"][2:]))
+                if item.get("error") is None and isinstance(item.get("result"), str):
+                    out.append(_data(item["result"], what))
                     continue
-                data = error.get("data") if isinstance(error, dict) else None
-                data = data.get("data") if isinstance(data, dict) else data
-                if isinstance(data, str) and data.startswith("0x"):
-                    try:
-                        out.append(ContractReverted(what, *decode_revert_data(self.abi, bytes.fromhex(data[2:]))))
-                        continue
-                    except ValueError:
-                        pass
-                message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+                error = error_of(what, item.get("error"))
+                data = error.revert_data()
+                if data is not None:
+                    out.append(ContractReverted(what, *decode_revert_data(self.abi, data)))
+                    continue
+                message = error.rpc_message
                 if is_rate_limit(message):
                     raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits {what}: {message}")
                 if "revert" in message.lower():
@@ -409,6 +442,26 @@ class ChainClient:
         key = (str(address).lower(), event.event_name, json.dumps(filters, sort_keys=True, default=str))
         return self.scanner.scan(key, fetch, start, end)
 
+    def scan_logs(self, what: str, address: str, topics: Sequence[str | None], from_block: int,
+                  to_block: int | str = "latest") -> list[dict[str, Any]]:
+        """The raw logs (JSON-RPC objects) of `address` matching `topics` from `from_block` (raised to the
+        contract's deployment block) to `to_block`, in chunks the provider accepts (settlement.logscan): what
+        the facade decodes itself (settlement.solar_property), without web3."""
+        start = max(int(from_block), self.log_floor(address))
+        end = self.block_number() if isinstance(to_block, str) else int(to_block)
+        query = {"address": to_checksum_address(address), "topics": list(topics)}
+
+        def fetch(lo: int, hi: int) -> list[Any]:
+            found = self.rpc("eth_getLogs", [{**query, "fromBlock": hex(lo), "toBlock": hex(hi)}],
+                             f"eth_getLogs {what}")
+            if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+                raise ChainUnavailable(f"Ethereum node {self.rpc_url} answered eth_getLogs {what} with something "
+                                       "that is not a list of logs")
+            return found
+
+        key = (address.lower(), what, json.dumps(list(topics)))
+        return self.scanner.scan(key, fetch, start, end)
+
     def log_floor(self, address: str) -> int:
         """The block `address` was deployed in: remembered, stored, read from the contract (SolarProperty 2's
         `deploymentBlock`, one eth_call), or found now (binary search on eth_getCode), and stored. For a version-1
@@ -423,10 +476,8 @@ class ChainClient:
             if block is not None and self.deployment_store is not None:
                 self.deployment_store.save(self.chain_id, address, block)
         if block is None:
-            checksum = to_checksum_address(address)
             try:
-                block = find_deployment_block(lambda n: len(self.guard("eth_getCode", lambda: self.w3.eth.get_code(
-                    checksum, block_identifier=n))) > 0, self.block_number())
+                block = find_deployment_block(lambda n: self.has_code(address, n), self.block_number())
             except ChainUnavailable as exc:
                 log.warning("deployment block of %s not found (%s): log scans start at block 0", address, exc)
                 self.deployment_blocks[lower] = 0
@@ -441,8 +492,10 @@ class ChainClient:
         """The deployment block the contract itself records (version 2), else None (version 1 has no such view:
         the call reverts)."""
         try:
-            block = int(self.call(self.contract(address).functions.deploymentBlock(), "deploymentBlock"))
-        except ChainRefused:
+            raw = self.eth_call("deploymentBlock", {"to": to_checksum_address(address),
+                                                    "data": "0x" + _abi.selector("deploymentBlock()").hex()})
+            block = int(_abi.decode(["uint256"], raw)[0])
+        except (ChainRefused, _abi.AbiError):
             return None
         log.info("contract %s records its deployment block %d: log scans start there", address, block)
         return block
@@ -687,7 +740,7 @@ def create_address(sender: str, nonce: int) -> str:
     nonce)))."""
     import rlp  # a dependency of eth-account
 
-    return to_checksum_address(keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:])
+    return to_checksum_address(_abi.keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:])
 
 
 # ---------------------------------------------------------------------------------------------------- accounts
@@ -700,12 +753,16 @@ def dev_account(index: int) -> LocalAccount:
     Cached: the derivation (BIP-39 seed and BIP-32 path) takes about 15 ms and its result never changes, and the
     demo households ask for accounts 1..8 at every 2-second step (settlement.households.check_demo). A LocalAccount
     is an immutable signer, so one instance may be shared."""
+    from eth_account import Account
+
     Account.enable_unaudited_hdwallet_features()
     return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
 
 
 def load_keystore(keystore_file: Any, password_file: Any) -> LocalAccount:
     """Decrypt the hub's keystore with its password; both files must be mode 0600 and are never logged."""
+    from eth_account import Account
+
     text = read_secret_file(keystore_file, "keystore")
     password = read_secret_file(password_file, "keystore password")
     try:

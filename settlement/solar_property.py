@@ -22,10 +22,16 @@ events that only version 2 has (`since=2` below) read as their defaults on versi
 cancelled, no repossession fee, `grid_energy_wh` None), and version-2 operations (`cancel_period_call`,
 `assign_share_call`, `set_beneficiary_call`) refuse a version-1 contract with an ArtifactError.
 
+**Reads without web3.** Views are encoded and decoded here with settlement.abi and sent as plain `eth_call`s
+through the client's read transport (settlement.rpc); events are raw `eth_getLogs` answers decoded here by the
+event's ABI (indexed arguments from the topics, the others from the data). So reading the contract imports no
+web3 (`scb verify` within a second, issue 16); only the transaction builders (`settle_call` ...) and
+`contract` do.
+
 Errors are the client's (settlement.chain): a node that cannot be reached is `ChainUnavailable`, a revert is
 `ContractReverted` (a `ChainRefused`) with the custom error by name, an address without code is `NoContract`.
-The provider under the client is injectable (`ChainClient(settings, provider=...)`): the tests run this facade
-against a fake provider offline and against a real anvil.
+The transport under the client is injectable (`ChainClient(settings, provider=...)` or `transport=...`): the
+tests run this facade against a fake provider offline and against a real anvil.
 """
 from __future__ import annotations
 
@@ -35,11 +41,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
-from eth_abi.exceptions import DecodingError
-from eth_utils import keccak, to_checksum_address
 from weakref import WeakKeyDictionary
+
+from settlement import abi as codec
+from settlement.abi import AbiError, to_checksum_address
 
 from settlement.chain import ChainClient, ContractReverted, NoContract, _canonical_type
 from settlement.contract_artifact import CURRENT_VERSION, ArtifactError, load_artifact
@@ -300,7 +305,7 @@ def contract_version(client: ChainClient, address: str) -> int:
     known = _VERSIONS.setdefault(client, {})
     key = address.lower()
     if key not in known:
-        code = client.guard("eth_getCode", lambda: bytes(client.w3.eth.get_code(to_checksum_address(address))))
+        code = client.get_code(address)
         v1 = bytes.fromhex(load_artifact(1)["deployedBytecode"][2:])
         known[key] = 1 if code == v1 else CURRENT_VERSION
     return known[key]
@@ -326,6 +331,44 @@ def _named(param: dict[str, Any], value: Any) -> Any:
     if kind == "address[]":
         return [to_checksum_address(v) for v in value]
     return value
+
+
+def _event_signature(entry: dict[str, Any]) -> str:
+    return f"{entry['name']}({','.join(_canonical_type(i) for i in entry['inputs'])})"
+
+
+def _topics(entry: dict[str, Any], filters: dict[str, Any]) -> list[str | None]:
+    """eth_getLogs topics of event `entry` with its indexed arguments in `filters` fixed (None: any value)."""
+    topics: list[str | None] = [codec.topic(_event_signature(entry))]
+    for param in (i for i in entry["inputs"] if i.get("indexed")):
+        value = filters.get(param["name"])
+        topics.append(None if value is None else "0x" + codec.encode([_canonical_type(param)], [value]).hex())
+    while topics[-1] is None:
+        topics.pop()
+    return topics
+
+
+def _event_args(entry: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of one raw log of event `entry`, by name: indexed ones from the topics, the rest from the
+    data. A log that does not decode is ArtifactError (not the event this SCB knows)."""
+    indexed = [i for i in entry["inputs"] if i.get("indexed")]
+    plain = [i for i in entry["inputs"] if not i.get("indexed")]
+    topics = list(item.get("topics") or [])[1:]
+    try:
+        if len(topics) != len(indexed):
+            raise AbiError(f"{len(topics)} topics for {len(indexed)} indexed arguments")
+        values = {p["name"]: codec.decode([_canonical_type(p)], bytes.fromhex(t[2:]))[0]
+                  for p, t in zip(indexed, topics)}
+        data = bytes.fromhex(str(item.get("data", "0x"))[2:])
+        values.update(zip((p["name"] for p in plain), codec.decode([_canonical_type(p) for p in plain], data)))
+    except (AbiError, ValueError) as exc:
+        raise ArtifactError(f"a {entry['name']} log that does not decode as SolarProperty's ({exc})") from None
+    return {p["name"]: _named(p, values[p["name"]]) for p in entry["inputs"]}
+
+
+def _event_from_log(cls: type[T], entry: dict[str, Any], item: dict[str, Any]) -> T:
+    return _from_abi(cls, _event_args(entry, item), tx_hash=str(item.get("transactionHash")),
+                     block_number=int(str(item.get("blockNumber")), 16))
 
 
 # ------------------------------------------------------------------------------------------------ the facade
@@ -359,7 +402,7 @@ class SolarProperty:
 
     @property
     def contract(self) -> Any:
-        """The web3 contract with the ABI of this contract's version."""
+        """The web3 contract with the ABI of this contract's version (imports web3: for transactions)."""
         if self._contract is None:
             abi = _checked_abi(self.version)
             self._contract = (self.client.contract(self.address) if self.version == CURRENT_VERSION
@@ -393,11 +436,18 @@ class SolarProperty:
     def view(self, name: str, *args: Any) -> Any:
         """`eth_call` of view `name` at this facade's block, decoded by the ABI's output names: a dict for a
         struct or several outputs, the bare value for one unnamed output."""
-        data = self.contract.encode_abi(name, args=list(args))
-        block = self.block_identifier
-        raw = bytes(self.client.guard(name, lambda: self.client.w3.eth.call(
-            {"to": self.address, "data": data}, block_identifier=block)))  # type: ignore[arg-type]
+        raw = self.client.eth_call(name, self._call_tx(name, args), self.block_identifier)
         return self._decode(name, raw)
+
+    def _call_tx(self, name: str, args: Sequence[Any]) -> dict[str, str]:
+        """The eth_call `{"to", "data"}` of view `name` with `args` (selector and arguments, settlement.abi)."""
+        entry = self._functions[name]
+        types = [_canonical_type(i) for i in entry["inputs"]]
+        try:
+            encoded = codec.encode(types, list(args))
+        except AbiError as exc:
+            raise ArtifactError(f"SolarProperty.{name}: {exc}") from None
+        return {"to": self.address, "data": "0x" + (codec.selector(f"{name}({','.join(types)})") + encoded).hex()}
 
     def _decode(self, name: str, raw: bytes) -> Any:
         entry = self._functions[name]
@@ -408,8 +458,8 @@ class SolarProperty:
                                  "(was the chain reset?)")
             raise ArtifactError(f"the contract at {self.address} answers {name} with nothing: not SolarProperty?")
         try:
-            values = abi_decode([_canonical_type(o) for o in outputs], raw)
-        except DecodingError as exc:
+            values = codec.decode([_canonical_type(o) for o in outputs], raw)
+        except AbiError as exc:
             raise ArtifactError(f"the contract at {self.address} answers {name} in a form SolarProperty does not "
                                 f"({type(exc).__name__})") from None
         if len(outputs) == 1:
@@ -475,27 +525,38 @@ class SolarProperty:
         """`view` of `name` for each argument list of `args_list`, in JSON-RPC batches (ChainClient.call_many) at
         this facade's block: one round trip instead of one per call. Each answer is decoded as `view` decodes it,
         or is the ContractReverted that call reverted with (a revert answers that call, not the others)."""
-        entry = self._functions[name]
-        types = [_canonical_type(i) for i in entry["inputs"]]
-        # encoded with eth_abi directly: web3's encode_abi re-resolves the function from the ABI per call (6 ms
-        # each, a fifth of verify's time for a 35-reading message)
-        selector = keccak(text=f"{name}({','.join(types)})")[:4]
         block = self.block_identifier
-        calls = [(name, {"to": self.address, "data": "0x" + (selector + abi_encode(types, list(args))).hex()}, block)
-                 for args in args_list]
+        calls = [(name, self._call_tx(name, args), block) for args in args_list]
         return [answer if isinstance(answer, ContractReverted) else self._decode(name, bytes(answer))
                 for answer in self.client.call_many(calls)]
 
     # -- events -----------------------------------------------------------------------------------------------
+    def _event_entry(self, name: str) -> dict[str, Any]:
+        return _abi_entry(_checked_abi(self.version), "event", name)
+
     def _events(self, name: str, cls: type[T], from_block: int, to_block: int | None,
                 filters: dict[str, Any]) -> list[T]:
         if name in V2_EVENTS and self.version < 2:
             return []  # an event version 1 does not have: none was ever emitted
+        entry = self._event_entry(name)
         end: int | str = to_block if to_block is not None else self.block_identifier
-        logs = self.client.get_logs(getattr(self.contract.events, name), from_block, end,
-                                    {"systemId": self.system_id, **filters})
-        return [_from_abi(cls, dict(e["args"]), tx_hash="0x" + bytes(e["transactionHash"]).hex(),
-                          block_number=int(e["blockNumber"])) for e in logs]
+        logs = self.client.scan_logs(name, self.address, _topics(entry, {"systemId": self.system_id, **filters}),
+                                     from_block, end)
+        return [_event_from_log(cls, entry, item) for item in logs]
+
+    def settled_in(self, logs: Sequence[dict[str, Any]]) -> list[PeriodSettledEvent]:
+        """The PeriodSettled events of this system among raw `logs` (a receipt's): others' logs are ignored."""
+        entry = self._event_entry("PeriodSettled")
+        topic0 = codec.topic(_event_signature(entry))
+        out = []
+        for item in logs:
+            topics = item.get("topics") or []
+            if str(item.get("address", "")).lower() != self.address.lower() or not topics or topics[0] != topic0:
+                continue
+            event = _event_from_log(PeriodSettledEvent, entry, item)
+            if _event_args(entry, item)["systemId"] == self.system_id:
+                out.append(event)
+        return out
 
     def period_settled_events(self, period_id: int | None = None, from_block: int = 0) -> list[PeriodSettledEvent]:
         """PeriodSettled events of the system (of one period when `period_id` is given), oldest first."""
