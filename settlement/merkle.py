@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from eth_abi import encode as abi_encode
 from eth_hash.auto import keccak
 
 from scb.errors import DataError
@@ -85,6 +84,10 @@ def standard_leaf_hash(value: Value, leaf_encoding: Sequence[str] = READING_ENCO
         # abi.encode of one bytes32 is the 32 bytes themselves: skip eth_abi's encoder lookup, which costs ~20x
         # the two hashes (a period of 1,000 readings is hashed at every settlement, proof export and rebuild)
         return keccak(keccak(normalized[0]))
+    # eth_abi imported here, not at the top: only other leaf encodings need it, and its import costs `scb verify`
+    # a third of its one-second budget (issue 16)
+    from eth_abi import encode as abi_encode
+
     return keccak(keccak(abi_encode(list(leaf_encoding), list(normalized))))
 
 
