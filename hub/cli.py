@@ -114,11 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(command_modules(argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("SCB_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    level = os.environ.get("SCB_LOG_LEVEL", "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if level.upper() != "DEBUG":
+        # APScheduler logs two INFO lines per job run ("Running job", "executed successfully"): settlement's
+        # 5 s check and heartbeat made ~10 MB of log a real day with nothing in it, on an SD card, unrotated
+        # (benchmarks/month.py). Its warnings (a run missed or failed) still show.
+        logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
