@@ -13,7 +13,6 @@ from pathlib import Path
 
 from scb import safejson
 from scb.config import load_config
-from scb.db import open_existing
 from scb.errors import UsageError
 
 
@@ -85,6 +84,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_proof_export(args: argparse.Namespace) -> int:
     from hub.verification import export_proof, hub_channel_mode
+    from scb.db import open_existing
     from settlement.verify import dumps
 
     config = load_config(args.config)
@@ -97,6 +97,7 @@ def cmd_proof_export(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from hub.status import hub_status
+    from scb.db import open_existing
 
     config = load_config(args.config)
     factory = open_existing(config)
