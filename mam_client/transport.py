@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mam_client.crypto.curl import hash_trits
 from mam_client.crypto.trits import is_trytes, trits, trytes
+from mam_client.node import transaction as tx
 from scb.errors import NodeRefused, NodeUnavailable, ScbError
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,21 @@ def assemble_bundles(transactions: list[object]) -> list[FoundBundle]:
             fragments="".join(str(tx.signature_message_fragment) for tx in chain),  # type: ignore[attr-defined]
         ))
     return found
+
+
+def attached_bundle(attached: object, payload: str) -> FoundBundle | None:
+    """The bundle of an attachToTangle answer (tail first) if it is exactly one consistent bundle, each
+    transaction approving the next by trunk, that carries `payload`; else None."""
+    if not isinstance(attached, list) or not attached:
+        return None
+    if not all(tx.is_trytes(t, tx.TRANSACTION_TRYTES) for t in attached):
+        return None
+    chain = [tx.parse(t) for t in attached]
+    if any(a.trunk != b.hash for a, b in zip(chain, chain[1:])) or tx.check_bundle(chain) is not None:
+        return None
+    bundle = FoundBundle(bundle_hash=chain[0].bundle, tx_hashes=tuple(t.hash for t in chain),
+                         trytes=tuple(attached), fragments="".join(tx.field(t.trytes, tx.SIGNATURE) for t in chain))
+    return bundle if bundle.carries(payload) else None
 
 
 @functools.cache
@@ -197,33 +214,41 @@ class PyotaTransport:
             raise NodeUnavailable(f"IOTA node {self.node_url}: {what} failed: malformed answer")
         return answer
 
+    def _send(self, command: str, what: str | None = None, **params: object) -> dict:
+        """One IRI command through the adapter (local PoW included), without PyOTA's command objects.
+
+        Why not `self.api.<command>`: PyOTA's filters convert every transaction into its own types and back, in
+        Python, on the way out and in (6 of the 44 s of a cProfile of the publisher, issue 16). The answers are
+        checked here instead."""
+        return self._call(what or command, lambda: self.api.adapter.send_request({"command": command, **params}))
+
     def attach(self, address: str, payload: str, tag: str) -> FoundBundle:
         """Attach `payload` at `address` as one zero-value bundle; the bundle as stored on the node.
 
-        The steps of PyOTA's sendTrytes, taken one by one so that the attached bundle is checked *before* it is
-        stored: an inconsistent answer (not exactly one complete bundle carrying `payload`) raises
-        `NodeUnavailable`, not `NodeRefused`. Why: the node did not say no; it answered 200 with something else
-        - IRI answers an interrupted attachToTangle with an empty list, and a proxy may truncate - which is the
-        same kind of fault as a malformed answer. It is retried with the outage backoff (capped, so never a
-        tight loop), and nothing of it was stored, so the retry cannot leave a second bundle behind.
+        PyOTA's sendTrytes step by step, so that the attached bundle is checked *before* it is stored: the bundle
+        (`mam_client.node.transaction.zero_value_bundle`, what PyOTA's prepareTransfer builds), tips,
+        attachToTangle, then broadcast and store. An inconsistent answer (not exactly one complete bundle carrying
+        `payload`) raises `NodeUnavailable`, not `NodeRefused`. Why: the node did not say no; it answered 200 with
+        something else - IRI answers an interrupted attachToTangle with an empty list, and a proxy may truncate -
+        which is the same kind of fault as a malformed answer. It is retried with the outage backoff (capped, so
+        never a tight loop), and nothing of it was stored, so the retry cannot leave a second bundle behind.
         """
-        from iota import Address, ProposedTransaction, Tag, TryteString
-
-        transfer = ProposedTransaction(address=Address(address), value=0, tag=Tag(tag), message=TryteString(payload))
-        prepared = self._call("prepareTransfer", lambda: self.api.prepare_transfer(transfers=[transfer]))
-        tips = self._call("getTransactionsToApprove", lambda: self.api.get_transactions_to_approve(self.depth))
+        bundle = tx.zero_value_bundle(address, payload, tag, int(time.time()))
+        tips = self._send("getTransactionsToApprove", depth=self.depth)
         trunk, branch = tips.get("trunkTransaction"), tips.get("branchTransaction")
-        if trunk is None or branch is None:
+        if not (is_trytes(trunk, HASH_TRYTES) and is_trytes(branch, HASH_TRYTES)):
             raise NodeUnavailable(f"IOTA node {self.node_url}: getTransactionsToApprove failed: malformed answer")
-        sent = self._call("attachToTangle",
-                          lambda: self.api.attach_to_tangle(trunk, branch, prepared["trytes"], self.mwm))
-        attached = list(sent.get("trytes") or [])
-        bundles = assemble_bundles([parse_transaction(str(t)) for t in attached])
-        if len(bundles) != 1 or not bundles[0].carries(payload):
+        sent = self._send("attachToTangle", trunkTransaction=trunk, branchTransaction=branch,
+                          minWeightMagnitude=self.mwm, trytes=bundle)
+        attached = sent.get("trytes")
+        found = attached_bundle(attached, payload)
+        if found is None:
+            count = len(attached) if isinstance(attached, list) else 0
             raise NodeUnavailable(f"IOTA node {self.node_url}: attachToTangle returned an inconsistent bundle "
-                                  f"({len(attached)} transactions, {len(bundles)} complete bundles)")
-        self._call("broadcastAndStore", lambda: self.api.broadcast_and_store(attached))
-        return bundles[0]
+                                  f"({count} transactions)")
+        for command in ("broadcastTransactions", "storeTransactions"):  # PyOTA's broadcastAndStore
+            self._send(command, "broadcastAndStore", trytes=list(found.trytes))
+        return found
 
     def find_bundles(self, address: str) -> list[FoundBundle]:
         from iota import Address, TransactionHash

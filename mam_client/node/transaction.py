@@ -3,14 +3,17 @@
 Both the tangle node (validation, indexing) and local proof of work (`mam_client.pow`, which writes trunk,
 branch, tag and timestamps before searching a nonce) need the field offsets, so they live here once. Parsing is
 done on tryte slices and our C Curl rather than PyOTA's `Transaction.from_tryte_string`, whose pure-Python
-Curl-P-81 costs ~140 ms per transaction hash (SPEC §10) against ~1.5 ms here.
+Curl-P-81 costs ~140 ms per transaction hash (SPEC §10) against ~1.5 ms here. Kerl (the bundle hash) and
+the zero-value bundle a publisher attaches are built here too, on whole trytes and Python integers: PyOTA's
+`prepare_transfer` converts every trit in Python and re-hashes the whole bundle each time it fixes an insecure
+bundle hash (about 20 times per bundle), which took seconds per 16-transaction message (issue 16).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from iota.crypto.kerl import Kerl
+from sha3 import keccak_384  # pysha3, PyOTA's own dependency: Kerl's original Keccak, not SHA3-384
 
 from mam_client.crypto import trits as T
 from mam_client.crypto.curl import hash_trits
@@ -118,10 +121,6 @@ class Transaction:
     nonce: str
 
     @property
-    def essence_trits(self) -> list[int]:
-        return T.values(T.trits(field(self.trytes, ESSENCE)))
-
-    @property
     def weight(self) -> int:
         return trailing_zero_trits(self.hash)
 
@@ -157,14 +156,118 @@ def parse(trytes: object, *, tx_hash: str | None = None) -> Transaction:
     )
 
 
+_TRYTE_VALUE = {c: (i if i <= 13 else i - 27) for i, c in enumerate("9ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+_VALUE_TRYTE = {v: c for c, v in _TRYTE_VALUE.items()}
+_KERL_MODULUS = 1 << 384
+
+
+def _zero_top_trit(value: int) -> int:
+    """A tryte value (-13..13) with its most significant trit set to 0 (Kerl zeroes trit 242 of a chunk)."""
+    return value - 9 if value >= 5 else value + 9 if value <= -5 else value
+
+
+def _kerl_chunk(chunk: str) -> bytes:
+    """One 81-tryte chunk as Kerl absorbs it: the balanced-ternary integer (trit 242 zeroed) as 48 bytes of
+    big-endian two's complement."""
+    n = _zero_top_trit(_TRYTE_VALUE[chunk[80]])
+    for c in reversed(chunk[:80]):
+        n = n * 27 + _TRYTE_VALUE[c]
+    return (n % _KERL_MODULUS).to_bytes(48, "big")
+
+
+def _kerl_squeeze(digest: bytes) -> str:
+    """The first Kerl squeeze: the 48-byte digest as a signed integer, in 81 balanced trytes (trit 242 zeroed)."""
+    n = int.from_bytes(digest, "big", signed=True)
+    out = []
+    for _ in range(81):
+        n, r = divmod(n, 27)
+        if r > 13:
+            r -= 27
+            n += 1
+        out.append(r)
+    out[80] = _zero_top_trit(out[80])
+    return "".join(_VALUE_TRYTE[v] for v in out)
+
+
+def kerl(chunks: list[bytes]) -> str:
+    """Kerl hash (81 trytes) of chunks already converted by `_kerl_chunk`, in order."""
+    k = keccak_384()
+    for chunk in chunks:
+        k.update(chunk)
+    return _kerl_squeeze(k.digest())
+
+
+def kerl_trytes(trytes: str) -> str:
+    """Kerl hash of trytes whose length is a multiple of 81 (one absorb, one squeeze)."""
+    if len(trytes) % HASH_TRYTES or not trytes:
+        raise ValueError("Kerl absorbs whole 81-tryte chunks")
+    return kerl([_kerl_chunk(trytes[i : i + HASH_TRYTES]) for i in range(0, len(trytes), HASH_TRYTES)])
+
+
 def bundle_hash(transactions: list[Transaction]) -> str:
     """Kerl over the essences of a bundle's transactions in index order (what `bundle` must equal)."""
-    kerl = Kerl()
-    for tx in transactions:
-        kerl.absorb(tx.essence_trits)
-    out = [0] * 243
-    kerl.squeeze(out)
-    return T.trytes(T.from_values(out))
+    return kerl_trytes("".join(field(tx.trytes, ESSENCE) for tx in transactions))
+
+
+def _insecure(bundle: str) -> bool:
+    """True when the normalized bundle hash has a 13 ('M'): the hash iota.js and PyOTA never sign or send.
+
+    Why it matters for zero-value bundles too: clients and nodes treat such a bundle as suspect, and the bundles
+    of this hub must look like those of iota.js (docs/mam.md)."""
+    for part in range(3):
+        chunk = [_TRYTE_VALUE[c] for c in bundle[part * 27 : (part + 1) * 27]]
+        total = sum(chunk)
+        while total > 0:
+            total -= 1
+            for j in range(27):
+                if chunk[j] > -13:
+                    chunk[j] -= 1
+                    break
+        while total < 0:
+            total += 1
+            for j in range(27):
+                if chunk[j] < 13:
+                    chunk[j] += 1
+                    break
+        if 13 in chunk:
+            return True
+    return False
+
+
+def zero_value_bundle(address: str, message: str, tag: str, timestamp_s: int) -> list[str]:
+    """The transactions of a zero-value bundle carrying `message` at `address`, head first, ready for
+    attachToTangle: what PyOTA's `prepare_transfer` returns for one such transfer, byte for byte.
+
+    The message is cut into 2187-tryte fragments (the last padded with 9s); the tag (padded) is also the
+    obsoleteTag, which in the tail is incremented until the bundle hash is secure (PyOTA's finalize)."""
+    if not is_trytes(address, HASH_TRYTES) or not is_trytes(message) or not is_trytes(tag) or len(tag) > 27:
+        raise ValueError("address (81 trytes), message (trytes) and tag (at most 27 trytes) expected")
+    fragment = SIGNATURE[1] - SIGNATURE[0]
+    fragments = [message[i : i + fragment].ljust(fragment, "9") for i in range(0, len(message), fragment)]
+    last = len(fragments) - 1
+    padded_tag = tag.ljust(27, "9")
+    head = int_trytes(0, 27)  # value
+    tail_tag = tryte_int(padded_tag)
+    stamp = int_trytes(timestamp_s, 9)
+
+    def essence(index: int, obsolete_tag: str) -> str:
+        return head + obsolete_tag + stamp + int_trytes(index, 9) + int_trytes(last, 9)
+
+    # only the tail's obsoleteTag changes between tries: every other chunk is converted once
+    rest = [_kerl_chunk(part) for i in range(1, last + 1) for part in (address, essence(i, padded_tag))]
+    address_chunk = _kerl_chunk(address)
+    while True:
+        obsolete_tag = int_trytes(tail_tag, 27)
+        bundle = kerl([address_chunk, _kerl_chunk(essence(0, obsolete_tag)), *rest])
+        if not _insecure(bundle):
+            break
+        tail_tag += 1
+    out = []
+    for i, body in enumerate(fragments):
+        out.append(body + address + essence(i, obsolete_tag if i == 0 else padded_tag) + bundle + NULL_HASH
+                   + NULL_HASH + padded_tag + "9" * (NONCE[1] - ATTACHMENT_TIMESTAMP[0]))
+    out.reverse()
+    return out
 
 
 def check_bundle(chain: list[Transaction]) -> str | None:

@@ -1,12 +1,17 @@
 """The transaction layout and bundle checks against PyOTA's own parser and bundle validator."""
 from __future__ import annotations
 
+import random
+from unittest import mock
+
 import pytest
 from iota import Bundle, Transaction
 from iota.transaction.validator import BundleValidator
 
 from mam_client.node import transaction as tx
 from tests.mam_client.node.helpers import attached_bundle, prepared_bundle
+
+ALPHABET = "9ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +88,35 @@ def test_trailing_zero_trits_and_int_fields() -> None:
     assert tx.trailing_zero_trits("9" * 80 + "M") == 0
     for value in (0, 1, -1, 13, 1_600_000_000_000, tx.MAX_TIMESTAMP_VALUE):
         assert tx.tryte_int(tx.int_trytes(value, 9)) == value
+
+
+def test_kerl_matches_pyota_on_several_chunks() -> None:
+    from iota.crypto.kerl import Kerl
+
+    from mam_client.crypto import trits as T
+
+    rng = random.Random(16)
+    for chunks in (1, 2, 7):
+        data = "".join(rng.choice(ALPHABET) for _ in range(81 * chunks))
+        kerl = Kerl()
+        kerl.absorb(T.values(T.trits(data)))
+        out = [0] * 243
+        kerl.squeeze(out)
+        assert tx.kerl_trytes(data) == T.trytes(T.from_values(out))
+
+
+@pytest.mark.parametrize("size", [1, 2187, 2188, 31000])
+def test_zero_value_bundle_is_what_pyota_prepares(size: int) -> None:
+    """Byte for byte PyOTA's prepare_transfer (insecure bundle hashes re-tried through the tail's obsoleteTag)
+    for the same timestamp: one fragment, exactly one, one more than one, and a publish window's message."""
+    from iota import Address, Iota, ProposedTransaction, Tag, TryteString
+
+    rng = random.Random(size)
+    address = "".join(rng.choice(ALPHABET) for _ in range(80)) + "9"
+    message = "".join(rng.choice(ALPHABET) for _ in range(size))
+    with mock.patch("iota.transaction.creation.get_current_timestamp", return_value=1_764_650_000):
+        expected = Iota("http://node.invalid:14265").prepare_transfer(transfers=[ProposedTransaction(
+            address=Address(address), value=0, tag=Tag("SCB"), message=TryteString(message))])["trytes"]
+    made = tx.zero_value_bundle(address, message, "SCB", 1_764_650_000)
+    assert made == [str(t) for t in expected]
+    assert len(made) == -(-size // 2187)
