@@ -3,30 +3,37 @@
 These span three components: the reading (energy_manager), the MAM message and the archive (mam_client), the
 settlement and the chain (settlement). The checks themselves are `settlement.verify`; this module wires them to
 the hub's database, its configuration and its peers, once, for the CLI and the dashboard alike.
+
+`scb verify ADDRESS` answers within a second on the local stack (issue 16), so its path imports none of web3,
+eth_account, PyOTA or (on a SQLite hub) SQLAlchemy: the chain is read through settlement.rpc, the tangle node
+through mam_client.tangle_reader, the hub's database with the plain SQL of hub.verify_records.
+tests/hub/test_verify_imports.py keeps it so.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from scb.config import Config
-from scb.db import open_existing
 from scb.errors import Refused, TransportError, UsageError
 from scb.timefmt import utc_iso
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from hub.verify_records import Rows
 
 #: `verify_hub_address(factory=...)` default: open the hub's database if this machine has one
 OPEN_HUB_DATABASE: Any = object()
 
 
-def chain_view_factory(config: Config, rpc: str | None, factory: Any = None) -> Callable[[str, int], Any]:
+def chain_view_factory(config: Config, rpc: str | None, rows: Rows | None = None) -> Callable[[str, int], Any]:
     """contract, system id -> a read-only view of that system on the configured (or `rpc`) chain. With the hub's
-    database (`factory`), log scans start at the deployment block stored there (settlement.logscan)."""
+    database (`rows`), log scans start at the deployment block stored there (settlement.logscan)."""
+    from hub.verify_records import DeploymentBlocks
     from settlement.chain import ChainClient
-    from settlement.logscan import DeploymentStore
     from settlement.settings import ethereum_settings
     from settlement.verify import ChainView
 
@@ -34,42 +41,48 @@ def chain_view_factory(config: Config, rpc: str | None, factory: Any = None) -> 
 
     def make(contract: str, system_id: int) -> ChainView:
         client = ChainClient(eth, rpc_url=rpc)
-        if factory is not None:
-            client.deployment_store = DeploymentStore(factory)
+        if rows is not None:
+            client.deployment_store = DeploymentBlocks(rows)
         return ChainView(client, contract, system_id)
 
     return make
 
 
-def _readings_lookup(factory: sessionmaker[Session], system_ref: int | None):  # type: ignore[no-untyped-def]
-    """digest hex -> the hub's record of that reading (its id; period and proof once settled), for all of a
-    message's digests in two queries instead of two per reading."""
-    from energy_manager.models import StoredReading
-    from settlement.models import SETTLED, ReadingProof, SettlementPeriod
-    from settlement.verify import HubRecord
+@contextmanager
+def hub_records(config: Config, factory: Any = OPEN_HUB_DATABASE) -> Iterator[Rows | None]:
+    """The hub's database to read from during one verification (hub.verify_records), None without one.
 
-    def lookup(digests: list[str]) -> dict[str, HubRecord | None]:
-        found: dict[str, HubRecord | None] = {d: None for d in digests}
-        with factory() as session:
-            readings = {r.id: r.digest for r in session.scalars(
-                select(StoredReading).where(StoredReading.digest.in_(digests)))}
-            for reading_id, digest in readings.items():
-                found[digest] = HubRecord(reading_id, None, None, False)
-            if not readings:
-                return found
-            query = (select(ReadingProof, SettlementPeriod)
-                     .join(SettlementPeriod, SettlementPeriod.id == ReadingProof.period_ref)
-                     .where(ReadingProof.reading_id.in_(list(readings)), SettlementPeriod.state == SETTLED))
-            if system_ref is not None:
-                query = query.where(SettlementPeriod.system_ref == system_ref)
-            for proof, period in session.execute(query):
-                record = found[readings[proof.reading_id]]
-                if record is not None and record.period_id is None:  # the first settled proof found
-                    found[readings[proof.reading_id]] = HubRecord(proof.reading_id, period.period_id,
-                                                                  proof.siblings(), proof.late)
-        return found
+    `factory`: a session factory (the dashboard's) or None (no hub database); by default the configured database
+    when this machine has one: on SQLite a read-only sqlite3 connection (no SQLAlchemy import, and never the
+    writers' lock), on a server database scb.db's session factory."""
+    from hub.verify_records import session_rows, sqlite_rows
+    from scb.sqlite_reader import connect_read_only, sqlite_path
 
-    return lookup
+    if factory is not OPEN_HUB_DATABASE:
+        yield session_rows(factory) if factory is not None else None
+        return
+    path = sqlite_path(config.database_url)
+    if path is None:
+        from scb.db import open_existing
+
+        opened = open_existing(config)
+        yield session_rows(opened) if opened is not None else None
+        return
+    if not path.exists():  # not a hub (an auditor's machine): work from the flags alone
+        yield None
+        return
+    conn = connect_read_only(path, config.sqlite_busy_timeout_ms)
+    try:
+        yield sqlite_rows(conn)
+    finally:
+        conn.close()
+
+
+def tangle_reader(iota: Any) -> Any:
+    """The tangle node as verification reads it (findTransactions, getTrytes), from [iota]."""
+    from mam_client.tangle_reader import TangleReader
+
+    return TangleReader(iota.node_url, timeout_s=iota.timeout_s)
 
 
 def verify_hub_address(config: Config, address: str, *, factory: Any = OPEN_HUB_DATABASE,
@@ -79,48 +92,47 @@ def verify_hub_address(config: Config, address: str, *, factory: Any = OPEN_HUB_
     """`scb verify ADDRESS` as a function returning the Report, so the dashboard runs exactly the same verification.
 
     `factory`: the hub's session factory (the dashboard passes its own, open one), None for no hub database,
-    default: open it when it exists. `transport`: the tangle node client (default: [iota] or `node`).
+    default: open it when it exists (see `hub_records`). `transport`: the tangle node client (default: [iota] or
+    `node`).
     """
-    from eth_utils import to_checksum_address
-
     from energy_manager.settings import load_energy_settings
-    from mam_client.archive import archive_reader, root_lookup
-    from mam_client.service import make_transport
+    from hub.verify_records import archive, newest_system, readings_lookup, root_lookup
     from mam_client.settings import iota_settings, mam_settings
     from scb.files import read_secret_file
+    from settlement.abi import to_checksum_address
     from settlement.settings import ethereum_settings, settlement_settings
-    from settlement.system import newest_system
     from settlement.verify import AddressContext, verify_address
 
-    if factory is OPEN_HUB_DATABASE:
-        factory = open_existing(config)
     contract = to_checksum_address(contract) if contract else None
-    system = newest_system(factory, contract)
-    if contract is None:
-        contract = system.contract if system else ethereum_settings(config).contract_address
-    if contract is None:
-        raise UsageError("which contract? give --contract (no hub database here and no ethereum.contract_address)")
-    system_id = system_id or (system.system_id if system else None) or settlement_settings(config).system_id or 1
-    channel = mam_settings(config).channels.get(load_energy_settings(config).channel)
-    mode = mode or (channel.mode if channel else "restricted")
-    if side_key is None and mode == "restricted" and channel is not None and channel.side_key_file is not None \
-            and channel.side_key_file.exists():
-        side_key = read_secret_file(channel.side_key_file, f"side key of channel {channel.name}")
-    iota = iota_settings(config)
-    if node:
-        iota = replace(iota, node_url=node)
-    hub = factory is not None
-    ctx = AddressContext(
-        transport=transport if transport is not None else make_transport(iota),
-        archive=archive_reader(factory) if hub else None, mode=mode, side_key=side_key,
-        chain=chain_view_factory(config, rpc, factory)(contract, system_id), root=root,
-        root_lookup=root_lookup(factory) if hub else None,
-        readings_lookup=_readings_lookup(factory, system.ref if system else None) if hub else None)
-    return verify_address(address, ctx)
+    with hub_records(config, factory) as rows:
+        system = newest_system(rows, contract) if rows is not None else None
+        if contract is None:
+            contract = system.contract if system else ethereum_settings(config).contract_address
+        if contract is None:
+            raise UsageError("which contract? give --contract (no hub database here and no "
+                             "ethereum.contract_address)")
+        system_id = system_id or (system.system_id if system else None) or settlement_settings(config).system_id or 1
+        channel = mam_settings(config).channels.get(load_energy_settings(config).channel)
+        mode = mode or (channel.mode if channel else "restricted")
+        if side_key is None and mode == "restricted" and channel is not None and channel.side_key_file is not None \
+                and channel.side_key_file.exists():
+            side_key = read_secret_file(channel.side_key_file, f"side key of channel {channel.name}")
+        iota = iota_settings(config)
+        if node:
+            iota = replace(iota, node_url=node)
+        ctx = AddressContext(
+            transport=transport if transport is not None else tangle_reader(iota),
+            archive=archive(rows) if rows is not None else None, mode=mode, side_key=side_key,
+            chain=chain_view_factory(config, rpc, rows)(contract, system_id), root=root,
+            root_lookup=root_lookup(rows) if rows is not None else None,
+            readings_lookup=readings_lookup(rows, system.ref if system else None) if rows is not None else None)
+        return verify_address(address, ctx)
 
 
 def export_proof(factory: sessionmaker[Session], reading_id: int, mode: str) -> dict[str, Any]:
     """The proof file of a settled reading, from the hub's database alone."""
+    from sqlalchemy import select
+
     from energy_manager.models import StoredReading
     from mam_client.models import OutboxMessage
     from settlement.models import SETTLED, ReadingProof, SettlementPeriod, SettlementSystem
@@ -168,11 +180,9 @@ def verify_fleet_address(config: Config, address: str, fleet_url: str, *, side_k
     """`scb verify ADDRESS --fleet URL`: the same verification with the hub gone. The message, its root, the
     channel (bundles from the fleet's permanode, payloads as the archive) and the proofs come from the fleet; the
     roots come from the chain (`rpc` or [ethereum] rpc_url), so the fleet is trusted for nothing it could forge."""
-    from eth_utils import to_checksum_address
-
     from hub.fleet.client import FleetClient
-    from mam_client.service import make_transport
     from mam_client.settings import iota_settings
+    from settlement.abi import to_checksum_address
     from settlement.verify import AddressContext, HubRecord, Report, verify_address
 
     fleet = FleetClient(fleet_url)
@@ -219,7 +229,7 @@ def verify_fleet_address(config: Config, address: str, fleet_url: str, *, side_k
                          bool(proof["late"]))
 
     iota = replace(iota_settings(config), node_url=fleet.permanode_url)
-    ctx = AddressContext(transport=transport if transport is not None else make_transport(iota), archive=archive,
+    ctx = AddressContext(transport=transport if transport is not None else tangle_reader(iota), archive=archive,
                          mode=mode, side_key=side_key, chain=chain_view_factory(config, rpc)(contract, system_id),
                          root=root, root_lookup=root_lookup, root_source="the fleet",
                          readings_lookup=readings_lookup)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from mam_client.mam import InvalidMessage, decode_address, parse_message
-from mam_client.transport import TangleTransport
+from mam_client.transport import FoundBundle
 from scb.errors import NodeUnavailable, Refused, TransportError
 
 #: Longest chain `--all` walks. Why: a reader must terminate even on a channel that (by accident or malice)
@@ -50,7 +51,14 @@ class Skipped:
 Archive = Callable[[str], list[str]]  # address -> archived payloads
 
 
-def fetch_at(transport: TangleTransport | None, root: str, mode: str, side_key: str | None,
+class BundleSource(Protocol):
+    """What a reader needs of a node: the complete bundles at an address. `mam_client.transport`'s
+    TangleTransport is one; `mam_client.tangle_reader.TangleReader` (no PyOTA) is the one `scb verify` uses."""
+
+    def find_bundles(self, address: str) -> list[FoundBundle]: ...
+
+
+def fetch_at(transport: BundleSource | None, root: str, mode: str, side_key: str | None,
              archive: Archive | None = None) -> tuple[list[FetchedMessage], list[Skipped]]:
     """All valid messages signed under `root`, and the bundles at its address that were skipped."""
     address = decode_address(root, mode)
@@ -90,7 +98,7 @@ def fetch_at(transport: TangleTransport | None, root: str, mode: str, side_key: 
     return found, skipped
 
 
-def fetch_chain(transport: TangleTransport | None, root: str, mode: str, side_key: str | None,
+def fetch_chain(transport: BundleSource | None, root: str, mode: str, side_key: str | None,
                 archive: Archive | None = None, follow: bool = True,
                 on_skip: Callable[[Skipped], None] | None = None,
                 on_note: Callable[[str], None] | None = None) -> Iterator[FetchedMessage]:

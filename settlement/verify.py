@@ -29,18 +29,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_utils import keccak, to_checksum_address
-
 from energy_manager.message import ReadingsMessage, decode_message
 from energy_manager.reading import Reading, ReadingError, encode_json, parse_canonical, parse_digest, reading_digest
 from mam_client.crypto.trits import is_trytes, trytes_to_ascii
-from mam_client.fetch import Archive, fetch_at, fetch_chain
+from mam_client.fetch import Archive, BundleSource, fetch_at, fetch_chain
 from mam_client.mam import InvalidInput, InvalidMessage, decode_address, parse_message
-from mam_client.transport import TangleTransport
+from settlement.abi import AbiError, keccak, to_checksum_address
 from settlement.chain import ChainClient, ContractReverted
 from settlement.merkle import MerkleError, build_reading_tree, process_proof, reading_leaf, reading_proof, to_hex
 from settlement.solar_property import PeriodInfo, PeriodSettledEvent, SolarProperty
-from scb.errors import ChainRefused, ConfigError, Interrupted, TransportError
+from scb.errors import ChainRefused, ChainUnavailable, ConfigError, Interrupted, TransportError
 
 VALID, INVALID, CANNOT_CHECK = 0, 1, 2
 VERDICT_NAMES = {VALID: "VALID", INVALID: "INVALID", CANNOT_CHECK: "COULD NOT CHECK"}
@@ -139,7 +137,6 @@ class ChainView:
 
     def __post_init__(self) -> None:
         self.chain = SolarProperty(self.client, self.contract_address, self.system_id)
-        self.contract = self.chain.contract
         self._settled: dict[int, PeriodSettledEvent] | None = None
         self._periods: dict[int, PeriodInfo | None] = {}
         #: (period id, digest, proof) -> the contract's verifyReading answer, asked in one batch (`prefetch`)
@@ -226,7 +223,7 @@ class HubRecord:
 class AddressContext:
     """Everything `verify_address` needs; the CLI fills it from flags, configuration and the hub's database."""
 
-    transport: TangleTransport | None
+    transport: BundleSource | None
     archive: Archive | None
     mode: str
     side_key: str | None
@@ -305,7 +302,7 @@ def verify_address(address: str, ctx: AddressContext) -> Report:
 def _check_membership(report: Report, ctx: AddressContext, root: str, period_id: int, event: PeriodSettledEvent,
                       onchain: PeriodInfo) -> None:
     mam_root = event.mam_root
-    if keccak(text=mam_root) != onchain.mam_root_hash:
+    if keccak(mam_root.encode("utf-8")) != onchain.mam_root_hash:
         raise report.fail("channel", f"period {period_id}'s MAM root in its event does not match the hash on chain")
     walked = 0
     for message in fetch_chain(ctx.transport, mam_root, ctx.mode, ctx.side_key, ctx.archive):
@@ -444,7 +441,7 @@ def verify_proof_file(data: Any, chain_for: Callable[[str, int], ChainView], sid
             digest = parse_digest(digest_text)
             leaf = parse_digest(leaf_text)
             contract = to_checksum_address(contract)
-        except (ReadingError, ValueError, TypeError) as exc:
+        except (ReadingError, AbiError, ValueError, TypeError) as exc:
             raise report.cannot("proof file", f"malformed field: {exc}") from None
         report.ok("proof file", f"{PROOF_FORMAT} version {version}: period {period_id} of system {system_id} on "
                                 f"chain {chain_id}")
@@ -518,19 +515,19 @@ def _check_file_mam(report: Report, data: dict[str, Any], reading: Reading, side
 
 def _check_transaction(report: Report, chain: ChainView, tx_hash: str, period_id: int,
                        onchain: PeriodInfo) -> None:
-    receipt = chain.client.receipt(tx_hash)
+    receipt = chain.client.rpc("eth_getTransactionReceipt", [tx_hash])
     if receipt is None:
         raise report.fail("transaction", f"transaction {tx_hash} is not on this chain")
-    from web3.logs import DISCARD
-
-    events = chain.contract.events.PeriodSettled().process_receipt(receipt, errors=DISCARD)
-    mine = [e for e in events if int(e["args"]["systemId"]) == chain.system_id]
+    if not isinstance(receipt, dict) or not isinstance(receipt.get("logs"), list):
+        raise ChainUnavailable(f"eth_getTransactionReceipt {tx_hash}: the node answered something else than a "
+                               "receipt")
+    mine = chain.chain.settled_in(receipt["logs"])
     if not mine:
         raise report.fail("transaction", f"transaction {tx_hash} settled no period of system {chain.system_id}")
-    settled = int(mine[0]["args"]["periodId"])
+    settled = mine[0].period_id
     if settled != period_id:
         raise report.fail("transaction", f"transaction {tx_hash} settled period {settled}, not period {period_id}")
-    report.ok("transaction", f"{tx_hash} settled period {period_id} in block {receipt['blockNumber']}")
+    report.ok("transaction", f"{tx_hash} settled period {period_id} in block {mine[0].block_number}")
 
 
 # ----------------------------------------------------------------------------------------------- proof export

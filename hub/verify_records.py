@@ -1,0 +1,155 @@
+"""What `scb verify` reads from the hub's database, in plain SQL: the system, roots, archived payloads, proofs.
+
+Why SQL text and not the models: on SQLite the command reads with plain sqlite3 (scb.sqlite_reader), as the
+supervisor does, because importing SQLAlchemy and the models costs `scb verify` about 0.4 s of its one-second
+budget (issue 16). The same statements run through SQLAlchemy (`text`) where a session factory exists anyway
+(the dashboard, a PostgreSQL hub), so each question has one query. Verification only reads: it never writes the
+hub's database (nor waits for its writers' lock).
+
+The statements name the tables and columns of `energy_manager.models`, `mam_client.models` and
+`settlement.models`; tests/hub/test_verify_records.py runs them against a migrated database of each kind.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from scb.errors import DatabaseUnavailable
+from settlement.logscan import DeploymentStore
+from settlement.verify import HubRecord
+
+#: settlement.models.SETTLED (the models import SQLAlchemy; a test checks the two agree)
+SETTLED = "settled"
+
+
+class Rows(Protocol):
+    """One read-only SQL statement with `:name` parameters -> its rows."""
+
+    def __call__(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]: ...
+
+
+def sqlite_rows(conn: sqlite3.Connection) -> Rows:
+    """Rows from a read-only sqlite3 connection (scb.sqlite_reader.connect_read_only)."""
+
+    def rows(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        try:
+            return [tuple(r) for r in conn.execute(sql, dict(params)).fetchall()]
+        except sqlite3.Error as exc:  # locked beyond the busy timeout, or a schema older than this SCB
+            raise DatabaseUnavailable(f"the hub's database cannot be read: {exc} (is it migrated? `scb db "
+                                      "upgrade`)") from None
+
+    return rows
+
+
+def session_rows(factory: Any) -> Rows:
+    """Rows through a SQLAlchemy session factory (the dashboard's, or a PostgreSQL hub's)."""
+    from sqlalchemy import text
+
+    def rows(sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        with factory() as session:
+            return [tuple(r) for r in session.execute(text(sql), dict(params)).all()]
+
+    return rows
+
+
+def _in(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """`:name0, :name1 ...` and their parameters, for an IN list (neither driver expands a sequence)."""
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return ", ".join(f":{k}" for k in params), params
+
+
+@dataclass(frozen=True)
+class HubSystem:
+    """The newest system the hub settles: its row id, contract and id on chain."""
+
+    ref: int
+    contract: str
+    system_id: int
+
+
+def newest_system(rows: Rows, contract: str | None = None) -> HubSystem | None:
+    """settlement.models.latest_system, as a verify needs it."""
+    sql = "SELECT id, contract, system_id FROM settlement_systems"
+    params: dict[str, Any] = {}
+    if contract:
+        sql, params = sql + " WHERE contract = :contract", {"contract": contract}
+    found = rows(sql + " ORDER BY id DESC LIMIT 1", params)
+    return HubSystem(int(found[0][0]), str(found[0][1]), int(found[0][2])) if found else None
+
+
+def archive(rows: Rows) -> Callable[[str], list[str]]:
+    """address -> the payloads the hub published there (mam_client.archive.archive_reader)."""
+
+    def read(address: str) -> list[str]:
+        found = rows("SELECT payload FROM mam_messages WHERE address = :address AND payload IS NOT NULL "
+                     "ORDER BY id", {"address": address})
+        return [str(r[0]) for r in found if r[0]]
+
+    return read
+
+
+def root_lookup(rows: Rows) -> Callable[[str], str | None]:
+    """address -> the MAM root the hub signed its message there under (mam_client.archive.root_lookup)."""
+
+    def lookup(address: str) -> str | None:
+        found = rows("SELECT root FROM mam_messages WHERE address = :address AND root IS NOT NULL ORDER BY id "
+                     "LIMIT 1", {"address": address})
+        return str(found[0][0]) if found else None
+
+    return lookup
+
+
+def readings_lookup(rows: Rows, system_ref: int | None) -> Callable[[list[str]], dict[str, HubRecord | None]]:
+    """digest hex -> the hub's record of that reading, for all of a message's digests in two queries."""
+
+    def lookup(digests: list[str]) -> dict[str, HubRecord | None]:
+        found: dict[str, HubRecord | None] = {d: None for d in digests}
+        if not digests:
+            return found
+        marks, params = _in("d", digests)
+        readings = {int(r[0]): str(r[1]) for r in rows(
+            f"SELECT id, digest FROM energy_readings WHERE digest IN ({marks})", params)}
+        for reading_id, digest in readings.items():
+            found[digest] = HubRecord(reading_id, None, None, False)
+        if not readings:
+            return found
+        marks, params = _in("r", list(readings))
+        sql = (f"SELECT p.reading_id, sp.period_id, p.proof, p.late FROM settlement_proofs p "
+               f"JOIN settlement_periods sp ON sp.id = p.period_ref "
+               f"WHERE p.reading_id IN ({marks}) AND sp.state = :settled")
+        params["settled"] = SETTLED
+        if system_ref is not None:
+            sql, params["system_ref"] = sql + " AND sp.system_ref = :system_ref", system_ref
+        for reading_id, period_id, proof, late in rows(sql, params):
+            raw = bytes(proof)
+            found[readings[int(reading_id)]] = HubRecord(int(reading_id), int(period_id),
+                                                             [raw[i:i + 32] for i in range(0, len(raw), 32)],
+                                                             bool(late))
+        return found
+
+    return lookup
+
+
+class DeploymentBlocks(DeploymentStore):
+    """settlement.logscan.DeploymentStore read-only: the deployment blocks the settlement service stored.
+    `save` does nothing: a verify finds a missing one again (one eth_call on a version-2 contract) rather than
+    write the hub's database."""
+
+    def __init__(self, rows: Rows) -> None:
+        super().__init__(None)
+        self.rows = rows
+
+    def load(self, chain_id: int, address: str) -> int | None:
+        found = self.rows("SELECT value_json FROM settlement_state WHERE key = :key",
+                          {"key": self.key(chain_id, address)})
+        try:
+            value = json.loads(found[0][0]) if found else None
+        except ValueError:
+            return None
+        return int(value["block"]) if isinstance(value, dict) and isinstance(value.get("block"), int) else None
+
+    def save(self, chain_id: int, address: str, block: int, tx_hash: str | None = None) -> None:
+        return None
