@@ -180,11 +180,13 @@ def read(path: str) -> str:
 
 
 def memory_kb(pid: int) -> dict[str, int]:
-    """RSS and PSS from /proc/PID/smaps_rollup (PSS shares each shared page among its users)."""
-    out = {"rss_kb": 0, "pss_kb": 0}
+    """RSS, PSS and private dirty pages from /proc/PID/smaps_rollup. PSS shares each shared page among its users
+    (so it moves when other processes map the same libraries); private dirty is the process's own heap and
+    written pages alone, the figure in which a leak shows whatever else runs on the machine."""
+    out = {"rss_kb": 0, "pss_kb": 0, "private_dirty_kb": 0}
     for line in read(f"/proc/{pid}/smaps_rollup").splitlines():
         key, _, value = line.partition(":")
-        if key in ("Rss", "Pss"):
+        if key in ("Rss", "Pss", "Private_Dirty"):
             out[f"{key.lower()}_kb"] = int(value.split()[0])
     return out
 
