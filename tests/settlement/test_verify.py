@@ -141,18 +141,38 @@ def test_unknown_proof_format_version(golden_chain) -> None:
     assert report.verdict == CANNOT_CHECK and "version 99" in report.reason
 
 
+#: what `scb verify` must not import (issue 16: each costs a large part of its one-second budget)
+HEAVY = ("web3", "eth_account", "py_ecc", "eth_abi", "iota", "pkg_resources", "sqlalchemy", "requests")
+#: `scb ...` as `python -m hub.cli` runs it, then the heavy packages that got imported, on stderr's last line
+_DRIVER = ("import json, sys, hub.cli\n"
+           "try:\n    code = hub.cli.main(sys.argv[1:])\n"
+           "finally:\n    print('IMPORTED ' + json.dumps(sorted(m for m in %r if m in sys.modules)), file=sys.stderr)\n"
+           "sys.exit(code)\n" % (HEAVY,))
+
+
 def scb(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, timeout=120,
                           cwd=cwd or REPO, env={**os.environ, **(env or {})})
 
 
+def scb_imports(*args: str, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`scb` run as `scb` runs, and the heavy packages (HEAVY) it imported on the way."""
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd or REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("IMPORTED ")]
+    assert lines, proc.stderr
+    return proc, json.loads(lines[-1].removeprefix("IMPORTED "))
+
+
 def test_cli_verify_proof_exit_codes(golden_chain, tmp_path: Path) -> None:
     node, _ = golden_chain
     env = {"SCB_DATA_DIR": str(tmp_path)}  # no hub here: nothing but an RPC endpoint
-    ok = scb("verify", "--proof", str(golden.DATA / "valid.json"), "--rpc", node.url, "--json", env=env,
-             cwd=tmp_path)
+    ok, imported = scb_imports("verify", "--proof", str(golden.DATA / "valid.json"), "--rpc", node.url, "--json",
+                               env=env, cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert json.loads(ok.stdout)["verdict"] == "VALID"
+    assert imported == []  # the light read path: no web3, PyOTA or SQLAlchemy (issue 16)
     bad = scb("verify", "--proof", str(golden.DATA / "tampered-reading.json"), "--rpc", node.url, env=env,
               cwd=tmp_path)
     assert bad.returncode == 1 and "[FAIL] reading" in bad.stdout and "verdict: INVALID" in bad.stdout
@@ -284,8 +304,10 @@ def test_cli_verify_address_on_the_hub(settled: Hub, tmp_path: Path) -> None:
     channel's side key file, the chain. The node is down here, so every message comes from the archive."""
     config = write_toml(settled.config, tmp_path / "scb.toml")
     message = messages(settled)[3]
-    ok = scb("--config", str(config), "verify", message.address, "--node", "http://127.0.0.1:9", "--json")
+    ok, imported = scb_imports("--config", str(config), "verify", message.address, "--node", "http://127.0.0.1:9",
+                               "--json")
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert imported == []  # the hub's SQLite read with sqlite3, the chain without web3 (issue 16)
     result = json.loads(ok.stdout)
     assert result["verdict"] == "VALID"
     steps = {s["step"]: s["detail"] for s in result["steps"]}
