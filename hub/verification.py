@@ -7,7 +7,7 @@ the hub's database, its configuration and its peers, once, for the CLI and the d
 `scb verify ADDRESS` answers within a second on the local stack (issue 16), so its path imports none of web3,
 eth_account, PyOTA or (on a SQLite hub) SQLAlchemy: the chain is read through settlement.rpc, the tangle node
 through mam_client.tangle_reader, the hub's database with the plain SQL of hub.verify_records.
-tests/hub/test_verify_imports.py keeps it so.
+tests/settlement/test_verify.py (`HEAVY`) keeps it so.
 """
 from __future__ import annotations
 

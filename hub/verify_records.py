@@ -7,7 +7,7 @@ budget (issue 16). The same statements run through SQLAlchemy (`text`) where a s
 hub's database (nor waits for its writers' lock).
 
 The statements name the tables and columns of `energy_manager.models`, `mam_client.models` and
-`settlement.models`; tests/hub/test_verify_records.py runs them against a migrated database of each kind.
+`settlement.models`; tests/settlement/test_verify_records.py checks them against the models' queries on each kind.
 """
 from __future__ import annotations
 
