@@ -306,3 +306,28 @@ def _row(hub: Hub, period_id: int):  # type: ignore[no-untyped-def]
 
     with hub.factory() as session:
         return session.scalars(select(SettlementPeriod).where(SettlementPeriod.period_id == period_id)).one()
+
+
+def test_events_and_receipts_decode_as_web3_decodes_them(hub: Hub) -> None:
+    """The facade decodes raw logs itself (settlement.abi); web3's event decoding is the reference."""
+    from settlement import solar_property as sp
+
+    hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
+    assert hub.settle().settled == [1]
+    c = hub.client.contract(hub.system.contract)
+    chain = SolarProperty(hub.client, hub.system.contract, hub.system.system_id)
+
+    def web3_events(name: str, cls: type) -> list[object]:
+        logs = getattr(c.events, name)().get_logs(from_block=0, argument_filters={"systemId": 1})
+        return [sp._from_abi(cls, dict(e["args"]), tx_hash="0x" + bytes(e["transactionHash"]).hex(),
+                             block_number=int(e["blockNumber"])) for e in logs]
+
+    registration = chain.registration()
+    assert [registration] == web3_events("SystemRegistered", sp.SystemRegisteredEvent)
+    assert registration is not None and len(registration.holders) == 3 and registration.mam_channel_root
+    settled = chain.period_settled_events()
+    assert settled == web3_events("PeriodSettled", sp.PeriodSettledEvent) and len(settled) == 1
+    assert chain.billed_events(1) == web3_events("Billed", sp.BilledEvent)
+    receipt = hub.client.rpc("eth_getTransactionReceipt", [settled[0].tx_hash])
+    assert chain.settled_in(receipt["logs"]) == settled
+    assert SolarProperty(hub.client, hub.system.contract, 2).settled_in(receipt["logs"]) == []  # another system
