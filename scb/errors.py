@@ -24,11 +24,13 @@ slow schedule (a peer understood and said no), or fix the configuration and rest
     │   ├── BadValue, NotSunSpec, AddressRefused   a Modbus register or chain  (energy_manager.modbus.*)
     │   ├── PollError               one poll of a Modbus unit gave bad input    (energy_manager.drivers.modbus)
     │   ├── BatchError, SignatureError  a fleet upload malformed / not signed by its hub  (hub.fleet.protocol)
-    │   └── MerkleError             a tree or proof that does not hold                  (settlement.merkle)
+    │   ├── MerkleError             a tree or proof that does not hold                  (settlement.merkle)
+    │   └── AbiError                data that is not the ABI encoding of its types          (settlement.abi)
     ├── Refused                     a peer understood the request and said no   -> retry only on a slow schedule
     │   ├── NodeRefused             the IOTA node rejected a request (HTTP 4xx with its reason)
     │   ├── FleetRefused            the fleet server refused an upload or a query (4xx)     (hub.fleet.client)
     │   └── ChainRefused            the chain or the contract refused
+    │       ├── RpcError            a JSON-RPC error answer, with its code and data            (settlement.rpc)
     │       ├── ContractReverted    a call or transaction reverted, with the decoded error  (settlement.chain)
     │       ├── NoContract          no contract code at the address (a reset chain)        (settlement.chain)
     │       ├── FeeAboveCap         the chain asks more than [ethereum] max_fee_gwei: wait    (settlement.fees)
