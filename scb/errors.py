@@ -40,7 +40,7 @@ slow schedule (a peer understood and said no), or fix the configuration and rest
     │   ├── ChainUnavailable        the Ethereum JSON-RPC endpoint, likewise
     │   │   ├── StaleNonce          a signed transaction's nonce is taken: re-sign        (settlement.chain)
     │   │   ├── Underpriced         the node refused a transaction's fees                 (settlement.chain)
-    │   │   ├── RateLimited         HTTP 429 / "limit exceeded": backed off per request   (settlement.chain)
+    │   │   ├── RateLimited         HTTP 429 / "limit exceeded": backed off per request     (settlement.rpc)
     │   │   └── RangeRefused        eth_getLogs over too many blocks: halve the chunk   (settlement.logscan)
     │   ├── DatabaseUnavailable     the database is locked, full or failing (I/O)
     │   ├── BusLost                 a Modbus serial port or TCP gateway went away (energy_manager.drivers.modbus)
