@@ -51,10 +51,11 @@ _WAIT_POLL_S = 0.05
 _PR_SET_NAME = 15
 
 
-def preload(commands: Iterable[str]) -> bool:
-    """Import the modules of `commands` (hub.cli.COMMANDS and ENTRY_MODULES), then freeze the garbage collector's
-    generations so that collections in the children do not write to every imported object's header (which would
-    copy the shared pages). True when forking is safe afterwards: the imports worked and started no thread."""
+def preload(commands: Iterable[str], database_url: str | None = None) -> bool:
+    """Import the modules of `commands` (hub.cli.COMMANDS and ENTRY_MODULES) and do the first-use work of their
+    libraries (`_warm`), then freeze the garbage collector's generations so that collections in the children do
+    not write to every imported object's header (which would copy the shared pages). True when forking is safe
+    afterwards: the imports worked and started no thread."""
     from hub.cli import COMMANDS
 
     modules = [m for c in commands for m in (*COMMANDS.get(c, ()), ENTRY_MODULES.get(c)) if m is not None]
@@ -69,9 +70,28 @@ def preload(commands: Iterable[str]) -> bool:
         log.warning("importing the processes' modules started a thread (%s); every process starts its own "
                     "interpreter", ", ".join(t.name for t in threading.enumerate()))
         return False
+    _warm(database_url)
     gc.collect()
     gc.freeze()
     return True
+
+
+def _warm(database_url: str | None) -> None:
+    """What each process would otherwise do on its first query, done once here so that its objects are shared:
+    configure the mappers of every model imported (SQLAlchemy builds them on first use, and changes every mapped
+    class as it does) and import the database's dialect (create_engine imports it). Only memory depends on it: a
+    failure here is the children's to report, on their first query, as it would be without forking."""
+    if "sqlalchemy.orm" not in sys.modules:
+        return
+    try:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.orm import configure_mappers
+
+        configure_mappers()
+        if database_url:
+            make_url(database_url).get_dialect()
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.debug("not warmed for sharing: %s: %s", type(exc).__name__, exc)
 
 
 class ForkedProcess:

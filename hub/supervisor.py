@@ -295,11 +295,11 @@ def migrate_first(config: Config, config_path: str | None) -> int | None:
     return code
 
 
-def share_imports(children: list[Child]) -> None:
+def share_imports(children: list[Child], database_url: str | None = None) -> None:
     """Run SCB's own processes as forks of this one once it has imported their modules (hub.forking); anvil and
     anything else that is not an `scb` command is exec'd as before. Nothing changes if the imports fail."""
     ours = [c for c in children if c.argv[:len(SCB_COMMAND)] == SCB_COMMAND]
-    if ours and preload(c.name for c in ours):
+    if ours and preload((c.name for c in ours), database_url):
         for child in ours:
             child.fork_args = child.argv[len(SCB_COMMAND):]
         log.info("the hub's processes are forked from one set of imports ([run] fork_processes)")
@@ -320,6 +320,6 @@ def cmd_run(args: argparse.Namespace) -> int:
               flush=True)
     migrate_first(config, args.config)
     if settings.fork_processes:
-        share_imports(children)
+        share_imports(children, config.database_url)
     print("Ctrl-C stops everything. Waiting for the first MAM message...", flush=True)
     return supervise(children, config=config, settings=settings)
