@@ -40,10 +40,12 @@ from local_stack import PYTHON, Stack, report, stack_env, work_dir  # noqa: E402
 TARGET_S = 1.0
 #: what the verify path imports lazily (hub.verification, settlement.verify and what they pull in), imported
 #: up front by the instrumented run so that their cost is counted as imports
-VERIFY_IMPORTS = ("hub.cli", "hub.commands", "hub.verification", "settlement.verify", "settlement.chain",
-                  "settlement.logscan", "settlement.system", "settlement.settings", "mam_client.service",
-                  "mam_client.archive", "mam_client.fetch", "mam_client.settings", "energy_manager.settings",
-                  "eth_utils", "web3")
+VERIFY_IMPORTS = ("hub.cli", "hub.commands", "hub.verification", "hub.verify_records", "settlement.verify",
+                  "settlement.chain", "settlement.rpc", "settlement.logscan", "settlement.settings",
+                  "mam_client.tangle_reader", "mam_client.fetch", "mam_client.settings", "energy_manager.settings",
+                  "scb.sqlite_reader")
+#: what the verify path must not import (each costs a large part of the budget): reported if it does
+HEAVY = ("web3", "eth_account", "py_ecc", "eth_abi", "iota", "pkg_resources", "sqlalchemy", "requests")
 _DRIVER = """
 import json, sys, time
 t = time.perf_counter()
@@ -65,6 +67,7 @@ else:
     code = hub.cli.main(sys.argv[1:])
 late = sorted({{m.split(".")[0] for m in set(sys.modules) - before}})
 sys.stderr.write("LATE " + json.dumps(late) + "\\n")
+sys.stderr.write("HEAVY " + json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)) + "\\n")
 sys.exit(code)
 """
 
@@ -140,8 +143,8 @@ def pick_address(stack: Stack) -> tuple[str, int] | None:
 
 def run_verify(env: dict[str, str], cwd: Path, argv: list[str], driver: bool,
                profile: bool = False) -> tuple[float, int, float | None, str]:
-    cmd = [PYTHON, "-c", _DRIVER.format(modules=VERIFY_IMPORTS, profile=profile), *argv] if driver else \
-        [PYTHON, "-m", "hub.cli", *argv]
+    driver_code = _DRIVER.format(modules=VERIFY_IMPORTS, profile=profile, heavy=HEAVY)
+    cmd = [PYTHON, "-c", driver_code, *argv] if driver else [PYTHON, "-m", "hub.cli", *argv]
     started = time.perf_counter()
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - started
@@ -212,6 +215,8 @@ def main() -> int:
                 result["profile_top_cumulative_s"] = json.loads(line[len("PROFILE "):])
             if line.startswith("LATE "):
                 result["imported_during_verify"] = json.loads(line[len("LATE "):])
+            if line.startswith("HEAVY "):
+                result["heavy_modules_imported"] = json.loads(line[len("HEAVY "):])
         median = statistics.median(r["wall_s"] for r in plain)
         result.update({"plain_runs": plain, "instrumented_runs": instrumented, "median_wall_s": median,
                        "target_met": median <= TARGET_S and all(r["exit"] == 0 for r in plain)})
