@@ -83,6 +83,9 @@ class Publisher:
         #: (no call yet); shown as the heartbeat's `node_reachable`
         self.node_reachable: bool | None = None
         self.heartbeat: Heartbeat | None = None
+        #: set by run_forever: a cycle stops between messages once it is set. Why: a backlog (the node was down)
+        #: is drained within one cycle, and SIGTERM must not wait for all of it (the service gives the worker 60 s)
+        self.stop: threading.Event | None = None
 
     def ensure_channels(self) -> None:
         """Create missing channels and read every channel's seed and side key once (not on every poll)."""
@@ -222,7 +225,7 @@ class Publisher:
             if self.clock() < backoff.not_before:
                 continue
             try:
-                while self.attach_one(name):
+                while not self._stopping() and self.attach_one(name):
                     attached += 1
                     backoff.succeed()
             except Refused:
@@ -232,6 +235,9 @@ class Publisher:
                 log.warning("channel %s: %s; retrying in %.1f s", name, exc, delay)
                 self._record_error(name, str(exc))
         return attached
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     def step(self) -> float | None:
         """One Guard step: a cycle, then the heartbeat's detail. 0 (go on at once) after progress, since more
@@ -249,6 +255,7 @@ class Publisher:
 
         `on_fatal` and `backoff` (the Guard's, for database errors) are for tests."""
         self.heartbeat = heartbeat
+        self.stop = stop
         guard = Guard(LOOP_NAME, heartbeat, self.settings.poll_interval_s, on_fatal=on_fatal)
         if backoff is not None:
             guard.backoff = backoff

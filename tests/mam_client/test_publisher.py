@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from mam_client.transport import FoundBundle
 from scb.config import Config
 from scb.db import make_engine, make_sessionmaker, transaction, upgrade
 from scb.errors import ConfigError, NodeUnavailable
+from tests.mam_client.fakes import RefusingTangle
 from tests.memory_tangle import MemoryTangle
 
 
@@ -192,3 +194,20 @@ def test_enqueue_refuses_bad_messages(hub) -> None:
                 enqueue(s, "readings", bad)
     with factory() as s:
         assert s.scalars(select(OutboxMessage)).all() == []
+
+
+def test_a_stop_ends_the_cycle_between_messages(hub) -> None:
+    """SIGTERM while a backlog drains: the message being attached is finished, the rest waits for the next start."""
+    config, factory, settings, _tangle, _publisher, _ = hub
+    tangle = RefusingTangle()
+    publisher = Publisher(factory, settings, tangle)
+    publisher.ensure_channels()
+    publisher.stop = threading.Event()
+    tangle.on_attach = lambda _calls: publisher.stop.set()
+    ids = enqueue_n(factory, "readings", 4)
+    assert publisher.run_once() == 1
+    with factory() as s:
+        assert [s.get(OutboxMessage, i).state for i in ids] == [ATTACHED, PREPARED, PREPARED, PREPARED]
+    publisher.stop.clear()
+    tangle.on_attach = None
+    assert publisher.run_once() == 3 and tangle.attach_calls == 4
