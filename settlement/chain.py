@@ -1,4 +1,4 @@
-"""The Ethereum side of the hub: a web3.py client for SolarProperty with local signing.
+"""The Ethereum side of the hub: a client for SolarProperty, reading over plain JSON-RPC, signing with web3.py.
 
 Why a wrapper and not bare web3: the settlement job must tell *retry later* from *never retry*. Every failure to
 reach or use the node becomes `ChainUnavailable` (retryable, with back-off); a revert becomes `ContractReverted`
@@ -11,8 +11,9 @@ read transport (settlement.rpc): plain JSON-RPC over HTTP on the configured `rpc
 provider passed in (`ChainClient(settings, provider=...)`), so the layers above run offline against a fake provider
 in tests. Why not web3 for reads: importing web3 costs more than `scb verify`'s one-second budget (issue 16); it is
 imported only when something is signed, sent or read through web3's own objects (`w3`, `contract`). The
-contract's views are read through the typed facade `settlement.solar_property.SolarProperty`. Transactions are signed here with a local account (keystore + password
-file, or the development chain's first account), with the nonce from the node's pending count, gas from
+contract's views are read through the typed facade `settlement.solar_property.SolarProperty`. Transactions are
+signed here with a local account (keystore + password file, or the development chain's first account), with the
+nonce from the node's pending count, gas from
 eth_estimateGas times a margin, EIP-1559 fees (optionally capped), and a wait for the receipt plus a
 configurable confirmation depth. Signing and sending are separate steps so that the settlement job can record a
 transaction's hash in the database *before* it is broadcast (docs/settlement.md "Idempotency").
