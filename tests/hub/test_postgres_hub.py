@@ -25,10 +25,11 @@ from sqlalchemy import func, select
 
 from energy_manager.models import StoredReading
 from hub.processes import alive
-from mam_client.models import ATTACHED, OutboxMessage
+from mam_client.models import OutboxMessage
 from scb.config import load_config
 from scb.db import open_database
 from settlement.models import SETTLED, SettlementPeriod
+from tests.hub.hub_queries import settled_address
 from tests.conftest import REPO, free_port, wait_while_running
 from tests.services.postgres import PostgresServer, database_name, postgres_server  # noqa: F401 (fixture)
 
@@ -154,17 +155,8 @@ def test_the_hub_runs_on_postgresql(postgres_server: PostgresServer, tmp_path: P
                 (e := process_entry(data, v))["restarts"] > b["restarts"] and e["state"] == "running"
                 and e["pid"] != b["pid"]), START_CEILING_S, hub, log)
 
-        def settled_address() -> str | None:
-            with factory() as s:
-                period = s.scalars(select(SettlementPeriod).where(SettlementPeriod.state == SETTLED)
-                                   .order_by(SettlementPeriod.period_id)).first()
-                if period is None:
-                    return None
-                return s.scalars(select(OutboxMessage.address).join(
-                    StoredReading, StoredReading.message_id == OutboxMessage.id).where(
-                    StoredReading.period == period.period_id, OutboxMessage.state == ATTACHED).limit(1)).first()
-
-        address = wait_for("a settled period with a published message", settled_address, SETTLE_CEILING_S, hub, log)
+        address = wait_for("a settled period with a published message", partial(settled_address, factory),
+                           SETTLE_CEILING_S, hub, log)
 
         verify = subprocess.run([SCB, "verify", address], env=env, cwd=REPO, capture_output=True, text=True,
                                 timeout=180)

@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import func, select
 
 from energy_manager.models import StoredReading
-from mam_client.models import OutboxMessage
 from scb.config import load_config
 from scb.db import open_database
-from settlement.models import SETTLED, SettlementPeriod
+from settlement.models import SettlementPeriod
 from hub.processes import alive
+from tests.hub.hub_queries import settled_address
 from tests.conftest import free_port, wait_while_running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,17 +71,7 @@ def test_start_scb_runs_settles_verifies_and_stops_cleanly(tmp_path: Path) -> No
         config = load_config(environ={k: v for k, v in env.items() if k.startswith("SCB_")})
         factory = open_database(config)
 
-        def settled_address() -> str | None:
-            with factory() as s:
-                period = s.scalars(select(SettlementPeriod).where(SettlementPeriod.state == SETTLED)
-                                   .order_by(SettlementPeriod.period_id)).first()
-                if period is None:
-                    return None
-                return s.scalars(select(OutboxMessage.address).join(
-                    StoredReading, StoredReading.message_id == OutboxMessage.id).where(
-                    StoredReading.period == period.period_id).limit(1)).first()
-
-        address = wait_for("the first settled period", settled_address, 240, hub, log)
+        address = wait_for("the first settled period", partial(settled_address, factory), 240, hub, log)
         verify = subprocess.run([SCB, "verify", address], env=env, cwd=REPO, capture_output=True, text=True,
                                 timeout=120)
         assert verify.returncode == 0, verify.stdout + verify.stderr
