@@ -25,6 +25,7 @@ from settlement.models import (
     SettlementPeriod,
     SettlementTransaction,
 )
+from settlement.rpc import JsonRpcTransport
 from tests.conftest import run_node
 from tests.services.postgres import database_url, postgres_server, postgresql_url  # noqa: F401 (fixtures)
 from tests.settlement.conftest import START_MS, Anvil, Hub, make_hub
@@ -160,9 +161,11 @@ def test_crash_after_sending_before_recording_settles_once(hub_on_each_backend: 
 
 def test_chain_down_backs_off_then_recovers(hub: Hub) -> None:
     hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
-    provider = hub.client.w3.provider
+    # the chain down for both paths: reads (settlement.rpc's transport) and signing/sending (web3's provider)
+    provider, transport = hub.client.w3.provider, hub.client.transport
+    assert isinstance(transport, JsonRpcTransport)
     good = provider.endpoint_uri
-    provider.endpoint_uri = "http://127.0.0.1:9"  # nothing listens there
+    provider.endpoint_uri = transport.url = "http://127.0.0.1:9"  # nothing listens there
     report = hub.settler.run()
     assert report.settled == [] and "unreachable" in (report.waiting or "")
     assert hub.settler.backoff.failures == 1 and hub.settler.backoff.not_before > 0
@@ -170,7 +173,7 @@ def test_chain_down_backs_off_then_recovers(hub: Hub) -> None:
     with pytest.raises(ChainUnavailable):
         hub.settler.run(force=True)
     assert hub.settler.backoff.failures == 2
-    provider.endpoint_uri = good
+    provider.endpoint_uri = transport.url = good
     assert hub.settler.run(force=True).settled == [1]
     assert hub.settler.backoff.failures == 0
 
