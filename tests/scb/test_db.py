@@ -25,6 +25,9 @@ def test_busy_timeout_and_size_cap_from_the_configuration(tmp_path: Path) -> Non
     try:
         with engine.connect() as conn:
             assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 250
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL: durability is never traded
+            assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 10_000  # fewer checkpoints only
             page = conn.execute(text("PRAGMA page_size")).scalar()
             assert conn.execute(text("PRAGMA max_page_count")).scalar() == 1024 * 1024 // page
         with pytest.raises(OperationalError, match="full") as full:
