@@ -32,21 +32,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hub.forking import ENTRY_MODULES  # noqa: E402
 from local_stack import PYTHON, REPO, Stack, dir_bytes, memory_kb, report, stack_env, work_dir  # noqa: E402
 
 TARGET_MB = 250
 HEAVY = ("web3", "eth_account", "pymodbus", "paho.mqtt.client", "aiohttp", "sqlalchemy", "alembic", "iota",
          "apscheduler", "requests", "serial")
-#: the module each `scb run` process spends its life in (its command's handler imports it)
-ENTRIES = {
-    "tangle-node": "mam_client.node.server",
-    "energy-manager": "energy_manager.service",
-    "mam-client": "mam_client.service",
-    "settlement": "settlement.service",
-    "dashboard": "dashboard.app",
-    "demo-households": "settlement.households",
-    "supervisor (scb run)": "hub.supervisor",
-}
+#: the module each process of the embedded default spends its life in (hub.forking's table, which `scb run`
+#: preloads), and the supervisor's own
+ENTRIES = {**{name: ENTRY_MODULES[name] for name in ("tangle-node", "energy-manager", "mam-client", "settlement",
+                                                    "dashboard", "demo-households")},
+           "supervisor (scb run)": "hub.supervisor"}
 _PROBE = """
 import sys, time
 def rss():
