@@ -9,7 +9,8 @@ writes to it.
 
 What stays as it was: each process is still its own process, with its own pid, session (process group), log,
 heartbeat and exit code; the supervisor restarts one that dies alone, forked again from the same, untouched
-state (the supervisor runs none of the components' code itself). What changes: a process restarted by the
+state (the supervisor runs none of the components' code itself), and stopped with SIGTERM if the supervisor dies
+(kill -9 included), so that none runs on unsupervised beside the processes of a restarted `scb run`. What changes: a process restarted by the
 supervisor runs the code the supervisor imported when it started, so after an upgrade restart `scb run` itself
 (systemd units, one process each, are not forked: docs/deployment.md).
 
@@ -47,8 +48,9 @@ ENTRY_MODULES = {
 }
 #: How often ForkedProcess.wait looks whether the child exited (it cannot block with a timeout on waitpid).
 _WAIT_POLL_S = 0.05
-#: prctl(2) option that sets the calling thread's name (/proc/PID/comm, what `top` and `ps -o comm` show)
-_PR_SET_NAME = 15
+#: prctl(2) options: the calling thread's name (/proc/PID/comm, what `top` and `ps -o comm` show), and the signal
+#: the process gets when its parent dies
+_PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1
 
 
 def preload(commands: Iterable[str], database_url: str | None = None) -> bool:
@@ -138,6 +140,7 @@ def fork_process(name: str, target: Callable[[], int], log_fd: int, env: dict[st
     it never returns into the supervisor's code: whatever happens, it ends in os._exit."""
     for stream in (sys.stdout, sys.stderr):  # or what is buffered in the supervisor is written again by the child
         stream.flush()
+    supervisor = os.getpid()
     pid = os.fork()
     if pid != 0:
         return ForkedProcess(pid)
@@ -156,6 +159,7 @@ def fork_process(name: str, target: Callable[[], int], log_fd: int, env: dict[st
                                        closefd=False) for fd in (1, 2))
         os.environ.update(env)
         _set_name(f"scb-{name}")
+        _stop_with(supervisor)
         code = int(target() or 0)
     except SystemExit as exc:  # argparse and sys.exit() in the child: its code, as a fresh interpreter's
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -171,13 +175,27 @@ def fork_process(name: str, target: Callable[[], int], log_fd: int, env: dict[st
             os._exit(code)
 
 
-def _set_name(name: str) -> None:
-    """Name the child in `top` and `ps -o comm` (every fork's command line is the supervisor's `scb run`)."""
+def _prctl(option: int, value: int | bytes) -> bool:
+    """prctl(2) through libc; False where there is none (not Linux, or a libc without it)."""
     if not sys.platform.startswith("linux"):
-        return
+        return False
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-    except (OSError, AttributeError):  # a libc without prctl: only the name in `top` is lost
-        pass
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _stop_with(supervisor: int) -> None:
+    """SIGTERM this child when the supervisor dies, however it dies (kill -9, the OOM killer): a process whose
+    supervisor is gone would run on unsupervised, and the supervisor started again would start a second one
+    beside it. If the supervisor died before this was set, the child stops at once."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _set_name(name: str) -> None:
+    """Name the child in `top` and `ps -o comm` (every fork's command line is the supervisor's `scb run`)."""
+    _prctl(_PR_SET_NAME, name.encode()[:15])  # where it fails, only the name in `top` is lost

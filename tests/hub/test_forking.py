@@ -108,3 +108,31 @@ def test_the_supervisor_restarts_a_forked_child_alone_as_a_new_fork(tmp_path: Pa
         assert sleeper.running() and sleeper.proc.pid == sleeper_pid  # type: ignore[union-attr]
     finally:
         sup.stop_all()
+
+
+def test_a_forked_child_stops_when_its_supervisor_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    code = (f"import os, time\nfrom hub.forking import fork_process\n"
+            f"def child():\n    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n    time.sleep(120)\n"
+            f"fork_process('orphan', child, 2, {{}})\ntime.sleep(120)\n")
+    supervisor = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        os.kill(child, 0)  # it runs
+        supervisor.kill()  # SIGKILL: the supervisor gets no chance to stop it
+        supervisor.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the forked child outlived its supervisor")
+    finally:
+        supervisor.kill()
