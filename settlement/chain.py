@@ -341,7 +341,13 @@ class ChainClient:
         return self.block_timestamp("latest")
 
     def block_timestamp(self, block: int | str) -> int:
-        return int(self.guard("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block))["timestamp"])
+        """The timestamp of block `block` (a number or a tag), through the read transport: the dashboard and
+        hub.ledger read block times without importing web3 (issue 16)."""
+        found = self.rpc("eth_getBlockByNumber", [_block_param(block), False])
+        if not isinstance(found, dict):  # null: a block above the head (or dropped by a reorg)
+            raise ChainUnavailable(f"Ethereum node {self.rpc_url} has no block {block} (eth_getBlockByNumber)")
+        return _quantity(found.get("timestamp"), "eth_getBlockByNumber")
+
 
     def balance(self, address: str) -> int:
         """The account's balance in wei (latest block)."""
