@@ -3,11 +3,13 @@
 The hub's database knows what it settled (periods, consumption, the settle transaction) but not what the contract
 made of it: the bills (a bill paid from a deposit leaves no record but its event), the payments and deposits the
 households sent from their own wallets, a repossession. So these are read from the chain's event logs
-(`eth_getLogs`, no gas), for `scb export bills` and the dashboard's household page alike.
+(`eth_getLogs`, no gas), for `scb export bills` and the dashboard's household page alike, through the
+SolarProperty facade's own log decoding (`SolarProperty.event_logs`: no web3, whose pages a forked dashboard
+would otherwise copy; issue 16).
 
 Why by event name and argument name, `.get` on each: the contract is being extended (new fields, new events), and
-an older or newer artifact must still show what it has. An event the ABI does not have is simply absent (no
-rows); an argument it lacks is None.
+an older or newer artifact must still show what it has. An event the contract's ABI (that of its version) does
+not have is simply absent (no rows); an argument it lacks is None.
 
 Errors are the chain client's: unreachable is `ChainUnavailable` (a TransportError), a missing contract is
 `NoContract` (a ChainRefused); callers show them.
@@ -17,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import to_checksum_address
-
+from settlement.abi import to_checksum_address
 from settlement.chain import ChainClient
 from settlement.logscan import DeploymentStore
+from settlement.solar_property import SolarProperty
 from settlement.system import SystemRef
 
 #: The money events shown, and the argument that names the holder (each is filtered by it).
@@ -59,30 +61,19 @@ def reader_client(client: ChainClient, factory: Any) -> ChainClient:
     return client
 
 
-def _has_event(client: ChainClient, name: str) -> bool:
-    return any(e.get("type") == "event" and e.get("name") == name for e in client.abi)
-
-
-def _logs(client: ChainClient, system: SystemRef, name: str, filters: dict[str, Any]) -> list[Any]:
-    if not _has_event(client, name):
-        return []
-    contract = client.contract(system.contract)
-    return client.get_logs(getattr(contract.events, name), 0, "latest", {"systemId": system.system_id, **filters})
-
-
-def _hex(value: Any) -> str:
-    return "0x" + bytes(value).hex()
+def _contract(client: ChainClient, system: SystemRef) -> SolarProperty:
+    return SolarProperty(client, system.contract, system.system_id)
 
 
 def bills(client: ChainClient, system: SystemRef) -> dict[int, list[Bill]]:
     """period id -> the bills of that period in holder order (periods whose settlement billed anything)."""
     out: dict[int, list[Bill]] = {}
-    for event in _logs(client, system, "Billed", {}):
-        args = dict(event["args"])
+    for event in _contract(client, system).event_logs("Billed"):
+        args = event.args
         period = int(args.get("periodId", 0))
         amounts = [int(a) for a in args.get("amounts") or []]
         unpaid = [int(u) for u in args.get("unpaid") or []] + [0] * len(amounts)
-        out[period] = [Bill(period, i, amount, unpaid[i], _hex(event["transactionHash"]), int(event["blockNumber"]))
+        out[period] = [Bill(period, i, amount, unpaid[i], event.tx_hash, event.block_number)
                        for i, amount in enumerate(amounts)]
     return out
 
@@ -92,13 +83,14 @@ def payments(client: ChainClient, system: SystemRef, account: str) -> list[dict[
     name, its arguments in wei (decimal strings: they exceed JavaScript's exact integers), transaction, block and
     the block's time (chain time, which follows community time on the demo chain)."""
     account = to_checksum_address(account)
+    chain = _contract(client, system)
     found = []
     for name, holder_arg in PAYMENT_EVENTS.items():
-        for event in _logs(client, system, name, {holder_arg: account}):
+        for event in chain.event_logs(name, {holder_arg: account}):
             args = {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
-                    for k, v in dict(event["args"]).items() if k not in ("systemId", holder_arg)}
-            found.append({"event": name, "args": args, "tx": _hex(event["transactionHash"]),
-                          "block": int(event["blockNumber"]), "log_index": int(event.get("logIndex", 0))})
+                    for k, v in event.args.items() if k not in ("systemId", holder_arg)}
+            found.append({"event": name, "args": args, "tx": event.tx_hash, "block": event.block_number,
+                          "log_index": event.log_index})
     found.sort(key=lambda e: (e["block"], e["log_index"]))
     times: dict[int, int] = {}
     for e in found:

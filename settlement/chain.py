@@ -348,7 +348,6 @@ class ChainClient:
             raise ChainUnavailable(f"Ethereum node {self.rpc_url} has no block {block} (eth_getBlockByNumber)")
         return _quantity(found.get("timestamp"), "eth_getBlockByNumber")
 
-
     def balance(self, address: str) -> int:
         """The account's balance in wei (latest block)."""
         return int(self.guard("eth_getBalance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
@@ -432,28 +431,11 @@ class ChainClient:
         self.batches = False
         return None
 
-    def get_logs(self, event: Any, from_block: int, to_block: int | str = "latest",
-                 argument_filters: dict[str, Any] | None = None) -> list[Any]:
-        """The event's logs from `from_block` (raised to the contract's deployment block) to `to_block`, in chunks
-        the provider accepts (settlement.logscan)."""
-        filters = argument_filters or {}
-        address = getattr(event, "address", None)
-        start = max(int(from_block), self.log_floor(address)) if address else int(from_block)
-        end = self.block_number() if isinstance(to_block, str) else int(to_block)
-        what = f"eth_getLogs {event.event_name}"
-
-        def fetch(lo: int, hi: int) -> list[Any]:
-            return list(self.guard(what, lambda: event.get_logs(from_block=lo, to_block=hi,
-                                                                argument_filters=filters)))
-
-        key = (str(address).lower(), event.event_name, json.dumps(filters, sort_keys=True, default=str))
-        return self.scanner.scan(key, fetch, start, end)
-
     def scan_logs(self, what: str, address: str, topics: Sequence[str | None], from_block: int,
                   to_block: int | str = "latest") -> list[dict[str, Any]]:
         """The raw logs (JSON-RPC objects) of `address` matching `topics` from `from_block` (raised to the
         contract's deployment block) to `to_block`, in chunks the provider accepts (settlement.logscan): what
-        the facade decodes itself (settlement.solar_property), without web3."""
+        the facade decodes itself (settlement.solar_property), without web3; the one way logs are read."""
         start = max(int(from_block), self.log_floor(address))
         end = self.block_number() if isinstance(to_block, str) else int(to_block)
         query = {"address": to_checksum_address(address), "topics": list(topics)}

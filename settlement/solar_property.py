@@ -26,7 +26,8 @@ cancelled, no repossession fee, `grid_energy_wh` None), and version-2 operations
 through the client's read transport (settlement.rpc); events are raw `eth_getLogs` answers decoded here by the
 event's ABI (indexed arguments from the topics, the others from the data). So reading the contract imports no
 web3 (`scb verify` within a second, issue 16); only the transaction builders (`settle_call` ...) and
-`contract` do.
+`contract` do. The one way to decode the contract's events: the typed readers below, `event_logs` (any event by
+name, its arguments by name: hub.ledger's money events) and `events_in` (a receipt's logs) all decode here.
 
 Errors are the client's (settlement.chain): a node that cannot be reached is `ChainUnavailable`, a revert is
 `ContractReverted` (a `ChainRefused`) with the custom error by name, an address without code is `NoContract`.
@@ -319,18 +320,22 @@ def _answered(answer: Any) -> Any:
 
 
 def _named(param: dict[str, Any], value: Any) -> Any:
-    """An ABI-decoded value with its tuples as dicts by component name, addresses checksummed."""
+    """An ABI-decoded value with its tuples as dicts by component name, arrays as lists, addresses checksummed
+    (the forms web3 gives)."""
     kind = param["type"]
+    if kind.endswith("]"):
+        inner = {**param, "type": kind[:kind.rindex("[")]}
+        return [_named(inner, v) for v in value]
     if kind.startswith("tuple"):
-        if kind.endswith("]"):
-            inner = {**param, "type": kind[:kind.rindex("[")]}
-            return [_named(inner, v) for v in value]
         return {c["name"]: _named(c, v) for c, v in zip(param["components"], value)}
     if kind == "address":
         return to_checksum_address(value)
-    if kind == "address[]":
-        return [to_checksum_address(v) for v in value]
     return value
+
+
+def _event_abi(abi: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """The ABI entry of event `name`, None when `abi` has no such event."""
+    return next((e for e in abi if e.get("type") == "event" and e.get("name") == name), None)
 
 
 def _event_signature(entry: dict[str, Any]) -> str:
@@ -338,9 +343,15 @@ def _event_signature(entry: dict[str, Any]) -> str:
 
 
 def _topics(entry: dict[str, Any], filters: dict[str, Any]) -> list[str | None]:
-    """eth_getLogs topics of event `entry` with its indexed arguments in `filters` fixed (None: any value)."""
+    """eth_getLogs topics of event `entry` with its indexed arguments in `filters` fixed (None: any value). A filter
+    on an argument the event does not index is ArtifactError: the node cannot apply it, and ignoring it would
+    return other holders' or systems' logs as if they matched."""
+    indexed = [i for i in entry["inputs"] if i.get("indexed")]
+    unknown = set(filters) - {i["name"] for i in indexed}
+    if unknown:
+        raise ArtifactError(f"SolarProperty event {entry['name']} has no indexed argument {', '.join(sorted(unknown))}")
     topics: list[str | None] = [codec.topic(_event_signature(entry))]
-    for param in (i for i in entry["inputs"] if i.get("indexed")):
+    for param in indexed:
         value = filters.get(param["name"])
         topics.append(None if value is None else "0x" + codec.encode([_canonical_type(param)], [value]).hex())
     while topics[-1] is None:
@@ -348,27 +359,73 @@ def _topics(entry: dict[str, Any], filters: dict[str, Any]) -> list[str | None]:
     return topics
 
 
+def _hex_text(value: Any) -> str:
+    """A log field as 0x hex text: JSON-RPC gives it so, web3's receipts as bytes (HexBytes)."""
+    return value if isinstance(value, str) else "0x" + bytes(value).hex()
+
+
+def _log_quantity(value: Any) -> int:
+    """A log's block number or index: a 0x hex quantity from JSON-RPC, an int in web3's receipts."""
+    return value if isinstance(value, int) else int(str(value), 16)
+
+
 def _event_args(entry: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     """The arguments of one raw log of event `entry`, by name: indexed ones from the topics, the rest from the
     data. A log that does not decode is ArtifactError (not the event this SCB knows)."""
     indexed = [i for i in entry["inputs"] if i.get("indexed")]
     plain = [i for i in entry["inputs"] if not i.get("indexed")]
-    topics = list(item.get("topics") or [])[1:]
+    topics = [_hex_text(t) for t in list(item.get("topics") or [])[1:]]
     try:
         if len(topics) != len(indexed):
             raise AbiError(f"{len(topics)} topics for {len(indexed)} indexed arguments")
         values = {p["name"]: codec.decode([_canonical_type(p)], bytes.fromhex(t[2:]))[0]
                   for p, t in zip(indexed, topics)}
-        data = bytes.fromhex(str(item.get("data", "0x"))[2:])
+        data = bytes.fromhex(_hex_text(item.get("data", "0x"))[2:])
         values.update(zip((p["name"] for p in plain), codec.decode([_canonical_type(p) for p in plain], data)))
     except (AbiError, ValueError) as exc:
         raise ArtifactError(f"a {entry['name']} log that does not decode as SolarProperty's ({exc})") from None
     return {p["name"]: _named(p, values[p["name"]]) for p in entry["inputs"]}
 
 
-def _event_from_log(cls: type[T], entry: dict[str, Any], item: dict[str, Any]) -> T:
-    return _from_abi(cls, _event_args(entry, item), tx_hash=str(item.get("transactionHash")),
-                     block_number=int(str(item.get("blockNumber")), 16))
+@dataclass(frozen=True)
+class EventLog:
+    """One log of a SolarProperty event, decoded: every argument by its ABI name (`systemId` included), addresses
+    checksummed, tuples as dicts by component name; where it is on chain. What the typed events above are filled
+    from, and what readers that take any artifact's arguments by name use (hub.ledger)."""
+
+    name: str
+    args: dict[str, Any]
+    tx_hash: str  # 0x hex, lower case
+    block_number: int
+    log_index: int
+
+
+def _event_log(entry: dict[str, Any], item: dict[str, Any]) -> EventLog:
+    return EventLog(entry["name"], _event_args(entry, item), _hex_text(item.get("transactionHash", b"")).lower(),
+                    _log_quantity(item.get("blockNumber", 0)), _log_quantity(item.get("logIndex", 0)))
+
+
+def _typed(cls: type[T], event: EventLog) -> T:
+    return _from_abi(cls, event.args, tx_hash=event.tx_hash, block_number=event.block_number)
+
+
+def _logs_in(abi: list[dict[str, Any]], address: str, name: str, logs: Sequence[dict[str, Any]]) -> list[EventLog]:
+    """The `name` events of the contract at `address` among `logs` (a receipt's, in JSON-RPC's or web3's form),
+    decoded by `abi`; other contracts' logs and other events are skipped; none when `abi` lacks the event."""
+    entry = _event_abi(abi, name)
+    if entry is None:
+        return []
+    topic0 = codec.topic(_event_signature(entry))
+    return [_event_log(entry, item) for item in logs
+            if str(item.get("address", "")).lower() == address.lower() and (item.get("topics") or [])
+            and _hex_text(item["topics"][0]) == topic0]
+
+
+def events_in(client: ChainClient, address: str, name: str, logs: Sequence[dict[str, Any]]) -> list[EventLog]:
+    """The `name` events of the SolarProperty contract at `address` among a receipt's `logs`, of every system
+    (decoded with the ABI of the contract's version): e.g. the SystemRegistered event that tells a registration's
+    new system id."""
+    return _logs_in(_checked_abi(contract_version(client, address)), to_checksum_address(address), name, logs)
 
 
 # ------------------------------------------------------------------------------------------------ the facade
@@ -531,32 +588,29 @@ class SolarProperty:
                 for answer in self.client.call_many(calls)]
 
     # -- events -----------------------------------------------------------------------------------------------
-    def _event_entry(self, name: str) -> dict[str, Any]:
-        return _abi_entry(_checked_abi(self.version), "event", name)
+    def event_logs(self, name: str, filters: dict[str, Any] | None = None, from_block: int = 0,
+                   to_block: int | None = None) -> list[EventLog]:
+        """The system's `name` events, oldest first, decoded by the ABI of the contract's version: any event the
+        ABI has, its arguments by name (`EventLog.args`); none when that ABI has no such event (a version-2 event
+        on version 1: none was ever emitted). `filters`: indexed arguments by name (`{"holder": account}`), the
+        system's id always among them. Read up to this facade's block, from the contract's deployment block on,
+        in the chunks the provider accepts (ChainClient.scan_logs)."""
+        entry = _event_abi(_checked_abi(self.version), name)
+        if entry is None:
+            return []
+        end: int | str = to_block if to_block is not None else self.block_identifier
+        topics = _topics(entry, {"systemId": self.system_id, **(filters or {})})
+        return [_event_log(entry, item) for item in self.client.scan_logs(name, self.address, topics, from_block, end)]
 
     def _events(self, name: str, cls: type[T], from_block: int, to_block: int | None,
                 filters: dict[str, Any]) -> list[T]:
-        if name in V2_EVENTS and self.version < 2:
-            return []  # an event version 1 does not have: none was ever emitted
-        entry = self._event_entry(name)
-        end: int | str = to_block if to_block is not None else self.block_identifier
-        logs = self.client.scan_logs(name, self.address, _topics(entry, {"systemId": self.system_id, **filters}),
-                                     from_block, end)
-        return [_event_from_log(cls, entry, item) for item in logs]
+        return [_typed(cls, event) for event in self.event_logs(name, filters, from_block, to_block)]
 
     def settled_in(self, logs: Sequence[dict[str, Any]]) -> list[PeriodSettledEvent]:
         """The PeriodSettled events of this system among raw `logs` (a receipt's): others' logs are ignored."""
-        entry = self._event_entry("PeriodSettled")
-        topic0 = codec.topic(_event_signature(entry))
-        out = []
-        for item in logs:
-            topics = item.get("topics") or []
-            if str(item.get("address", "")).lower() != self.address.lower() or not topics or topics[0] != topic0:
-                continue
-            event = _event_from_log(PeriodSettledEvent, entry, item)
-            if _event_args(entry, item)["systemId"] == self.system_id:
-                out.append(event)
-        return out
+        return [_typed(PeriodSettledEvent, event)
+                for event in _logs_in(_checked_abi(self.version), self.address, "PeriodSettled", logs)
+                if event.args["systemId"] == self.system_id]
 
     def period_settled_events(self, period_id: int | None = None, from_block: int = 0) -> list[PeriodSettledEvent]:
         """PeriodSettled events of the system (of one period when `period_id` is given), oldest first."""

@@ -19,17 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
-from web3.logs import DISCARD
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.settings import EnergySettings
 from mam_client.channels import ensure_channel
 from mam_client.settings import mam_settings
+from settlement.abi import keccak, to_checksum_address
 from settlement.chain import ChainClient, ContractReverted, create_address, dev_account
 from settlement.models import SettlementSystem, latest_system
-from settlement.solar_property import SolarProperty, register_system_call
+from settlement.solar_property import SolarProperty, events_in, register_system_call
 from settlement.settings import DemoSystem, EthereumSettings, SettlementSettings
 from scb.config import Config
 from scb.db import transaction
@@ -143,8 +142,8 @@ def register_system(config: Config, factory: sessionmaker[Session], client: Chai
                              mam_channel_root=root, holders=accounts, shares_bps=shares_bps,
                              holder_peaks_w=[terms.holder_peak_w] * len(accounts)),
         "registerSystem")
-    events = c.events.SystemRegistered().process_receipt(receipt, errors=DISCARD)
-    system_id = int(events[0]["args"]["systemId"])
+    registered = events_in(client, contract, "SystemRegistered", receipt["logs"])[0]
+    system_id = int(registered.args["systemId"])
     ref = _remember(factory, client, contract, system_id, hub=hub, channel=energy.channel, root=root,
                     holders=holders, demo=demo, registered_tx="0x" + bytes(receipt["transactionHash"]).hex())
     return ref, receipt
@@ -234,7 +233,7 @@ def _adopt_configured(config: Config, factory: sessionmaker[Session], client: Ch
         raise ConfigError(f"holder(s) {', '.join(unmapped)} of system {system_id} have no party in "
                           "[settlement.holders]; their consumption could not be billed")
     root = channel_first_root(config, factory, energy.channel)
-    if info.mam_channel_root_hash != keccak(text=root):
+    if info.mam_channel_root_hash != keccak(root.encode("utf-8")):
         raise ConfigError(f"system {system_id} was registered with another MAM channel root than the first root "
                           f"of channel {energy.channel!r} ({root}); configure the channel it was registered with")
     return _remember(factory, client, contract, system_id, hub=client.sender, channel=energy.channel, root=root,

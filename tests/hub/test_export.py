@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
+import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from hub.cli import main
 from hub.export import BILL_COLUMNS, READING_COLUMNS
 from settlement.chain import dev_account
 from settlement.models import SETTLED, SettlementPeriod
+from tests.conftest import REPO
 from tests.settlement.conftest import Anvil, Hub, make_hub, start_anvil, write_toml
 
 #: 2030-06-21T10:00:00Z: a summer morning, so the periods have generation and the bills are not zero
@@ -171,3 +175,42 @@ def test_unreachable_chain_leaves_the_file_alone(exported: Exported, tmp_path: P
     done = scb(other, "export", "bills", "--out", str(out))
     assert done.returncode != 0 and "unreachable" in done.stderr and "Traceback" not in done.stderr
     assert out.read_text() == "previous\n"
+
+
+#: what web3 brings with it; hub.ledger reads the chain without any of it (the dashboard forks share no page of it)
+WEB3_PACKAGES = ("web3", "eth_account", "eth_abi", "py_ecc", "eth_utils")
+_LEDGER_DRIVER = """
+import dataclasses, json, sys
+from hub import ledger
+from scb.config import Config
+from settlement.chain import ChainClient
+from settlement.settings import ethereum_settings
+from settlement.system import SystemRef
+
+rpc_url, system, account, heavy = sys.argv[1:]
+system = SystemRef(**json.loads(system))
+client = ChainClient(ethereum_settings(Config(data={"ethereum": {"rpc_url": rpc_url}})))
+bills = {period: [dataclasses.asdict(b) for b in found] for period, found in ledger.bills(client, system).items()}
+payments = ledger.payments(client, system, account)
+print(json.dumps({"bills": bills, "payments": payments,
+                  "imported": sorted(m for m in json.loads(heavy) if m in sys.modules)}))
+"""
+
+
+def test_ledger_reads_the_chain_without_web3(exported: Exported) -> None:
+    """hub.ledger's bills and payments (what `scb export bills` and the household page read) in a fresh
+    interpreter: the same answers as here, and none of web3's packages imported on the way."""
+    from hub import ledger
+
+    hub = exported.hub
+    h1 = dev_account(1).address
+    proc = subprocess.run([sys.executable, "-c", _LEDGER_DRIVER, hub.config.data["ethereum"]["rpc_url"],
+                           json.dumps(dataclasses.asdict(hub.system)), h1, json.dumps(WEB3_PACKAGES)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env={"PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    read = json.loads(proc.stdout)
+    assert read["imported"] == []
+    assert read["bills"] == {str(p): [dataclasses.asdict(b) for b in found]
+                             for p, found in ledger.bills(hub.client, hub.system).items()} and len(read["bills"]) == 2
+    assert read["payments"] == ledger.payments(hub.client, hub.system, h1)
+    assert [p["event"] for p in read["payments"]] == ["Deposited"]  # the fixture's deposit

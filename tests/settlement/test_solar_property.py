@@ -26,10 +26,12 @@ from settlement.settings import ethereum_settings
 from settlement.solar_property import SolarProperty, check_abi
 from settlement.supply import SupplyWatcher
 from settlement.system import SystemRef
-from tests.settlement.conftest import START_MS, Hub
+from tests.settlement.conftest import START_MS, Anvil, Hub, make_hub
 from tests.settlement.fake_chain import ADDRESS, FakeNode, Revert
 
 HOUR_MS = 3600_000
+#: 2030-06-21T10:00:00Z: a summer morning, so that the bills are not zero
+SUMMER_MS = 1_908_266_400_000
 H1, H2, H3 = (dev_account(i).address for i in (1, 2, 3))
 BENEFICIARY = dev_account(9).address
 #: systemInfo of the fake: every field a different number, so a field read from the wrong position shows
@@ -84,6 +86,19 @@ def test_views_are_decoded_by_name(node: FakeNode) -> None:
         (2, 7, 3002, False, 1_900_000_000, 4002)
     assert chain.is_hub(BENEFICIARY) and not chain.is_hub(H1)
     assert chain.version == 2
+
+
+def test_event_reads_by_name_refuse_a_filter_the_node_cannot_apply(node: FakeNode) -> None:
+    """`event_logs` takes any event of the contract's ABI: one it does not have reads as none (hub.ledger's
+    tolerance of other artifacts), a filter on an argument the event does not index is refused before any log
+    is asked for (the node would ignore it and hand back every holder's logs)."""
+    node.views["deploymentBlock"] = lambda: 7  # where the one scan starts
+    chain = SolarProperty(fake_client(node), ADDRESS, 1)
+    assert chain.event_logs("NoSuchEvent", {"holder": H1}) == []
+    with pytest.raises(ArtifactError, match="Paid has no indexed argument toDebt"):
+        chain.event_logs("Paid", {"toDebt": 1})
+    assert "eth_getLogs" not in node.requests
+    assert chain.event_logs("Paid", {"holder": H1}) == [] and "eth_getLogs" in node.requests
 
 
 def v1_node(node: FakeNode) -> FakeNode:
@@ -310,6 +325,8 @@ def _row(hub: Hub, period_id: int):  # type: ignore[no-untyped-def]
 
 def test_events_and_receipts_decode_as_web3_decodes_them(hub: Hub) -> None:
     """The facade decodes raw logs itself (settlement.abi); web3's event decoding is the reference."""
+    from web3.logs import DISCARD
+
     from settlement import solar_property as sp
 
     hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
@@ -331,3 +348,67 @@ def test_events_and_receipts_decode_as_web3_decodes_them(hub: Hub) -> None:
     receipt = hub.client.rpc("eth_getTransactionReceipt", [settled[0].tx_hash])
     assert chain.settled_in(receipt["logs"]) == settled
     assert SolarProperty(hub.client, hub.system.contract, 2).settled_in(receipt["logs"]) == []  # another system
+    assert chain.settled_in(hub.client.receipt(settled[0].tx_hash)["logs"]) == settled  # web3's receipt form
+    assert registration is not None
+    registered = hub.client.receipt(registration.tx_hash)  # as settlement.system reads the new system's id
+    assert [(e.name, e.args, e.tx_hash, e.block_number, e.log_index)
+            for e in sp.events_in(hub.client, hub.system.contract, "SystemRegistered", registered["logs"])] == \
+        [("SystemRegistered", dict(e["args"]), "0x" + bytes(e["transactionHash"]).hex(), int(e["blockNumber"]),
+          int(e["logIndex"])) for e in c.events.SystemRegistered().process_receipt(registered, errors=DISCARD)]
+
+
+
+def test_money_events_decode_as_web3_decodes_them(tmp_path: Path, anvil: Anvil) -> None:
+    """The money events hub.ledger reads by name (`event_logs`: Paid, Deposited, DepositWithdrawn, Repossessed,
+    ShareOwned), every one for every holder, against web3's decoding; and hub.ledger's bills and payments as its
+    web3 reading made them, field by field."""
+    from hub import ledger
+    from settlement import solar_property as sp
+
+    hub = make_hub(tmp_path, anvil.url, SUMMER_MS)
+    hub.run_until(SUMMER_MS + HOUR_MS + 20 * 60_000)
+    assert hub.settle().settled == [1]
+    c = hub.client.contract(hub.system.contract)
+    chain = SolarProperty(hub.client, hub.system.contract, hub.system.system_id)
+    (settled,) = chain.period_settled_events()
+    system_id = hub.system.system_id
+    h1, h2, h3 = (dev_account(i).address for i in (1, 2, 3))
+    c.functions.deposit(system_id).transact({"from": h1, "value": 10**17})  # Deposited: the bill, then prepaid
+    c.functions.withdrawDeposit(system_id, 10**16).transact({"from": h1})  # DepositWithdrawn
+    c.functions.pay(system_id).transact({"from": h2, "value": 10**18})  # Paid, and the whole share: ShareOwned
+    hub.client.mine(settled.due_time + 1)  # h3's bill falls due unpaid
+    c.functions.repossess(system_id, h3).transact({"from": dev_account(9).address})  # Repossessed
+    seen = set()
+    for name in ledger.PAYMENT_EVENTS:
+        for holder in (h1, h2, h3):
+            reference = getattr(c.events, name)().get_logs(from_block=0, argument_filters={"systemId": system_id,
+                                                                                           "holder": holder})
+            assert chain.event_logs(name, {"holder": holder}) == [
+                sp.EventLog(name, dict(e["args"]), "0x" + bytes(e["transactionHash"]).hex(), int(e["blockNumber"]),
+                            int(e["logIndex"])) for e in reference]
+            seen |= {name} if reference else set()
+    assert seen == set(ledger.PAYMENT_EVENTS)  # each event was compared on logs, not on two empty lists
+    assert chain.event_logs("Paid", {"holder": BENEFICIARY}) == []  # the filter is the node's, by topic
+
+    # hub.ledger's output as its web3 reading made it (the same rows, field by field)
+    def web3_payments(holder: str) -> list[dict[str, object]]:
+        rows = []
+        for name in ledger.PAYMENT_EVENTS:
+            for e in getattr(c.events, name)().get_logs(from_block=0, argument_filters={"systemId": system_id,
+                                                                                        "holder": holder}):
+                rows.append({"event": name, "args": {k: str(v) for k, v in dict(e["args"]).items()
+                                                     if k not in ("systemId", "holder")},
+                             "tx": "0x" + bytes(e["transactionHash"]).hex(), "block": int(e["blockNumber"]),
+                             "log_index": int(e["logIndex"]),
+                             "time_s": int(hub.client.w3.eth.get_block(int(e["blockNumber"]))["timestamp"])})
+        return sorted(rows, key=lambda r: (r["block"], r["log_index"]))
+
+    for holder in (h1, h2, h3):
+        assert ledger.payments(hub.client, hub.system, holder) == web3_payments(holder)
+    (billed,) = c.events.Billed().get_logs(from_block=0)
+    assert any(billed["args"]["amounts"])  # a summer period: bills that are not all zero
+    assert {p: [(b.amount_wei, b.unpaid_wei, b.tx_hash, b.block_number) for b in bills]
+            for p, bills in ledger.bills(hub.client, hub.system).items()} == \
+        {int(billed["args"]["periodId"]): [(a, u, "0x" + bytes(billed["transactionHash"]).hex(),
+                                            int(billed["blockNumber"]))
+                                           for a, u in zip(billed["args"]["amounts"], billed["args"]["unpaid"])]}
