@@ -110,17 +110,22 @@ def command_modules(argv: Sequence[str]) -> Sequence[str]:
     return COMMAND_MODULES
 
 
+def set_log_level(level: str) -> None:
+    """Every process's log level: `[hub] log_level`, or `SCB_LOG_LEVEL` for one command (debugging)."""
+    logging.getLogger().setLevel(level.upper())
+    # APScheduler logs two INFO lines per job run ("Running job", "executed successfully"): settlement's 5 s check
+    # and heartbeat made ~10 MB of log a real day with nothing in it, on an SD card, unrotated
+    # (benchmarks/month.py). Its warnings (a run missed or failed) still show; DEBUG shows everything.
+    logging.getLogger("apscheduler.executors").setLevel(
+        logging.NOTSET if level.upper() == "DEBUG" else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(command_modules(argv))
     args = parser.parse_args(argv)
-    level = os.environ.get("SCB_LOG_LEVEL", "INFO")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if level.upper() != "DEBUG":
-        # APScheduler logs two INFO lines per job run ("Running job", "executed successfully"): settlement's
-        # 5 s check and heartbeat made ~10 MB of log a real day with nothing in it, on an SD card, unrotated
-        # (benchmarks/month.py). Its warnings (a run missed or failed) still show.
-        logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    set_log_level(os.environ.get("SCB_LOG_LEVEL") or "INFO")  # until the configuration is read
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -129,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.settings import known_sections
         from scb.config import load_config
 
-        load_config(args.config).check_sections(known_sections())  # a misspelt [section] is an error, not ignored
+        config = load_config(args.config)
+        config.check_sections(known_sections())  # a misspelt [section] is an error, not ignored
+        set_log_level(os.environ.get("SCB_LOG_LEVEL") or config.hub["log_level"])
         return int(handler(args) or 0)
     except ScbError as exc:
         print(f"scb: {exc}", file=sys.stderr)

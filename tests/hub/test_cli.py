@@ -122,3 +122,18 @@ def test_open_existing_at_head_imports_no_alembic_and_an_older_schema_is_still_m
     assert current_revision(url) == "0004"
     assert open_existing(Config(data={"hub": {"data_dir": str(older)}})) is not None
     assert current_revision(url) == head_revision()
+
+
+@pytest.mark.parametrize("env_level, expected", [(None, "WARNING"), ("DEBUG", "DEBUG")])
+def test_hub_log_level_sets_every_commands_level_and_scb_log_level_overrides_it(
+        tmp_path: Path, env_level: str | None, expected: str) -> None:
+    config = tmp_path / "scb.toml"
+    config.write_text(f'[hub]\nlog_level = "warning"\ndata_dir = "{tmp_path / "data"}"\n')
+    code = ("import logging, sys\nfrom hub import cli\ncli.main(['--config', sys.argv[1], 'status'])\n"
+            "print('level', logging.getLevelName(logging.getLogger().level))")
+    env = {k: v for k, v in os.environ.items() if k != "SCB_LOG_LEVEL" and not k.startswith("SCB_HUB__")}
+    if env_level is not None:
+        env["SCB_LOG_LEVEL"] = env_level
+    out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.stdout.splitlines()[-1] == f"level {expected}", out.stdout + out.stderr
