@@ -38,10 +38,21 @@ def report(result: dict[str, Any], root: Path, keep: Path | None) -> int:
     return 0
 
 
+#: ports free_port has handed out in this process
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free TCP port on 127.0.0.1, never one this process was given before: the kernel may hand out a port just
+    released again, and two asked for before either server binds must differ (seen: anvil and the tangle node on
+    one port, the node then failing to listen)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def stack_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -46,11 +46,21 @@ def run_node(script: str, payload: Any, timeout: float = 300) -> Any:
     return json.loads(proc.stdout)
 
 
+#: ports free_port has handed out in this process
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for servers the tests start)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers the tests start), and not one this process
+    was given before: the kernel may hand out a port just released again, so two ports asked for one after the
+    other, before either server binds, could be the same (a hub's chain and node on one port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def require_service(present: bool, what: str) -> None:
