@@ -115,17 +115,7 @@ class Stack:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Read the hub database (read-only, never taking the write lock); [] before its tables exist."""
-        db = self.data_dir / "scb.sqlite3"
-        if not db.exists():
-            return []
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-            try:
-                return con.execute(sql, params).fetchall()
-            finally:
-                con.close()
-        except sqlite3.OperationalError:
-            return []
+        return ro_query(self.data_dir / "scb.sqlite3", sql, params)
 
     def settled_periods(self) -> int:
         rows = self.query("SELECT count(*) FROM settlement_periods WHERE state='settled'")
@@ -181,6 +171,21 @@ class Stack:
                 name = f"{names.get(parents.get(pid, 0), '?')}/{comm}"
             out.append({"name": name, "pid": pid, "comm": comm})
         return out
+
+
+def ro_query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """A read-only query of a SQLite file of the hub (never taking its write lock); [] before it or its tables
+    exist."""
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return []
 
 
 def read(path: str) -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import time
 from datetime import datetime, timezone
@@ -43,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from local_stack import Stack, dir_bytes, memory_kb, report, stack_env, work_dir  # noqa: E402
+from local_stack import Stack, dir_bytes, memory_kb, report, ro_query, stack_env, work_dir  # noqa: E402
 
 DAY_S = 86_400
 SAMPLE_INTERVAL_S = 600
@@ -58,20 +57,6 @@ def config_text(clock_speed: float, prune_after_s: float) -> str:
         "[settlement]", f"period_s = {DAY_S}", f"lateness_s = {LATENESS_S}", "",
         "[tangle_node]", f"prune_after_s = {prune_after_s}", "prune_interval_s = 10.0", "",
     ])
-
-
-def ro_query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """A read-only query of a SQLite file (the node's; the hub's goes through Stack.query); [] before it exists."""
-    if not db.exists():
-        return []
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        try:
-            return con.execute(sql, params).fetchall()
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return []
 
 
 def one(rows: list[tuple[Any, ...]]) -> int:
