@@ -136,3 +136,16 @@ def test_a_forked_child_stops_when_its_supervisor_is_killed(tmp_path: Path) -> N
             pytest.fail("the forked child outlived its supervisor")
     finally:
         supervisor.kill()
+
+
+def test_every_run_command_has_an_entry_module_and_preloading_them_all_keeps_forking_safe() -> None:
+    from hub.forking import ENTRY_MODULES
+    from hub.processes import RUN_COMMANDS
+
+    assert set(ENTRY_MODULES) == set(RUN_COMMANDS)  # a process without one would share nothing it imports
+    # in a fresh interpreter, as `scb run` does it: no import may start a thread (forking would be refused)
+    code = ("import sys, threading\nfrom hub.forking import preload\n"
+            f"ok = preload({list(RUN_COMMANDS)!r}, 'sqlite:///x.sqlite3')\n"
+            "print(ok, threading.active_count(), 'web3' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "1", "True"], out.stdout + out.stderr
