@@ -131,11 +131,14 @@ def make_engine(url: str | URL, synchronous: str = "FULL", busy_timeout_ms: int 
             # Let SQLAlchemy issue BEGIN itself (pysqlite's implicit transactions break SAVEPOINT/locking).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
+            # the busy timeout first: switching a new file to WAL takes a lock too, and before this pragma the
+            # connection waits only sqlite3's default 5 s (seen: a start beside three others migrating a new
+            # database on a loaded machine failed "database is locked")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             if max_size_mb:
                 page = cur.execute("PRAGMA page_size").fetchone()[0]
                 cur.execute(f"PRAGMA max_page_count={max(1, max_size_mb * 1024 * 1024 // page)}")
