@@ -28,6 +28,7 @@ import logging
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import FrameType
@@ -48,8 +49,8 @@ from settlement.system import SystemRef, resolve_system
 from scb.config import Config
 from scb.db import init_db, make_sessionmaker
 from scb.errors import ChainRefused, ConfigError, TransportError
-from scb.loop import IDLE_BEAT_S, Guard, Heartbeat, Waiting, default_on_fatal, describe
-from scb.retry import Backoff
+from scb.loop import IDLE_BEAT_S, Guard, Heartbeat, Waiting, default_on_fatal, describe, is_transient
+from scb.retry import Backoff, jittered
 
 log = logging.getLogger("settlement")
 
@@ -86,6 +87,7 @@ class SettlementService:
         self._connect_backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
         self.lock = threading.Lock()
         self.heartbeat = heartbeat or Heartbeat(config.data_dir, PROCESS)
+        self.on_fatal = on_fatal
         self.guards = {SETTLE: Guard(SETTLE, self.heartbeat, self.settings.check_interval_s, on_fatal),
                        SUPPLY: Guard(SUPPLY, self.heartbeat, self.settings.supply_interval_s, on_fatal)}
         #: the ConfigError that ends the process (raised by `run` in the main thread), or None
@@ -246,20 +248,50 @@ def supply_job() -> None:
         _service.run_job(SUPPLY)
 
 
-def stoppable_scheduler_class():  # type: ignore[no-untyped-def]
-    """APScheduler 3's BackgroundScheduler, without its shutdown race: its thread can wake after `shutdown()` began
-    and submit a due job to the executor `shutdown()` has just closed ("cannot schedule new futures after
-    shutdown", logged with a traceback at every such stop). The state is checked under the job-store lock, which
-    `shutdown()` holds while it closes the executors, so no job is submitted once it has begun."""
+#: The scheduler's pass over its job store is retried this soon after a database error, doubling up to the max.
+#: Why short: the jobs are due in seconds, and the first retry usually finds the lock gone.
+STORE_RETRY_INITIAL_S, STORE_RETRY_MAX_S = 1.0, 60.0
+
+
+def stoppable_scheduler_class(on_fatal: Callable[[str, BaseException], None] = default_on_fatal) -> type:
+    """APScheduler 3's BackgroundScheduler, made safe in two ways.
+
+    * No shutdown race: its thread can wake after `shutdown()` began and submit a due job to the executor
+      `shutdown()` has just closed ("cannot schedule new futures after shutdown", logged with a traceback at every
+      such stop). The state is checked under the job-store lock, which `shutdown()` holds while it closes the
+      executors, so no job is submitted once it has begun.
+    * The failure policy for its own pass over the job store: APScheduler catches only a failed read of the due
+      jobs; a failed write of a job's next run (the database locked past the busy timeout, or full) ends its
+      thread, and then nothing runs any more while the process looks alive. Here a database error is logged and
+      the pass tried again after a back-off (a job whose next run was not written is still due then, and runs
+      again: settling and the supply check are idempotent); anything else goes to `on_fatal` (exit 70)."""
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.base import STATE_STOPPED
 
     class StoppableScheduler(BackgroundScheduler):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._store_backoff = jittered(STORE_RETRY_INITIAL_S, STORE_RETRY_MAX_S)
+
         def _process_jobs(self):  # type: ignore[no-untyped-def]
             with self._jobstores_lock:  # reentrant: the base method takes it again
                 if self.state == STATE_STOPPED:
                     return None
-                return super()._process_jobs()
+                try:
+                    wait = super()._process_jobs()
+                except Exception as exc:  # noqa: BLE001 - the policy decides
+                    return self._store_failed(exc)
+                self._store_backoff.succeed()
+                return wait
+
+        def _store_failed(self, exc: Exception) -> float | None:
+            if not is_transient(exc):
+                log.error("scheduler: unexpected error:\n%s", "".join(traceback.format_exception(exc)).rstrip())
+                on_fatal("scheduler", exc)
+                return None
+            delay = self._store_backoff.fail(time.monotonic(), describe(exc))
+            log.warning("scheduler: job store: %s; trying again in %.1f s", describe(exc), delay)
+            return delay
 
     return StoppableScheduler
 
@@ -270,9 +302,10 @@ def make_scheduler(service: SettlementService):  # type: ignore[no-untyped-def]
     from apscheduler.jobstores.memory import MemoryJobStore
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
-    scheduler = stoppable_scheduler_class()(
-        jobstores={"default": SQLAlchemyJobStore(engine=service.engine, tablename=SCHEDULER_TABLE),
-                   "memory": MemoryJobStore()},
+    scheduler = stoppable_scheduler_class(service.on_fatal)(
+        # the memory store first: the beat is processed even in a pass whose database store then fails
+        jobstores={"memory": MemoryJobStore(),
+                   "default": SQLAlchemyJobStore(engine=service.engine, tablename=SCHEDULER_TABLE)},
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         timezone=timezone.utc,

@@ -120,3 +120,95 @@ def test_a_scheduler_waking_after_shutdown_submits_nothing(stoppable: bool, capl
         scheduler._process_jobs()
     submitted = [r for r in caplog.records if "Error submitting job" in r.getMessage()]
     assert bool(submitted) is not stoppable
+
+
+
+def test_the_scheduler_survives_a_locked_job_store(tmp_path: Path) -> None:
+    """Another connection takes the database between the scheduler's read of its due jobs and its write of their
+    next run, and holds it for longer than the busy timeout: that write fails "database is locked". The
+    scheduler's thread must go on (the stock scheduler's thread dies of it, silently, while the process looks
+    alive: the chaos test saw settlement stop beating), and the jobs must run again once the lock is gone."""
+    import sqlite3
+    import threading
+
+    from sqlalchemy import event
+
+    port = free_port()  # nothing listens: the jobs back off on the chain, which is not what this test is about
+    config = hub_config(tmp_path, f"http://127.0.0.1:{port}", database__busy_timeout_s=0.2)
+    config.data["settlement"].update({"check_interval_s": 0.3, "supply_interval_s": 0.3, "retry_initial_s": 0.2,
+                                      "retry_max_s": 0.5})
+    service = SettlementService(config)
+    database = Path(config.data["hub"]["data_dir"]) / "scb.sqlite3"
+    holder = sqlite3.connect(database, isolation_level=None,
+                             check_same_thread=False)  # locked from the scheduler's thread, freed by a timer
+    reader = sqlite3.connect(f"file:{database}?mode=ro", uri=True)  # a WAL reader: never waits for the holder
+    locked = threading.Event()
+    due_read = threading.local()
+
+    def after_execute(_conn, _cursor, statement: str, *_args: object) -> None:
+        if "FROM settlement_scheduler_jobs" in statement and "next_run_time <=" in statement:
+            due_read.seen = True  # APScheduler's get_due_jobs: the next transaction of this thread writes them
+
+    def on_checkout(*_args: object) -> None:  # the pool hands out a connection: no transaction is open yet
+        if getattr(due_read, "seen", False) and not locked.is_set():
+            holder.execute("BEGIN EXCLUSIVE")  # the scheduler's read has committed: this cannot wait
+            locked.set()
+            threading.Timer(1.0, holder.execute, ("COMMIT",)).start()
+        due_read.seen = False
+
+    event.listen(service.engine, "after_cursor_execute", after_execute)
+    event.listen(service.engine, "checkout", on_checkout)
+    import settlement.service as module
+
+    module._service = service
+    scheduler = make_scheduler(service)
+    scheduler.start()
+    try:
+        assert locked.wait(10), "the scheduler never read its due jobs"
+        released = time.time() + 1.0
+        deadline = time.monotonic() + 15
+        rescheduled = False
+        while time.monotonic() < deadline and not rescheduled:
+            time.sleep(0.1)
+            next_runs = [row[0] for row in reader.execute("SELECT next_run_time FROM settlement_scheduler_jobs")]
+            rescheduled = all(t > released + 0.3 for t in next_runs)  # both ran, and were rescheduled, after it
+        assert any(t.name == "APScheduler" for t in threading.enumerate()), "the scheduler's thread died"
+        assert rescheduled, "the jobs did not run again after the lock was released"
+    finally:
+        scheduler.shutdown(wait=True)
+        module._service = None
+        service.close()
+        service.engine.dispose()
+        holder.close()
+        reader.close()
+
+
+def test_an_unexpected_error_of_the_job_store_goes_to_on_fatal() -> None:
+    """Not a database error (here a job store that breaks): the scheduler ends the process (on_fatal: exit 70),
+    it does not retry what it does not understand, nor go on without its thread."""
+    import threading
+    from datetime import datetime, timezone
+
+    from apscheduler.jobstores.memory import MemoryJobStore
+
+    from settlement.service import stoppable_scheduler_class
+
+    class BrokenStore(MemoryJobStore):  # type: ignore[misc]
+        def update_job(self, job: object) -> None:
+            raise ValueError("the store is broken")
+
+    fatal: list[tuple[str, BaseException]] = []
+    called = threading.Event()
+
+    def on_fatal(name: str, exc: BaseException) -> None:
+        fatal.append((name, exc))
+        called.set()
+
+    scheduler = stoppable_scheduler_class(on_fatal)(jobstores={"default": BrokenStore()}, timezone=timezone.utc)
+    scheduler.add_job(print, "interval", seconds=3600, next_run_time=datetime.now(timezone.utc))
+    scheduler.start()
+    try:
+        assert called.wait(10)
+    finally:
+        scheduler.shutdown(wait=False)
+    assert [(name, str(exc)) for name, exc in fatal] == [("scheduler", "the store is broken")]
