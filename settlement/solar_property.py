@@ -617,8 +617,11 @@ class SolarProperty:
         filters = {"periodId": int(period_id)} if period_id is not None else {}
         return self._events("PeriodSettled", PeriodSettledEvent, from_block, None, filters)
 
-    def repossessed_events(self, from_block: int, to_block: int | None = None) -> list[RepossessedEvent]:
-        return self._events("Repossessed", RepossessedEvent, from_block, to_block, {})
+    def repossessed_events(self, from_block: int, to_block: int | None = None,
+                           holder: str | None = None) -> list[RepossessedEvent]:
+        """Repossessed events of the system (of one holder's share when `holder` is given), oldest first."""
+        filters = {"holder": to_checksum_address(holder)} if holder is not None else {}
+        return self._events("Repossessed", RepossessedEvent, from_block, to_block, filters)
 
     def billed_events(self, period_id: int, from_block: int = 0) -> list[BilledEvent]:
         """Billed events of period `period_id`, oldest first (a corrected period has one per settlement)."""

@@ -181,6 +181,22 @@ class SupplyWatcher:
             return {}
         return {event.holder.lower(): event.tx_hash for event in self.chain.repossessed_events(start, to_block)}
 
+    def repossession_of(self, standing: Standing, to_block: int) -> str | None:
+        """The transaction of the holder's repossession, from the whole history (one query filtered by holder):
+        for a share found repossessed whose event was not among this check's blocks. The scan of new blocks is the
+        cheap path, but a stored decision is never written again, so its reason must name the transaction the
+        first time. Seen once in CI (the standing at the check's block showed the share repossessed while its
+        scan up to that block returned no event; the cause was not found): the warning below says when it
+        happens, and the decision is right either way."""
+        events = self.chain.repossessed_events(0, to_block, holder=standing.account)
+        if not events:
+            log.warning("holder %s is repossessed, but no Repossessed event of it was found up to block %d",
+                        standing.party, to_block)
+            return None
+        log.warning("Repossessed event of holder %s found in block %d, outside this check's scan", standing.party,
+                    events[-1].block_number)
+        return events[-1].tx_hash
+
     def latest(self, session: Session, party: str) -> SupplyDecision | None:
         return session.scalars(select(SupplyDecision).where(SupplyDecision.system_ref == self.system.ref,
                                                             SupplyDecision.party == party)
@@ -209,6 +225,8 @@ class SupplyWatcher:
             if same:
                 row_id = last.id  # type: ignore[union-attr]  # not applied yet: retry the actuator on that row
             else:
+                if standing.status == REPOSSESSED and standing.account.lower() not in repossessed:
+                    decision, reason = decide(standing, self.repossession_of(standing, block))
                 with transaction(self.factory) as session:
                     row = SupplyDecision(
                         system_ref=self.system.ref, party=standing.party, account=standing.account,
