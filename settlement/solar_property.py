@@ -256,10 +256,15 @@ EVENTS: dict[str, type] = {"PeriodSettled": PeriodSettledEvent, "Repossessed": R
 V2_EVENTS = ("PeriodCancelled", "ShareAssigned", "BeneficiaryChanged")
 
 
+def _find_entry(abi: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any] | None:
+    """The ABI entry of the `kind` ("function", "event") named `name`, None when `abi` has none."""
+    return next((e for e in abi if e.get("type") == kind and e.get("name") == name), None)
+
+
 def _abi_entry(abi: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    for entry in abi:
-        if entry.get("type") == kind and entry.get("name") == name:
-            return entry
+    entry = _find_entry(abi, kind, name)
+    if entry is not None:
+        return entry
     raise ArtifactError(f"the SolarProperty artifact has no {kind} {name}: rebuild it (node contracts/compile.js)")
 
 
@@ -331,11 +336,6 @@ def _named(param: dict[str, Any], value: Any) -> Any:
     if kind == "address":
         return to_checksum_address(value)
     return value
-
-
-def _event_abi(abi: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
-    """The ABI entry of event `name`, None when `abi` has no such event."""
-    return next((e for e in abi if e.get("type") == "event" and e.get("name") == name), None)
 
 
 def _event_signature(entry: dict[str, Any]) -> str:
@@ -412,7 +412,7 @@ def _typed(cls: type[T], event: EventLog) -> T:
 def _logs_in(abi: list[dict[str, Any]], address: str, name: str, logs: Sequence[dict[str, Any]]) -> list[EventLog]:
     """The `name` events of the contract at `address` among `logs` (a receipt's, in JSON-RPC's or web3's form),
     decoded by `abi`; other contracts' logs and other events are skipped; none when `abi` lacks the event."""
-    entry = _event_abi(abi, name)
+    entry = _find_entry(abi, "event", name)
     if entry is None:
         return []
     topic0 = codec.topic(_event_signature(entry))
@@ -595,7 +595,7 @@ class SolarProperty:
         on version 1: none was ever emitted). `filters`: indexed arguments by name (`{"holder": account}`), the
         system's id always among them. Read up to this facade's block, from the contract's deployment block on,
         in the chunks the provider accepts (ChainClient.scan_logs)."""
-        entry = _event_abi(_checked_abi(self.version), name)
+        entry = _find_entry(_checked_abi(self.version), "event", name)
         if entry is None:
             return []
         end: int | str = to_block if to_block is not None else self.block_identifier
