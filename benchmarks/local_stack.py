@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import free_port  # noqa: E402 - the test suite's, as benchmarks/fleet_ingest.py uses it
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
 
 
@@ -36,23 +38,6 @@ def report(result: dict[str, Any], root: Path, keep: Path | None) -> int:
     if keep is None:
         shutil.rmtree(root, ignore_errors=True)
     return 0
-
-
-#: ports free_port has handed out in this process
-_GIVEN_PORTS: set[int] = set()
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1, never one this process was given before: the kernel may hand out a port just
-    released again, and two asked for before either server binds must differ (seen: anvil and the tangle node on
-    one port, the node then failing to listen)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _GIVEN_PORTS:
-            _GIVEN_PORTS.add(port)
-            return port
 
 
 def stack_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
