@@ -14,8 +14,8 @@ seconds), `period_s` 86400 (a settlement period per community day, as in product
 default), so at 1200x it would not prune once in the run; scaled like the clock, the node keeps one community day
 of transactions, as the default does on a real hub, and the run shows whether that stays bounded.
 
-Every `--poll-s` real seconds it records: PSS, RSS and private dirty memory of every process of the hub's tree (by `scb run` name, summed;
-/proc/PID/smaps_rollup), the hub database and the tangle node's database (each file and its WAL apart), anvil's
+Every `--poll-s` real seconds it records: PSS, RSS and private dirty memory of every process of the hub's tree (by
+`scb run` name, summed; /proc/PID/smaps_rollup), the hub database and the tangle node's database (each file and its WAL apart), anvil's
 state file (anvil writes it on exit only, so it is read after the stop), the logs and the data directory's size,
 readings stored, MAM messages attached, transactions the node keeps (plus its tips, tip candidates and solid entry
 points), periods settled, and community time (from the energy manager's clock anchor in the hub database). At the
@@ -23,12 +23,13 @@ end: each table's and index's bytes (SQLite's dbstat) and SQLite's plan for getT
 
 Summary: the memory slope (MB of total PSS per community day, least squares over the second half, beside the first
 half's, which holds the start-up; and of private dirty memory, each process's own pages, which other processes
-mapping the same libraries do not move as they move PSS), the hub database's bytes against readings (fit bytes = a + b * readings over the run, the residual, and
-the slope of each half: linear if they agree), the node's transactions and file size over the second half (bounded
+mapping the same libraries do not move as they move PSS), the hub database's bytes against readings (fit bytes =
+a + b * readings over the run, the residual, and the slope of each half: linear if they agree), the node's transactions and file size over the second half (bounded
 when they stop growing), and every period's settlement lag (real seconds from its close, end + lateness on the
 community clock, to `settled_at`). What this run cannot show: anything that grows with *real* time (a loop's
 log line every few real seconds, say) is 1200 times smaller here than in a real month; the logs' bytes are in the
-series so that such a line shows against the community days' share. The machine may be shared: the figures are as noisy as its load.
+series so that such a line shows against the community days' share. The machine may be shared: the figures are as
+noisy as its load.
 """
 from __future__ import annotations
 
@@ -161,7 +162,8 @@ def settlement_lags(stack: Stack, anchor: dict[str, float] | None) -> list[dict[
             "SELECT period_id, end_s, state, settled_at FROM settlement_periods ORDER BY period_id"):
         row: dict[str, Any] = {"period": int(period_id), "state": state}
         if settled_at and anchor is not None:
-            closed_wall_ms = anchor["wall_ms"] + ((end_s + LATENESS_S) * 1000 - anchor["community_ms"]) / anchor["speed"]
+            closed_community_ms = (end_s + LATENESS_S) * 1000
+            closed_wall_ms = anchor["wall_ms"] + (closed_community_ms - anchor["community_ms"]) / anchor["speed"]
             settled = datetime.fromisoformat(str(settled_at))
             if settled.tzinfo is None:
                 settled = settled.replace(tzinfo=timezone.utc)
@@ -255,8 +257,8 @@ def thin(series: list[dict[str, Any]], points: int) -> list[dict[str, Any]]:
     """At most `points` evenly spaced samples (first and last kept), without the per-process breakdown."""
     step = max(1, -(-len(series) // points))
     picked = series[::step] + ([series[-1]] if (len(series) - 1) % step else [])
-    keep = ("t_s", "community_day", "pss_mb", "rss_mb", "private_dirty_mb", "hub_db_bytes", "hub_wal_bytes", "node_db_bytes",
-            "node_wal_bytes", "logs_bytes", "data_dir_bytes",
+    keep = ("t_s", "community_day", "pss_mb", "rss_mb", "private_dirty_mb", "hub_db_bytes", "hub_wal_bytes",
+            "node_db_bytes", "node_wal_bytes", "logs_bytes", "data_dir_bytes",
             "readings", "messages_attached", "messages_not_attached", "node_transactions", "periods_settled")
     return [{k: s[k] for k in keep} for s in picked]
 

@@ -125,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(command_modules(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    set_log_level(os.environ.get("SCB_LOG_LEVEL") or "INFO")  # until the configuration is read
+    override = os.environ.get("SCB_LOG_LEVEL")
+    set_log_level(override or "INFO")  # until the configuration is read
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         config = load_config(args.config)
         config.check_sections(known_sections())  # a misspelt [section] is an error, not ignored
-        set_log_level(os.environ.get("SCB_LOG_LEVEL") or config.hub["log_level"])
+        set_log_level(override or config.hub["log_level"])
         return int(handler(args) or 0)
     except ScbError as exc:
         print(f"scb: {exc}", file=sys.stderr)
