@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,24 @@ def free_port() -> int:
         if port not in _GIVEN_PORTS:
             _GIVEN_PORTS.add(port)
             return port
+
+
+def errors_at_once(work: Callable[[], None], threads: int = 4, timeout_s: float = 60.0) -> list[BaseException]:
+    """Run `work` in `threads` threads at once (as the hub's processes start together); what each raised."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - collected for the caller's assertion
+            errors.append(exc)
+
+    started = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(timeout_s)
+    return errors
 
 
 def require_service(present: bool, what: str) -> None:

@@ -14,6 +14,7 @@ from scb.config import Config, load_config
 from scb.db import init_db, make_engine, safe_url
 from scb.errors import ConfigError, SecretFileError
 from scb.loop import is_transient
+from tests.conftest import errors_at_once
 from tests.services.postgres import PostgresServer, backend, database_name
 
 
@@ -277,17 +278,11 @@ def test_connections_switching_a_new_file_to_wal_at_once_all_succeed(tmp_path: P
         def first_start() -> None:
             engine = make_engine(url)
             try:
-                barrier.wait()
+                barrier.wait()  # engines made: their first connections open together
                 with engine.connect() as conn:
                     assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
-                failures.append(exc)
             finally:
                 engine.dispose()
 
-        threads = [threading.Thread(target=first_start) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        failures += errors_at_once(first_start)
     assert failures == []

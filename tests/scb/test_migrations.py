@@ -9,7 +9,6 @@ import os
 import pkgutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from scb.config import Config
 from hub.database import load_models
 from scb.db import Base, make_engine, open_database, upgrade
 from scb.migrate import SchemaError, current_revision, head_revision, schema_diff
+from tests.conftest import errors_at_once
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("scb", "energy_manager", "mam_client", "settlement")
@@ -105,23 +105,14 @@ def test_upgrade_is_idempotent_and_downgrade_reverses_it(database_url: str) -> N
 
 def test_concurrent_starts_all_succeed(database_url: str) -> None:
     """Three processes start at once on a new hub: each migrates; exactly one creates the tables."""
-    errors: list[BaseException] = []
-
     def start() -> None:
         engine = make_engine(database_url)
         try:
             upgrade(engine)
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
-            errors.append(exc)
         finally:
             engine.dispose()
 
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    assert errors_at_once(start) == []
     assert current_revision(database_url) == head_revision()
 
 
