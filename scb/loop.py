@@ -107,6 +107,24 @@ def default_on_fatal(name: str, exc: BaseException) -> None:
     os._exit(EXIT_LOOP_FAILED)
 
 
+def fail_by_policy(name: str, exc: BaseException, backoff: Backoff, on_fatal: Callable[[str, BaseException], None],
+                   *, heartbeat: Heartbeat | None = None, clock: Callable[[], float] = time.monotonic) -> float | None:
+    """The policy for one failure of loop `name`: a transient error backs off (logged, shown in `heartbeat`) and
+    the delay before the next try is returned; anything else is logged with its traceback and goes to `on_fatal`
+    (None returned). `Guard` applies it to its step; a scheduler's own loop (settlement.service) to its pass."""
+    if is_transient(exc):
+        delay = backoff.fail(clock(), describe(exc))
+        log.warning("%s: %s; retrying in %.1f s", name, describe(exc), delay)
+        if heartbeat is not None:
+            heartbeat.beat(name, error=describe(exc))
+        return delay
+    log.error("%s: unexpected error:\n%s", name, "".join(traceback.format_exception(exc)).rstrip())
+    if heartbeat is not None:
+        heartbeat.beat(name, error=describe(exc), force=True)
+    on_fatal(name, exc)
+    return None
+
+
 # ---- heartbeats ------------------------------------------------------------------------------------------
 
 
@@ -250,15 +268,8 @@ class Guard:
 
     def _failed(self, exc: BaseException) -> float | None:
         """The delay before the next try, or None when the loop must end (on_fatal was called)."""
-        if is_transient(exc):
-            delay = self.backoff.fail(self.clock(), describe(exc))
-            log.warning("%s: %s; retrying in %.1f s", self.name, describe(exc), delay)
-            self.heartbeat.beat(self.name, error=describe(exc))
-            return delay
-        log.error("%s: unexpected error:\n%s", self.name, "".join(traceback.format_exception(exc)).rstrip())
-        self.heartbeat.beat(self.name, error=describe(exc), force=True)
-        self.on_fatal(self.name, exc)
-        return None
+        return fail_by_policy(self.name, exc, self.backoff, self.on_fatal, heartbeat=self.heartbeat,
+                              clock=self.clock)
 
     def _succeeded(self, wait: float | Waiting | None) -> float:
         self.backoff.succeed()

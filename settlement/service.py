@@ -28,7 +28,6 @@ import logging
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import FrameType
@@ -49,7 +48,7 @@ from settlement.system import SystemRef, resolve_system
 from scb.config import Config
 from scb.db import init_db, make_sessionmaker
 from scb.errors import ChainRefused, ConfigError, TransportError
-from scb.loop import IDLE_BEAT_S, Guard, Heartbeat, Waiting, default_on_fatal, describe, is_transient
+from scb.loop import IDLE_BEAT_S, Guard, Heartbeat, Waiting, default_on_fatal, describe, fail_by_policy
 from scb.retry import Backoff, jittered
 
 log = logging.getLogger("settlement")
@@ -280,18 +279,9 @@ def stoppable_scheduler_class(on_fatal: Callable[[str, BaseException], None] = d
                 try:
                     wait = super()._process_jobs()
                 except Exception as exc:  # noqa: BLE001 - the policy decides
-                    return self._store_failed(exc)
+                    return fail_by_policy("scheduler", exc, self._store_backoff, on_fatal)
                 self._store_backoff.succeed()
                 return wait
-
-        def _store_failed(self, exc: Exception) -> float | None:
-            if not is_transient(exc):
-                log.error("scheduler: unexpected error:\n%s", "".join(traceback.format_exception(exc)).rstrip())
-                on_fatal("scheduler", exc)
-                return None
-            delay = self._store_backoff.fail(time.monotonic(), describe(exc))
-            log.warning("scheduler: job store: %s; trying again in %.1f s", describe(exc), delay)
-            return delay
 
     return StoppableScheduler
 
