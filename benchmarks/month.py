@@ -15,21 +15,21 @@ default), so at 1200x it would not prune once in the run; scaled like the clock,
 of transactions, as the default does on a real hub, and the run shows whether that stays bounded.
 
 Every `--poll-s` real seconds it records: PSS, RSS and private dirty memory of every process of the hub's tree (by
-`scb run` name, summed; /proc/PID/smaps_rollup), the hub database and the tangle node's database (each file and its WAL apart), anvil's
-state file (anvil writes it on exit only, so it is read after the stop), the logs and the data directory's size,
-readings stored, MAM messages attached, transactions the node keeps (plus its tips, tip candidates and solid entry
-points), periods settled, and community time (from the energy manager's clock anchor in the hub database). At the
-end: each table's and index's bytes (SQLite's dbstat) and SQLite's plan for getTips' query.
+`scb run` name, summed; /proc/PID/smaps_rollup), the hub database and the tangle node's database (each file and its
+WAL apart), anvil's state file (anvil writes it on exit only, so it is read after the stop), the logs and the data
+directory's size, readings stored, MAM messages attached, transactions the node keeps (plus its tips, tip candidates
+and solid entry points), periods settled, and community time (from the energy manager's clock anchor in the hub
+database). At the end: each table's and index's bytes (SQLite's dbstat) and SQLite's plan for getTips' query.
 
 Summary: the memory slope (MB of total PSS per community day, least squares over the second half, beside the first
 half's, which holds the start-up; and of private dirty memory, each process's own pages, which other processes
-mapping the same libraries do not move as they move PSS), the hub database's bytes against readings (fit bytes =
-a + b * readings over the run, the residual, and the slope of each half: linear if they agree), the node's transactions and file size over the second half (bounded
-when they stop growing), and every period's settlement lag (real seconds from its close, end + lateness on the
-community clock, to `settled_at`). What this run cannot show: anything that grows with *real* time (a loop's
-log line every few real seconds, say) is 1200 times smaller here than in a real month; the logs' bytes are in the
-series so that such a line shows against the community days' share. The machine may be shared: the figures are as
-noisy as its load.
+mapping the same libraries do not move as they move PSS), the hub database's bytes against readings (fit bytes = a +
+b * readings over the run, the residual, and the slope of each half: linear if they agree), the node's transactions
+and file size over the second half (bounded when they stop growing), and every period's settlement lag (real seconds
+from its close, end + lateness on the community clock, to `settled_at`). What this run cannot show: anything that
+grows with *real* time (a loop's log line every few real seconds, say) is 1200 times smaller here than in a real
+month; the logs' bytes are in the series so that such a line shows against the community days' share. The machine
+may be shared: the figures are as noisy as its load.
 """
 from __future__ import annotations
 

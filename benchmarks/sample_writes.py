@@ -4,14 +4,15 @@
     .venv/bin/python benchmarks/sample_writes.py                       # 1,000 meters, 30 + 60 samples
     .venv/bin/python benchmarks/sample_writes.py --meters 200 --samples 30
 
-Why beside benchmarks/scale.py: the running hub's /proc/PID/io says which process wrote, not which table or
-index made it write (and a WAL checkpoint is paid by whichever connection commits when the WAL is full). Here one
-process replays what the energy manager's `store()` does for each sample - insert one reading per meter, enqueue
-the previous window's MAM messages and link its readings to them (`UPDATE ... SET message_id`), one transaction,
-WAL, synchronous=FULL and the WAL checkpoint interval as the hub - into the hub's own tables (`create_all` of the
-models at this checkout), and then again with one index or step left out, so the difference is what that index or step costs. `--warmup` samples
-first: an index costs a page per reading only once it is larger than one sample's entries, as on a hub that has
-run for a while. Figures are bytes written per reading from /proc/self/io (pages dirtied, WAL and checkpoints).
+Why beside benchmarks/scale.py: the running hub's /proc/PID/io says which process wrote, not which table or index
+made it write (and a WAL checkpoint is paid by whichever connection commits when the WAL is full). Here one process
+replays what the energy manager's `store()` does for each sample - insert one reading per meter, enqueue the
+previous window's MAM messages and link its readings to them (`UPDATE ... SET message_id`), one transaction, WAL,
+synchronous=FULL and the WAL checkpoint interval as the hub - into the hub's own tables (`create_all` of the models
+at this checkout), and then again with one index or step left out, so the difference is what that index or step
+costs. `--warmup` samples first: an index costs a page per reading only once it is larger than one sample's entries,
+as on a hub that has run for a while. Figures are bytes written per reading from /proc/self/io (pages dirtied, WAL
+and checkpoints).
 """
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ code's pages copy-on-write with the supervisor and with each other, and a page i
 writes to it.
 
 What stays as it was: each process is still its own process, with its own pid, session (process group), log,
-heartbeat and exit code; the supervisor restarts one that dies alone, forked again from the same, untouched
-state (the supervisor runs none of the components' code itself), and stopped with SIGTERM if the supervisor dies
-(kill -9 included), so that none runs on unsupervised beside the processes of a restarted `scb run`. What
-changes: a process restarted by the supervisor runs the code the supervisor imported when it started, so after an upgrade restart `scb run` itself
-(systemd units, one process each, are not forked: docs/deployment.md).
+heartbeat and exit code; the supervisor restarts one that dies alone, forked again from the same, untouched state
+(the supervisor runs none of the components' code itself), and stopped with SIGTERM if the supervisor dies (kill -9
+included), so that none runs on unsupervised beside the processes of a restarted `scb run`. What changes: a process
+restarted by the supervisor runs the code the supervisor imported when it started, so after an upgrade restart
+`scb run` itself (systemd units, one process each, are not forked: docs/deployment.md).
 
 Forking is safe only from a process with one thread (another thread could hold a lock the child then waits on
 forever): `preload` refuses, and `scb run` starts every process as a fresh interpreter, if any import started a
@@ -60,9 +60,9 @@ _PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1
 
 def preload(commands: Iterable[str], database_url: str | None = None) -> bool:
     """Import the modules of `commands` (hub.cli.COMMANDS, ENTRY_MODULES and LATE_IMPORTS) and do the first-use work
-    of their libraries (`_warm`), then freeze the garbage collector's generations so that collections in the children do
-    not write to every imported object's header (which would copy the shared pages). True when forking is safe
-    afterwards: the imports worked and started no thread."""
+    of their libraries (`_warm`), then freeze the garbage collector's generations so that collections in the
+    children do not write to every imported object's header (which would copy the shared pages). True when forking
+    is safe afterwards: the imports worked and started no thread."""
     from hub.cli import COMMANDS
 
     modules = [m for c in commands for m in (*COMMANDS.get(c, ()), ENTRY_MODULES.get(c), *LATE_IMPORTS.get(c, ()))
