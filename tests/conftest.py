@@ -65,7 +65,8 @@ def free_port() -> int:
 
 
 def errors_at_once(work: Callable[[], None], threads: int = 4, timeout_s: float = 60.0) -> list[BaseException]:
-    """Run `work` in `threads` threads at once (as the hub's processes start together); what each raised."""
+    """Run `work` in `threads` threads at once (as the hub's processes start together); what each raised, and a
+    TimeoutError for each still running after `timeout_s` (a hung start must fail the caller's assertion too)."""
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -74,12 +75,15 @@ def errors_at_once(work: Callable[[], None], threads: int = 4, timeout_s: float 
         except BaseException as exc:  # noqa: BLE001 - collected for the caller's assertion
             errors.append(exc)
 
-    started = [threading.Thread(target=run) for _ in range(threads)]
+    started = [threading.Thread(target=run, daemon=True) for _ in range(threads)]  # a hung one must not hold pytest
     for thread in started:
         thread.start()
+    deadline = time.monotonic() + timeout_s
     for thread in started:
-        thread.join(timeout_s)
-    return errors
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = [TimeoutError(f"{thread.name} still running after {timeout_s:g} s") for thread in started
+            if thread.is_alive()]
+    return errors + hung
 
 
 def require_service(present: bool, what: str) -> None:
