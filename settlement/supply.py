@@ -1,8 +1,8 @@
 """Supply decisions: from each holder's on-chain standing to what the hub does with their portion of the energy.
 
 Every `supply_interval_s` the hub reads each holder's standing with `eth_call` (`holderList`, `holderInfo`: no
-gas, no transaction; all at one block, settlement.solar_property) and scans the contract's `Repossessed` events
-since the last scan, up to that block. The holder's status is the contract's own `HolderStatus`. Per holder:
+gas, no transaction; all at one block, settlement.solar_property). The holder's status is the contract's own
+`HolderStatus`; the transaction of a repossession is looked up when its decision is stored. Per holder:
 
     share repossessed (status on chain)              -> grid    (the portion's energy is sold to the grid, for good)
     owns the share outright                          -> supply
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from settlement.chain import ChainClient
 from settlement.clock import ChainClock
-from settlement.job import Clock, load_json_state, save_json_state
+from settlement.job import Clock
 from settlement.models import GRID, SUPPLY, SupplyDecision
 from settlement.solar_property import OWNED, PAYING, REPOSSESSED, HolderInfo, SolarProperty  # noqa: F401 (statuses)
 from settlement.system import SystemRef
@@ -161,7 +161,6 @@ class SupplyWatcher:
         self.clock = clock
         self.chain_clock = chain_clock
         self.chain = SolarProperty(client, system.contract, system.system_id)
-        self.scan_key = f"supply-scan:{system.ref}"
 
     def standings(self, view: SolarProperty | None = None) -> list[Standing]:
         """Every holder's standing, in holder order (eth_call only, all at `view`'s block; default: a snapshot
@@ -170,32 +169,21 @@ class SupplyWatcher:
         party_of = self.system.party_of
         return [Standing.of(party_of.get(h.account.lower(), h.account), h) for h in view.holders()]
 
-    def repossessions(self, to_block: int) -> dict[str, str]:
-        """account (lowercase) -> transaction hash of the Repossessed events since the last scan."""
-        with self.factory() as session:
-            state = load_json_state(session, self.scan_key) or {}
-        # first scan: from the contract's deployment block (the client raises 0 to it and scans in chunks the
-        # provider accepts, settlement.logscan); later scans go on from the last block scanned
-        start = int(state.get("next_block", 0))
-        if start > to_block:
-            return {}
-        return {event.holder.lower(): event.tx_hash for event in self.chain.repossessed_events(start, to_block)}
-
     def repossession_of(self, standing: Standing, to_block: int) -> str | None:
-        """The transaction of the holder's repossession, from the whole history (one query filtered by holder):
-        for a share found repossessed whose event was not among this check's blocks. The scan of new blocks is the
-        cheap path, but a stored decision is never written again, so its reason must name the transaction the
-        first time. Seen once in CI (the standing at the check's block showed the share repossessed while its
-        scan up to that block returned no event; the cause was not found): the warning below says when it
-        happens, and the decision is right either way."""
+        """The transaction that repossessed the holder's share: its latest `Repossessed` event up to `to_block`, in
+        one log query filtered by the indexed holder (from the contract's deployment block, in the chunks the
+        provider accepts: settlement.logscan). Why only here: it is asked once per repossession, when the
+        decision is stored (a stored decision is never written again, so its reason names the transaction now),
+        instead of every check scanning new blocks for events and keeping a scan position in the database."""
         events = self.chain.repossessed_events(0, to_block, holder=standing.account)
         if not events:
             log.warning("holder %s is repossessed, but no Repossessed event of it was found up to block %d",
                         standing.party, to_block)
             return None
-        log.warning("Repossessed event of holder %s found in block %d, outside this check's scan", standing.party,
-                    events[-1].block_number)
-        return events[-1].tx_hash
+        tx = events[-1].tx_hash
+        log.warning("Repossessed event: holder %s of system %d (transaction %s)", standing.party,
+                    self.system.system_id, tx)
+        return tx
 
     def latest(self, session: Session, party: str) -> SupplyDecision | None:
         return session.scalars(select(SupplyDecision).where(SupplyDecision.system_ref == self.system.ref,
@@ -207,16 +195,12 @@ class SupplyWatcher:
         now_ms = self.clock.now_ms()
         if now_ms is not None:
             self.chain_clock.before_read(now_ms // 1000)
-        view = self.chain.snapshot()  # events and standing from one block
+        view = self.chain.snapshot()  # standing (and a repossession's event) from one block
         block = view.block
         assert block is not None
-        repossessed = self.repossessions(block)
-        for account, tx in repossessed.items():
-            log.warning("Repossessed event: holder %s of system %d (transaction %s)",
-                        self.system.party_of.get(account, account), self.system.system_id, tx)
         changed: list[SupplyDecision] = []
         for standing in self.standings(view):
-            decision, reason = decide(standing, repossessed.get(standing.account.lower()))
+            decision, reason = decide(standing)
             with self.factory() as session:
                 last = self.latest(session, standing.party)
             same = last is not None and last.decision == decision and last.status == standing.status
@@ -225,7 +209,7 @@ class SupplyWatcher:
             if same:
                 row_id = last.id  # type: ignore[union-attr]  # not applied yet: retry the actuator on that row
             else:
-                if standing.status == REPOSSESSED and standing.account.lower() not in repossessed:
+                if standing.status == REPOSSESSED:
                     decision, reason = decide(standing, self.repossession_of(standing, block))
                 with transaction(self.factory) as session:
                     row = SupplyDecision(
@@ -237,8 +221,6 @@ class SupplyWatcher:
                     session.flush()
                     row_id = row.id
             changed.append(self._apply(row_id, standing.party, decision, reason))
-        with transaction(self.factory) as session:
-            save_json_state(session, self.scan_key, {"next_block": block + 1})
         return changed
 
     def _apply(self, row_id: int, party: str, decision: str, reason: str) -> SupplyDecision:
