@@ -256,7 +256,7 @@ def test_settlement_supply_and_verify_through_a_provider_on_a_long_chain(tmp_pat
     mine(anvil, 1_500)  # more than one of the provider's ranges past the deployment
     watcher = SupplyWatcher(hub.factory, hub.client, hub.system, LoggingActuator(), hub.clock,
                             ChainClock(hub.client, True))
-    assert len(watcher.run()) == 3  # one decision per holder, from standing and 12,000+ blocks of events
+    assert len(watcher.run()) == 3  # one decision per holder, from standing through the provider
     with hub.factory() as session:
         assert session.scalar(select(SupplyDecision).limit(1)) is not None
         message = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).first()
@@ -268,7 +268,7 @@ def test_settlement_supply_and_verify_through_a_provider_on_a_long_chain(tmp_pat
     assert c.range_refused >= 1 and c.http_429 >= 1 and c.rpc_limited >= 1, c
     assert c.log_ranges and all(hi - lo + 1 <= 1000 for lo, hi in c.log_ranges)
     assert all(lo >= floor for lo, _ in c.log_ranges)  # never below the deployment block
-    assert max(hi for _, hi in c.log_ranges) >= floor + 1_500  # the scans reached the head
+    assert max(hi for _, hi in c.log_ranges) >= floor + 1_500  # verify's scans reached the head
     # an auditor's machine: no hub database; the contract's deploymentBlock gives the floor in one call (this
     # anvil has no state before its genesis block 12,000, so a search over historical code would give up and
     # the scans would start at block 0)
