@@ -1,11 +1,11 @@
 """Start SCB's own processes as forks of the supervisor, after it imported their code once (issue 16, "Memory").
 
-Why: every process of the hub imports the same heavy libraries on its own (web3 with eth_account and py_ecc,
-SQLAlchemy, aiohttp, PyOTA: 40-75 MB of each process's resident memory), so the embedded default held the same
-code six times. `scb run` imports the entry module of every process it will run (`preload`), freezes the garbage
-collector's view of those objects, and then forks each process from that state: the children share the imported
-code's pages copy-on-write with the supervisor and with each other, and a page is copied only when a child
-writes to it.
+Why: every process of the hub imports the same heavy libraries on its own (SQLAlchemy, aiohttp, PyOTA, and
+before issue 16 web3 with eth_account: 40-75 MB of each process's resident memory), so the embedded default held
+the same code six times. `scb run` imports the entry module of every process it will run (`preload`), freezes
+the garbage collector's view of those objects, and then forks each process from that state: the children share
+the imported code's pages copy-on-write with the supervisor and with each other, and a page is copied only when a
+child writes to it.
 
 What stays as it was: each process is still its own process, with its own pid, session (process group), log,
 heartbeat and exit code; the supervisor restarts one that dies alone, forked again from the same, untouched state
@@ -46,11 +46,6 @@ ENTRY_MODULES = {
     "home-assistant": "home_assistant.bridge",
     "fleet-upload": "hub.fleet.upload",
 }
-#: Libraries a process imports only when it first needs them, preloaded for the processes that always do: web3
-#: is imported where a transaction is signed and sent (settlement.chain keeps it out of the readers' way), which
-#: the settlement and the demo households do from their first minutes (about 19 MB each if imported after the
-#: fork, measured by importing web3 in a fresh interpreter).
-LATE_IMPORTS = {"settlement": ("web3",), "demo-households": ("web3",)}
 #: How often ForkedProcess.wait looks whether the child exited (it cannot block with a timeout on waitpid).
 _WAIT_POLL_S = 0.05
 #: prctl(2) options: the calling thread's name (/proc/PID/comm, what `top` and `ps -o comm` show), and the signal
@@ -59,14 +54,13 @@ _PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1
 
 
 def preload(commands: Iterable[str], database_url: str | None = None) -> bool:
-    """Import the modules of `commands` (hub.cli.COMMANDS, ENTRY_MODULES and LATE_IMPORTS) and do the first-use work
+    """Import the modules of `commands` (hub.cli.COMMANDS and ENTRY_MODULES) and do the first-use work
     of their libraries (`_warm`), then freeze the garbage collector's generations so that collections in the
     children do not write to every imported object's header (which would copy the shared pages). True when forking
     is safe afterwards: the imports worked and started no thread."""
     from hub.cli import COMMANDS
 
-    modules = [m for c in commands for m in (*COMMANDS.get(c, ()), ENTRY_MODULES.get(c), *LATE_IMPORTS.get(c, ()))
-               if m is not None]
+    modules = [m for c in commands for m in (*COMMANDS.get(c, ()), ENTRY_MODULES.get(c)) if m is not None]
     try:
         for module in modules:
             importlib.import_module(module)

@@ -1,32 +1,33 @@
-"""The Ethereum side of the hub: a client for SolarProperty, reading over plain JSON-RPC, signing with web3.py.
+"""The Ethereum side of the hub: a client for SolarProperty over plain JSON-RPC, signing with settlement.signing.
 
-Why a wrapper and not bare web3: the settlement job must tell *retry later* from *never retry*. Every failure to
-reach or use the node becomes `ChainUnavailable` (retryable, with back-off); a revert becomes `ContractReverted`
-(a `ChainRefused`: the chain understood and said no) carrying the contract's custom error decoded by name, e.g.
+Why a wrapper: the settlement job must tell *retry later* from *never retry*. Every failure to reach or use the
+node becomes `ChainUnavailable` (retryable, with back-off); a revert becomes `ContractReverted` (a `ChainRefused`:
+the chain understood and said no) carrying the contract's custom error decoded by name, e.g.
 ``PeriodAlreadySettled(1, 7)``; an address without contract code is `NoContract` (a `ChainRefused` too); callers
-never see a requests or web3 exception.
+never see a transport's own exception.
 
-Reads (eth_chainId, eth_blockNumber, eth_getCode, eth_call and its batches, eth_getLogs, raw `rpc`) go through a
-read transport (settlement.rpc): plain JSON-RPC over HTTP on the configured `rpc_url` by default, or a web3
-provider passed in (`ChainClient(settings, provider=...)`), so the layers above run offline against a fake provider
-in tests. Why not web3 for reads: importing web3 costs more than `scb verify`'s one-second budget (issue 16); it is
-imported only when something is signed, sent or read through web3's own objects (`w3`, `contract`). The
-contract's views are read through the typed facade `settlement.solar_property.SolarProperty`. Transactions are
-signed here with a local account (keystore + password file, or the development chain's first account), with the
-nonce from the node's pending count, gas from
-eth_estimateGas times a margin, EIP-1559 fees (optionally capped), and a wait for the receipt plus a
-configurable confirmation depth. Signing and sending are separate steps so that the settlement job can record a
-transaction's hash in the database *before* it is broadcast (docs/settlement.md "Idempotency").
+Every request (reads, gas estimates, sending, receipts) goes through one transport (settlement.rpc): plain
+JSON-RPC over HTTP on the configured `rpc_url` by default, or a web3-style provider passed in
+(`ChainClient(settings, provider=...)`), so the layers above run offline against a fake provider in tests. Why not
+web3: importing it (with eth_account, eth_utils and pydantic) costs about 50 MB of memory per process and more
+than `scb verify`'s one-second budget (issue 16), for requests this module and settlement.abi encode and decode
+themselves. The contract's views are read through the typed facade `settlement.solar_property.SolarProperty`,
+which also builds its transactions (`ContractCall`). Transactions are signed here with a local account
+(settlement.signing: keystore + password file, or the development chain's first account), with the nonce from the
+node's pending count, gas from eth_estimateGas times a margin, EIP-1559 fees (optionally capped), and a wait for
+the receipt plus a configurable confirmation depth. Signing and sending are separate steps so that the settlement
+job can record a transaction's hash in the database *before* it is broadcast (docs/settlement.md "Idempotency").
 """
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from settlement import abi as _abi
 from settlement.abi import to_checksum_address
@@ -38,21 +39,16 @@ from settlement.rpc import (
     JsonRpcTransport,
     ProviderTransport,
     RateLimited,
-    ReadTransport,
+    Transport,
     RpcError,
     error_of,
     is_rate_limit,
 )
 from settlement.settings import EthereumSettings
+from settlement.signing import KeystoreError, Signer, decrypt_keystore, from_mnemonic
 from scb.errors import ChainRefused, ChainUnavailable, ConfigError, ScbError
 from scb.files import read_secret_file
 from scb.retry import Backoff
-
-if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-    from web3 import Web3
-    from web3.contract import Contract
-    from web3.contract.contract import ContractFunction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,23 +122,6 @@ def decode_revert_data(abi: list[dict[str, Any]], data: bytes) -> tuple[str, tup
         return name, ("undecodable arguments",)
 
 
-def _revert_data(exc: BaseException) -> bytes | None:
-    """The revert data in a web3 exception (ContractCustomError/ContractLogicError/Web3RPCError), if any."""
-    candidates: list[Any] = [getattr(exc, "data", None)]
-    response = getattr(exc, "rpc_response", None)
-    if isinstance(response, dict) and isinstance(response.get("error"), dict):
-        candidates.append(response["error"].get("data"))
-    for candidate in candidates:
-        if isinstance(candidate, dict):
-            candidate = candidate.get("data")
-        if isinstance(candidate, str) and candidate.startswith("0x"):
-            try:
-                return bytes.fromhex(candidate[2:])
-            except ValueError:
-                return None
-    return None
-
-
 def _block_param(block: int | str) -> str:
     """A block number or tag as JSON-RPC takes it."""
     return hex(block) if isinstance(block, int) else block
@@ -173,30 +152,61 @@ def _http_status(exc: BaseException) -> int | None:
 
 
 def _is_transport_failure(exc: BaseException) -> bool:
-    import requests
-    from web3.exceptions import ProviderConnectionError, TimeExhausted
+    """Whether a provider's exception means the node could not be reached. requests' and web3's exceptions are
+    looked up only where they are loaded: only a provider built on them (a caller's web3 provider) can raise them,
+    and this module imports neither (issue 16)."""
+    kinds: list[type[BaseException]] = [OSError, ConnectionError, TimeoutError]
+    requests = sys.modules.get("requests")
+    if requests is not None:
+        kinds.append(requests.RequestException)
+    web3_errors = sys.modules.get("web3.exceptions")
+    if web3_errors is not None:
+        kinds += [web3_errors.ProviderConnectionError, web3_errors.TimeExhausted]
+    return isinstance(exc, tuple(kinds))
 
-    return isinstance(exc, (requests.RequestException, OSError, ProviderConnectionError, TimeExhausted,
-                            ConnectionError, TimeoutError))
+
+class Account(Protocol):
+    """What signs the hub's transactions: settlement.signing.Signer (eth_account's LocalAccount has the same
+    shape, which the tests use as the reference)."""
+
+    @property
+    def address(self) -> str: ...
+
+    def sign_transaction(self, tx: dict[str, Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ContractCall:
+    """A transaction's target and calldata, built by the contract facade (settlement.solar_property) and signed
+    here. `to` None deploys: `data` is then the creation code with its constructor's arguments."""
+
+    what: str
+    to: str | None
+    data: bytes
+
+    def fields(self) -> dict[str, Any]:
+        """Its `to` and `data` as a JSON-RPC transaction object has them."""
+        out: dict[str, Any] = {"data": "0x" + self.data.hex()}
+        if self.to is not None:
+            out["to"] = to_checksum_address(self.to)
+        return out
 
 
 class ChainClient:
     """One Ethereum node, one signing account, the SolarProperty ABI."""
 
-    def __init__(self, settings: EthereumSettings, account: LocalAccount | None = None,
+    def __init__(self, settings: EthereumSettings, account: Account | None = None,
                  rpc_url: str | None = None, sleep: Callable[[float], None] = time.sleep,
-                 provider: Any | None = None, transport: ReadTransport | None = None) -> None:
-        """`provider`: a web3 provider to use instead of an HTTPProvider on `rpc_url` (tests inject a fake one);
-        `rpc_url` then only names the node in messages. `transport`: what reads go through (settlement.rpc);
-        default: the provider's when one is given, else JSON-RPC over HTTP on `rpc_url`."""
+                 provider: Any | None = None, transport: Transport | None = None) -> None:
+        """`provider`: a web3-style provider (`make_request`) to use instead of HTTP on `rpc_url` (tests inject a
+        fake one); `rpc_url` then only names the node in messages. `transport`: what every request goes through
+        (settlement.rpc); default: the provider's when one is given, else JSON-RPC over HTTP on `rpc_url`."""
         self.settings = settings
         self.rpc_url = rpc_url or settings.rpc_url
-        self._provider = provider
-        self._w3: Web3 | None = None
         if transport is None:
             transport = ProviderTransport(provider, self.rpc_url) if provider is not None \
                 else JsonRpcTransport(self.rpc_url, settings.timeout_s)
-        self.transport: ReadTransport = transport
+        self.transport: Transport = transport
         self.account = account
         self._sleep = sleep
         #: False once the node refused a JSON-RPC batch: `call_many` sends single calls from then on
@@ -212,27 +222,6 @@ class ChainClient:
             self.abi: list[dict[str, Any]] = load_artifact()["abi"]
         except ArtifactError as exc:
             raise ConfigError(str(exc)) from None
-
-    @property
-    def w3(self) -> Web3:
-        """web3 on the same node, made on first use: for signing, sending and web3's contract objects."""
-        if self._w3 is None:
-            from web3 import HTTPProvider, Web3
-
-            provider = self._provider
-            if provider is None:
-                # no retries inside web3: the callers' back-off decides when to try again
-                # eth_chainId cached: web3's validation middleware asks it before every eth_call and
-                # eth_estimateGas; a node's chain id does not change under a client, which keeps its own copy
-                # anyway (`chain_id`)
-                provider = HTTPProvider(self.rpc_url, request_kwargs={"timeout": self.settings.timeout_s},
-                                        exception_retry_configuration=None, cache_allowed_requests=True,
-                                        cacheable_requests={"eth_chainId"},
-                                        # None: no block-depth threshold (it only matters for block-based
-                                        # caching, not used here), else web3 asks eth_chainId once more
-                                        request_cache_validation_threshold=None)
-            self._w3 = Web3(provider)
-        return self._w3
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def guard(self, what: str, fn: Callable[[], T]) -> T:
@@ -260,12 +249,12 @@ class ChainClient:
     def _guard_once(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except RpcError as exc:  # the read transport's JSON-RPC error answer
+        except RpcError as exc:  # the transport's JSON-RPC error answer
             raise self._rpc_error(what, exc.revert_data(), exc.rpc_message) from None
         except ScbError:
-            raise  # mapped already (the read transport's ChainUnavailable, RateLimited; ContractReverted ...)
+            raise  # mapped already (the transport's ChainUnavailable, RateLimited; ContractReverted ...)
         except Exception as exc:
-            mapped = self._web3_error(what, exc)
+            mapped = self._transport_error(what, exc)
             if mapped is None:
                 raise
             raise mapped from None
@@ -281,29 +270,9 @@ class ChainClient:
             return RateLimited(f"Ethereum node {self.rpc_url} rate-limits {what}: {message}")
         return ChainUnavailable(f"Ethereum node {self.rpc_url} refused {what}: {message}")
 
-    def _web3_error(self, what: str, exc: Exception) -> ScbError | None:
-        """What an exception of web3 (or of requests under it, or of a provider) means, None for a bug. Why
-        web3's exceptions are imported here and not at the top: only a web3 call can raise them, and reads do
-        not import web3 (issue 16)."""
-        from web3.exceptions import (
-            BadFunctionCallOutput,
-            ContractCustomError,
-            ContractLogicError,
-            ContractPanicError,
-            Web3RPCError,
-        )
-
-        if isinstance(exc, BadFunctionCallOutput):
-            if "deployed" in str(exc):  # web3 checked eth_getCode: the address has no code
-                return NoContract(f"{what}: no contract code at the address on chain (was the chain reset?)")
-            return None
-        if isinstance(exc, (ContractCustomError, ContractPanicError, ContractLogicError)):
-            data = _revert_data(exc)
-            if data is not None:
-                return ContractReverted(what, *decode_revert_data(self.abi, data))
-            return ContractReverted(what, "Error", (str(exc),))
-        if isinstance(exc, Web3RPCError):
-            return self._rpc_error(what, _revert_data(exc), _rpc_message(exc))
+    def _transport_error(self, what: str, exc: Exception) -> ScbError | None:
+        """What a provider's own exception means (a throttled or unreachable node), None for a bug. The HTTP
+        transport raises ScbErrors itself; a provider passed in raises its library's exceptions."""
         if _http_status(exc) == 429:
             return RateLimited(f"Ethereum node {self.rpc_url} rate-limits {what} (HTTP 429)")
         if _is_transport_failure(exc):
@@ -311,7 +280,7 @@ class ChainClient:
         return None
 
     def rpc(self, method: str, params: list[Any], what: str | None = None) -> Any:
-        """A raw JSON-RPC call through the read transport (anvil's evm_* methods, and every read below): its
+        """A raw JSON-RPC call through the transport (anvil's evm_* methods, and every read below): its
         result as the node gave it. An error answer is ChainUnavailable, or ContractReverted when it carries
         revert data (see `guard`)."""
         return self.guard(what or method, lambda: self.transport.request(method, params))
@@ -341,7 +310,7 @@ class ChainClient:
         return self.block_timestamp("latest")
 
     def block_timestamp(self, block: int | str) -> int:
-        """The timestamp of block `block` (a number or a tag), through the read transport: the dashboard and
+        """The timestamp of block `block` (a number or a tag), through the transport: the dashboard and
         hub.ledger read block times without importing web3 (issue 16)."""
         found = self.rpc("eth_getBlockByNumber", [_block_param(block), False])
         if not isinstance(found, dict):  # null: a block above the head (or dropped by a reorg)
@@ -350,15 +319,11 @@ class ChainClient:
 
     def balance(self, address: str) -> int:
         """The account's balance in wei (latest block)."""
-        return int(self.guard("eth_getBalance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+        return _quantity(self.rpc("eth_getBalance", [to_checksum_address(address), "latest"]), "eth_getBalance")
 
     def gas_price(self) -> int:
         """The node's suggested gas price in wei (for EIP-1559 chains: base fee plus a tip)."""
-        return int(self.guard("eth_gasPrice", lambda: self.w3.eth.gas_price))
-
-    def contract(self, address: str) -> Contract:
-        """web3's contract object (for transactions and web3-decoded logs): imports web3."""
-        return self.w3.eth.contract(address=to_checksum_address(address), abi=self.abi)
+        return _quantity(self.rpc("eth_gasPrice", []), "eth_gasPrice")
 
     def get_code(self, address: str, block: int | str = "latest") -> bytes:
         """The code at `address` (at `block`)."""
@@ -370,10 +335,6 @@ class ChainClient:
     def eth_call(self, what: str, tx: dict[str, Any], block: int | str = "latest") -> bytes:
         """One eth_call `{"to", "data"}` at `block`: its return data (a revert raises ContractReverted)."""
         return _data(self.rpc("eth_call", [tx, _block_param(block)], what), what)
-
-    def call(self, fn: ContractFunction, what: str | None = None, block: int | str = "latest") -> Any:
-        """eth_call (no gas, no signature)."""
-        return self.guard(what or fn.fn_name, lambda: fn.call(block_identifier=block))
 
     def call_many(self, calls: Sequence[tuple[str, dict[str, Any], int | str]]) -> list[bytes | ContractReverted]:
         """Several eth_calls `(what, {"to", "data"}, block)` in JSON-RPC batches of at most BATCH_MAX: one round
@@ -498,9 +459,7 @@ class ChainClient:
     # -- accounts -------------------------------------------------------------------------------------------
     @property
     def sender(self) -> str:
-        if self.account is None:
-            raise ConfigError("no hub account: set ethereum.keystore_file and ethereum.password_file")
-        return self.account.address
+        return self._account.address
 
     # -- anvil time (development chain only) ----------------------------------------------------------------
     def set_next_timestamp(self, timestamp: int) -> None:
@@ -520,24 +479,23 @@ class ChainClient:
         s = self.settings
         base: int | None = None
         if s.tx_type != "legacy":
-            block = self.guard("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
-            if block.get("baseFeePerGas") is not None:
-                base = int(block["baseFeePerGas"])
+            block = self.rpc("eth_getBlockByNumber", ["latest", False])
+            if isinstance(block, dict) and block.get("baseFeePerGas") is not None:
+                base = _quantity(block["baseFeePerGas"], "eth_getBlockByNumber")
             elif s.tx_type == "eip1559":
                 raise ConfigError(f"ethereum.tx_type is \"eip1559\" but the chain at {self.rpc_url} has no base fee")
         if base is None:
-            return quote(base_fee=None, suggested_tip=None, max_fee_cap=s.max_fee_wei,
-                         gas_price=int(self.guard("eth_gasPrice", lambda: self.w3.eth.gas_price)))
+            return quote(base_fee=None, suggested_tip=None, max_fee_cap=s.max_fee_wei, gas_price=self.gas_price())
         tip = None
         if s.priority_fee_wei is None:
-            tip = int(self.guard("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee))
+            tip = _quantity(self.rpc("eth_maxPriorityFeePerGas", []), "eth_maxPriorityFeePerGas")
         return quote(base_fee=base, suggested_tip=tip, gas_price=None, max_fee_cap=s.max_fee_wei,
                      tip_cap=s.max_priority_fee_wei, fixed_tip=s.priority_fee_wei)
 
     def _fees(self) -> dict[str, int]:
         return self.fees().tx_fields()
 
-    def sign(self, fn: Any, what: str, value: int = 0, nonce: int | None = None,
+    def sign(self, call: ContractCall, what: str, value: int = 0, nonce: int | None = None,
              extra_gas: int = 0, fees: Fees | None = None, gas: int | None = None) -> SignedTx:
         """Build (nonce, gas estimate x margin + extra_gas, fees) and sign a contract call or deployment; nothing
         is sent.
@@ -549,15 +507,15 @@ class ChainClient:
         """
         sender = self.sender
         if nonce is None:
-            nonce = int(self.guard("eth_getTransactionCount",
-                                   lambda: self.w3.eth.get_transaction_count(sender, "pending")))
-        base: dict[str, Any] = {"from": sender, "value": value, "nonce": nonce, "chainId": self.chain_id}
+            nonce = self.next_nonce()
         if gas is None:
-            estimate = int(self.guard(what, lambda: fn.estimate_gas(base)))
+            estimate = _quantity(self.rpc("eth_estimateGas", [{"from": sender, **call.fields(), "value": hex(value)}],
+                                          what), what)
             gas = int(estimate * self.settings.gas_margin) + 1 + extra_gas
         fees = fees or self.fees()
-        tx = fn.build_transaction({**base, **fees.tx_fields(), "gas": gas})
-        signed = self.account.sign_transaction(tx)  # type: ignore[union-attr]
+        tx = {"nonce": nonce, "gas": gas, "value": value, "chainId": self.chain_id, **call.fields(),
+              **fees.tx_fields()}
+        signed = self._account.sign_transaction(tx)
         return SignedTx(tx_hash="0x" + bytes(signed.hash).hex(), raw="0x" + bytes(signed.raw_transaction).hex(),
                         nonce=nonce, sender=sender, gas=gas, fees=fees)
 
@@ -567,65 +525,44 @@ class ChainClient:
         return self.guard("eth_sendRawTransaction", lambda: self._send_once(signed))
 
     def _send_once(self, signed: SignedTx | str) -> str:
-        from web3.exceptions import Web3RPCError
-
         raw = signed.raw if isinstance(signed, SignedTx) else signed
         try:
-            return "0x" + bytes(self.w3.eth.send_raw_transaction(raw)).hex()
-        except Web3RPCError as exc:
-            message = _rpc_message(exc).lower()
+            return str(self.transport.request("eth_sendRawTransaction", [raw]))
+        except RpcError as exc:
+            text = exc.rpc_message
+            message = text.lower()
             if "already known" in message or "already imported" in message or "known transaction" in message:
                 return signed.tx_hash if isinstance(signed, SignedTx) else ""
             if "nonce too low" in message or "nonce has already been used" in message:
-                raise StaleNonce(f"transaction nonce is already used: {_rpc_message(exc)}") from None
+                raise StaleNonce(f"transaction nonce is already used: {text}") from None
             if "underpriced" in message or "fee too low" in message or "less than block base fee" in message:
-                raise Underpriced(f"Ethereum node {self.rpc_url} refused the transaction as underpriced: "
-                                  f"{_rpc_message(exc)}") from None
-            if is_rate_limit(message):
-                raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits eth_sendRawTransaction: "
-                                  f"{_rpc_message(exc)}") from None
-            data = _revert_data(exc)
+                raise Underpriced(f"Ethereum node {self.rpc_url} refused the transaction as underpriced: {text}") \
+                    from None
+            data = exc.revert_data()
             if data is not None:
                 raise ContractReverted("eth_sendRawTransaction", *decode_revert_data(self.abi, data)) from None
-            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused the transaction: {_rpc_message(exc)}") \
-                from None
-        except Exception as exc:
-            if _http_status(exc) == 429:
-                raise RateLimited(f"Ethereum node {self.rpc_url} rate-limits eth_sendRawTransaction (HTTP 429)") \
-                    from None
-            if _is_transport_failure(exc):
-                raise ChainUnavailable(f"Ethereum node {self.rpc_url} is unreachable (eth_sendRawTransaction): "
-                                       f"{type(exc).__name__}") from None
-            raise
+            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused the transaction: {text}") from None
 
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
-        """The receipt of `tx_hash`, or None while it is not mined (or unknown to the node)."""
-        from web3.exceptions import TransactionNotFound
-
-        def get() -> Any:
-            try:
-                return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-            except TransactionNotFound:
-                return None
-
-        found = self.guard("eth_getTransactionReceipt", get)
-        return dict(found) if found is not None else None
+        """The receipt of `tx_hash`, or None while it is not mined (or unknown to the node): the JSON-RPC object
+        with its quantities as ints, its hashes as bytes and `contractAddress` checksummed (`logs` as the node
+        gave them, which settlement.solar_property decodes)."""
+        found = self.rpc("eth_getTransactionReceipt", [tx_hash])
+        if found is None:
+            return None
+        if not isinstance(found, dict):
+            raise ChainUnavailable(f"Ethereum node {self.rpc_url} answered eth_getTransactionReceipt with "
+                                   f"{str(found)[:80]!r}, not a receipt")
+        return _receipt(found)
 
     def known(self, tx_hash: str) -> bool:
         """Whether the node knows the transaction at all (mined or pending)."""
-        from web3.exceptions import TransactionNotFound
+        return self.rpc("eth_getTransactionByHash", [tx_hash]) is not None
 
-        def get() -> bool:
-            try:
-                self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
-                return True
-            except TransactionNotFound:
-                return False
-
-        return bool(self.guard("eth_getTransactionByHash", get))
-
-    def wait(self, tx_hash: str, what: str, fn: Any = None, timeout_s: float | None = None) -> dict[str, Any]:
-        """Wait for the receipt and `confirmations` blocks; a failed transaction raises ContractReverted.
+    def wait(self, tx_hash: str, what: str, call: ContractCall | None = None,
+             timeout_s: float | None = None) -> dict[str, Any]:
+        """Wait for the receipt and `confirmations` blocks; a failed transaction raises ContractReverted (why:
+        `call` replayed, see `explain_failure`).
 
         Raises ChainUnavailable when the receipt or the depth does not come in time (the caller retries later
         with the same hash: nothing is sent twice).
@@ -636,7 +573,7 @@ class ChainClient:
             receipt = self.receipt(tx_hash)
             if receipt is not None:
                 if receipt["status"] != 1:
-                    raise self.explain_failure(receipt, what, fn)
+                    raise self.explain_failure(receipt, what, call)
                 depth = self.block_number() - int(receipt["blockNumber"]) + 1
                 if depth >= self.settings.confirmations:
                     return receipt
@@ -647,65 +584,70 @@ class ChainClient:
             self._sleep(delay)
             delay = min(1.0, delay * 2)
 
-    def explain_failure(self, receipt: dict[str, Any], what: str, fn: Any) -> ContractReverted:
-        """Why a mined transaction failed: replay it with eth_call at its block to get the revert data."""
-        if fn is None:
+    def explain_failure(self, receipt: dict[str, Any], what: str, call: ContractCall | None) -> ContractReverted:
+        """Why a mined transaction failed: replay `call` with eth_call at the block before it to get the revert
+        data."""
+        if call is None:
             return ContractReverted(what, "TransactionFailed", ("0x" + bytes(receipt["transactionHash"]).hex(),))
         try:
-            self.guard(what, lambda: fn.call({"from": self.sender}, block_identifier=int(receipt["blockNumber"]) - 1))
+            self.eth_call(what, {"from": self.sender, **call.fields()}, int(receipt["blockNumber"]) - 1)
         except ContractReverted as exc:
             return exc
         return ContractReverted(what, "TransactionFailed", ("out of gas or reverted without data",))
 
     def next_nonce(self) -> int:
         """The hub account's next nonce (counting its pending transactions)."""
-        sender = self.sender
-        return int(self.guard("eth_getTransactionCount", lambda: self.w3.eth.get_transaction_count(sender, "pending")))
+        return self._nonce("pending")
 
     def mined_nonce(self) -> int:
         """How many transactions of the hub account are mined (the latest block's nonce): a nonce below it is used
         for good, by whichever transaction."""
-        sender = self.sender
-        return int(self.guard("eth_getTransactionCount", lambda: self.w3.eth.get_transaction_count(sender, "latest")))
+        return self._nonce("latest")
+
+    def _nonce(self, block: str) -> int:
+        return _quantity(self.rpc("eth_getTransactionCount", [self.sender, block]), "eth_getTransactionCount")
 
     def block_hash(self, number: int) -> str | None:
         """The hash of the canonical block `number` (0x hex), None above the head."""
-        from web3.exceptions import BlockNotFound
-
-        def get() -> Any:
-            try:
-                return self.w3.eth.get_block(int(number))
-            except BlockNotFound:
-                return None
-
-        block = self.guard("eth_getBlockByNumber", get)
-        return None if block is None else "0x" + bytes(block["hash"]).hex()
+        block = self.rpc("eth_getBlockByNumber", [_block_param(int(number)), False])
+        if block is None:
+            return None
+        if not isinstance(block, dict) or not isinstance(block.get("hash"), str):
+            raise ChainUnavailable(f"Ethereum node {self.rpc_url} answered eth_getBlockByNumber with something "
+                                   "that is not a block")
+        return str(block["hash"]).lower()
 
     def burn_nonce(self, why: str) -> None:
         """Use up the account's next nonce with a 0-wei transfer to itself (so that its next contract gets a new
         address: see settlement.system); waits for the receipt."""
         sender = self.sender
-        tx = {"from": sender, "to": sender, "value": 0, "nonce": self.next_nonce(), "chainId": self.chain_id,
+        tx = {"to": sender, "value": 0, "data": "0x", "nonce": self.next_nonce(), "chainId": self.chain_id,
               "gas": 21_000, **self.fees().tx_fields()}
-        signed = self.account.sign_transaction(tx)  # type: ignore[union-attr]
+        signed = self._account.sign_transaction(tx)
         tx_hash = self.send("0x" + bytes(signed.raw_transaction).hex()) or "0x" + bytes(signed.hash).hex()
         self.wait(tx_hash, why)
 
-    def transact(self, fn: Any, what: str, value: int = 0) -> dict[str, Any]:
+    def transact(self, call: ContractCall, what: str, value: int = 0) -> dict[str, Any]:
         """Sign, send, wait: for one-off operator actions (deploy, register). The settlement job uses the steps."""
-        signed = self.sign(fn, what, value)
+        signed = self.sign(call, what, value)
         self.send(signed)
-        return self.wait(signed.tx_hash, what, fn)
+        return self.wait(signed.tx_hash, what, call)
 
     def deploy(self, admin: str, approver: str) -> str:
         """Deploy SolarProperty from the committed artifact; returns its address."""
         artifact = load_artifact()
-        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        receipt = self.transact(factory.constructor(to_checksum_address(admin), to_checksum_address(approver)),
-                                "deploy SolarProperty")
+        creation = bytes.fromhex(str(artifact["bytecode"]).removeprefix("0x")) + _abi.encode(
+            ["address", "address"], [to_checksum_address(admin), to_checksum_address(approver)])
+        receipt = self.transact(ContractCall("deploy SolarProperty", None, creation), "deploy SolarProperty")
         address = str(receipt["contractAddress"])
         self.remember_deployment(address, int(receipt["blockNumber"]), "0x" + bytes(receipt["transactionHash"]).hex())
         return address
+
+    @property
+    def _account(self) -> Account:
+        if self.account is None:
+            raise ConfigError("no hub account: set ethereum.keystore_file and ethereum.password_file")
+        return self.account
 
 
 class StaleNonce(ChainUnavailable):
@@ -717,52 +659,55 @@ class Underpriced(ChainUnavailable):
     the transaction already in the pool keeps its place; tried again at the next check."""
 
 
-def _rpc_message(exc: BaseException) -> str:
-    response = getattr(exc, "rpc_response", None)
-    if isinstance(response, dict) and isinstance(response.get("error"), dict):
-        return str(response["error"].get("message", exc))
-    return str(exc)
+#: receipt fields that are JSON-RPC quantities, and those that are 32-byte hashes
+_RECEIPT_QUANTITIES = ("status", "blockNumber", "gasUsed", "cumulativeGasUsed", "effectiveGasPrice",
+                       "transactionIndex", "type")
+_RECEIPT_HASHES = ("transactionHash", "blockHash")
 
 
-def create_address(sender: str, nonce: int) -> str:
-    """The address of the contract `sender` creates with its transaction `nonce` (CREATE: keccak(rlp(sender,
-    nonce)))."""
-    import rlp  # a dependency of eth-account
-
-    return to_checksum_address(_abi.keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:])
+def _receipt(found: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-RPC receipt with its quantities as ints and hashes as bytes (what the callers compute with)."""
+    out = dict(found)
+    for key in _RECEIPT_QUANTITIES:
+        if out.get(key) is not None:
+            out[key] = _quantity(out[key], "eth_getTransactionReceipt")
+    for key in _RECEIPT_HASHES:
+        out[key] = _data(out.get(key), "eth_getTransactionReceipt")
+    if out.get("contractAddress") is not None:
+        out["contractAddress"] = to_checksum_address(out["contractAddress"])
+    if not isinstance(out.get("logs", []), list):
+        raise ChainUnavailable("eth_getTransactionReceipt: the node answered logs that are not a list")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- accounts
 
 
 @lru_cache(maxsize=None)
-def dev_account(index: int) -> LocalAccount:
+def dev_account(index: int) -> Signer:
     """Development account `index` of DEV_MNEMONIC (anvil's funded accounts 0..9).
 
-    Cached: the derivation (BIP-39 seed and BIP-32 path) takes about 15 ms and its result never changes, and the
-    demo households ask for accounts 1..8 at every 2-second step (settlement.households.check_demo). A LocalAccount
-    is an immutable signer, so one instance may be shared."""
-    from eth_account import Account
-
-    Account.enable_unaudited_hdwallet_features()
-    return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    Cached: the derivation (BIP-39 seed and BIP-32 path, settlement.signing) takes milliseconds and its result
+    never changes, and the demo households ask for accounts 1..8 at every 2-second step
+    (settlement.households.check_demo). A Signer is immutable, so one instance may be shared."""
+    return from_mnemonic(DEV_MNEMONIC, f"m/44'/60'/0'/0/{index}")
 
 
-def load_keystore(keystore_file: Any, password_file: Any) -> LocalAccount:
+def load_keystore(keystore_file: Any, password_file: Any) -> Signer:
     """Decrypt the hub's keystore with its password; both files must be mode 0600 and are never logged."""
-    from eth_account import Account
-
     text = read_secret_file(keystore_file, "keystore")
     password = read_secret_file(password_file, "keystore password")
     try:
-        key = Account.decrypt(json.loads(text), password)
-    except (ValueError, KeyError, TypeError) as exc:
-        reason = "wrong password" if "MAC" in str(exc) else "not a valid keystore"
-        raise ConfigError(f"keystore {keystore_file} cannot be decrypted ({reason})") from None
-    return Account.from_key(key)
+        keystore = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"keystore {keystore_file} cannot be decrypted (not a valid keystore: not JSON)") from None
+    try:
+        return Signer(decrypt_keystore(keystore, password))
+    except (KeystoreError, ValueError) as exc:
+        raise ConfigError(f"keystore {keystore_file} cannot be decrypted ({exc})") from None
 
 
-def hub_account(settings: EthereumSettings, client: ChainClient) -> LocalAccount:
+def hub_account(settings: EthereumSettings, client: ChainClient) -> Account:
     """The account the hub signs with: the keystore, else (development chain only) anvil's first account."""
     if settings.keystore_file is not None and settings.password_file is not None:
         return load_keystore(settings.keystore_file, settings.password_file)
@@ -770,8 +715,8 @@ def hub_account(settings: EthereumSettings, client: ChainClient) -> LocalAccount
         raise ConfigError(f"the node at {client.rpc_url} is not a local development chain: set "
                           "ethereum.keystore_file and ethereum.password_file for the hub account")
     account = dev_account(0)
-    accounts = client.guard("eth_accounts", lambda: client.w3.eth.accounts)
-    if accounts and accounts[0].lower() != account.address.lower():
+    accounts = client.rpc("eth_accounts", [])
+    if isinstance(accounts, list) and accounts and str(accounts[0]).lower() != account.address.lower():
         raise ConfigError("the local chain does not use the standard development accounts: set "
                           "ethereum.keystore_file and ethereum.password_file")
     return account

@@ -143,7 +143,7 @@ def cmd_register_system(args: argparse.Namespace) -> int:
     the service settles, and the contract's deployment block)."""
     import dataclasses
 
-    from eth_utils import to_checksum_address
+    from settlement.abi import to_checksum_address
 
     from energy_manager.settings import load_energy_settings
     from settlement.chain import connect, hub_account, load_keystore

@@ -38,11 +38,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account.signers.local import LocalAccount
 from sqlalchemy.orm import Session, sessionmaker
 
 from settlement.chain import ChainClient, dev_account
 from settlement.clock import ChainClock
+from settlement.signing import Signer
 from settlement.solar_property import PAYING, HolderInfo, SolarProperty
 from settlement.system import SystemRef, newest_system
 from scb.errors import ConfigError
@@ -118,7 +118,7 @@ def decide(role: str, party: str, holder: HolderInfo, now_s: int, grace_s: int) 
     raise ValueError(f"unknown role {role!r}")
 
 
-def check_demo(client: ChainClient, system: SystemRef) -> dict[str, LocalAccount]:
+def check_demo(client: ChainClient, system: SystemRef) -> dict[str, Signer]:
     """party -> the development account that holds its share; ConfigError unless the chain is the local
     development chain and the system the demo with the development accounts (see the module docstring)."""
     if not client.is_dev_chain():
@@ -128,7 +128,7 @@ def check_demo(client: ChainClient, system: SystemRef) -> dict[str, LocalAccount
         raise ConfigError(f"system {system.system_id} on {system.contract} was not registered by this hub as the "
                           "demo: the demo households do not act on it")
     accounts = {dev_account(i).address.lower(): i for i in range(1, TREASURER_INDEX)}
-    out: dict[str, LocalAccount] = {}
+    out: dict[str, Signer] = {}
     for party, address in system.holders.items():
         index = accounts.get(address.lower())
         if index is None:
@@ -176,17 +176,17 @@ class DemoHouseholds:
             self._send(client, system, wallets, action, now_ms // 1000)
         return None
 
-    def _send(self, client: ChainClient, system: SystemRef, wallets: dict[str, LocalAccount], action: Action,
+    def _send(self, client: ChainClient, system: SystemRef, wallets: dict[str, Signer], action: Action,
               now_s: int) -> None:
-        contract = client.contract(system.contract)
+        contract = SolarProperty(client, system.contract, system.system_id)
         ChainClock(client, True).before_transaction(now_s)  # the transaction lands at community time
         if action.kind == "repossess":
             client.account = dev_account(TREASURER_INDEX)
-            fn = contract.functions.repossess(system.system_id, action.target)
+            call = contract.transaction("repossess", system.system_id, action.target)
         else:
             client.account = wallets[action.party]
-            fn = getattr(contract.functions, action.kind)(system.system_id)
-        receipt = client.transact(fn, f"{action.kind} for {action.party}", value=action.value_wei)
+            call = contract.transaction(action.kind, system.system_id)
+        receipt = client.transact(call, f"{action.kind} for {action.party}", value=action.value_wei)
         log.info("household %s: %s (%s wei) in transaction 0x%s: %s", action.party, action.kind, action.value_wei,
                  bytes(receipt["transactionHash"]).hex(), action.reason)
         self.done.append(action)

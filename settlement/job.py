@@ -35,14 +35,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from eth_utils import to_checksum_address
+from settlement.abi import to_checksum_address
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.models import StoredReading
 from energy_manager.reading import verify_reading
 from mam_client.models import ATTACHED, OutboxMessage
-from settlement.chain import ChainClient, ContractReverted, NoContract, SignedTx, StaleNonce, Underpriced
+from settlement.chain import ChainClient, ContractCall, ContractReverted, NoContract, SignedTx, StaleNonce, Underpriced
 from settlement.clock import ChainClock
 from settlement.disputes import find_cancelled
 from settlement.fees import FeeAboveCap, Fees, bump
@@ -188,7 +188,6 @@ class Settler:
         self.clock = clock
         self.chain_clock = chain_clock
         self.chain = SolarProperty(client, system.contract, system.system_id)
-        self.contract = self.chain.contract
         self.wall = wall
         self.backoff_key = f"settle-backoff:{system.ref}"
         self.backoff = Backoff(retry_initial_s, retry_max_s)
@@ -431,7 +430,7 @@ class Settler:
                  generation, ", ".join(f"{c['party']} {c['wh']} Wh" for c in consumption))
 
     # -- submit and confirm -----------------------------------------------------------------------------------
-    def _settle_fn(self, row: SettlementPeriod):  # type: ignore[no-untyped-def]
+    def _settle_call(self, row: SettlementPeriod) -> ContractCall:
         consumption = [int(c["wh"]) for c in json.loads(row.consumption_json)]
         return self.chain.settle_call(row.period_id, row.start_s, row.end_s, bytes.fromhex(row.readings_root[2:]),
                                       row.mam_root, row.reading_count, row.generation_wh, consumption)
@@ -476,7 +475,7 @@ class Settler:
                 if not self._deep_enough(row, attempt, receipt):
                     return SUBMITTED
             else:
-                failure = self.client.explain_failure(receipt, what, self._settle_fn(row))
+                failure = self.client.explain_failure(receipt, what, self._settle_call(row))
                 log.error("period %d: transaction %s failed: %s", row.period_id, attempt.tx_hash, failure)
                 self._record_error(row.id, str(failure))
         elif row.block_hash is not None:
@@ -568,7 +567,7 @@ class Settler:
             old = Fees(max(1, old.max_fee * 8 // 9), None if old.tip is None else old.tip * 8 // 9)
         fees = bump(old, current, max_fee_cap=s.max_fee_wei, tip_cap=s.max_priority_fee_wei)
         gas = stuck.gas or None
-        signed = self.client.sign(self._settle_fn(row), f"settle period {row.period_id}", nonce=stuck.nonce,
+        signed = self.client.sign(self._settle_call(row), f"settle period {row.period_id}", nonce=stuck.nonce,
                                   fees=fees, gas=gas, extra_gas=NEW_SLOT_GAS * len(json.loads(row.consumption_json)))
         self._record_attempt(row, signed, REPLACEMENT)
         log.warning("period %d: transaction %s not mined after %.0f s: replaced by %s (nonce %d, %s)", row.period_id,
@@ -596,7 +595,7 @@ class Settler:
         now_ms = self.clock.now_ms()
         if now_ms is not None:
             self.chain_clock.before_transaction(now_ms // 1000)
-        fn = self._settle_fn(row)
+        fn = self._settle_call(row)
         try:
             # A bill's due time is the landing block's time + grace: estimated in one block, a holder's new debt
             # may extend their last ledger entry; landing a second later it needs a new storage slot (SSTORE

@@ -1,8 +1,9 @@
-"""The JSON-RPC transport of the chain reads: `ChainClient`'s seam for eth_call, eth_getLogs, eth_getCode ...
+"""The JSON-RPC transport of the chain client: `ChainClient`'s seam for every request (eth_call, eth_getLogs,
+eth_estimateGas, eth_sendRawTransaction, receipts ...).
 
-Why a seam below web3: every view and event of SolarProperty is a plain JSON-RPC request whose answer this SCB
-decodes itself (settlement.abi), so reads need none of web3 (whose import costs `scb verify` more than its whole
-one-second budget, issue 16). Signing and sending keep web3 (settlement.chain).
+Why a seam of our own: every view, event and transaction of SolarProperty is a plain JSON-RPC request whose
+answer this SCB decodes itself (settlement.abi; transactions are signed by settlement.signing), so none needs web3
+(whose import costs `scb verify` more than its whole one-second budget and each process about 50 MB, issue 16).
 
 Two transports, one interface (`request`, `batch`):
 * `JsonRpcTransport`: HTTP with the standard library (scb.jsonhttp), the default;
@@ -79,9 +80,9 @@ def result_of(what: str, answer: Any, node: str) -> Any:
     return answer.get("result")
 
 
-class ReadTransport(Protocol):
-    """What ChainClient reads through. `request`: one call's result. `batch`: the node's answer to a JSON-RPC
-    batch as it came (a list of answer objects, or one error object for the whole batch), or None when the
+class Transport(Protocol):
+    """What ChainClient sends every request through. `request`: one call's result. `batch`: the node's answer to a
+    JSON-RPC batch as it came (a list of answer objects, or one error object for the whole batch), or None when the
     endpoint takes no batch at all (HTTP 4xx other than 429, or a provider without batches)."""
 
     def request(self, method: str, params: Sequence[Any]) -> Any: ...

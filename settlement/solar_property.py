@@ -22,12 +22,13 @@ events that only version 2 has (`since=2` below) read as their defaults on versi
 cancelled, no repossession fee, `grid_energy_wh` None), and version-2 operations (`cancel_period_call`,
 `assign_share_call`, `set_beneficiary_call`) refuse a version-1 contract with an ArtifactError.
 
-**Reads without web3.** Views are encoded and decoded here with settlement.abi and sent as plain `eth_call`s
-through the client's read transport (settlement.rpc); events are raw `eth_getLogs` answers decoded here by the
-event's ABI (indexed arguments from the topics, the others from the data). So reading the contract imports no
-web3 (`scb verify` within a second, issue 16); only the transaction builders (`settle_call` ...) and
-`contract` do. The one way to decode the contract's events: the typed readers below, `event_logs` (any event by
-name, its arguments by name: hub.ledger's money events) and `events_in` (a receipt's logs) all decode here.
+**No web3.** Views are encoded and decoded here with settlement.abi and sent as plain `eth_call`s through the
+client's transport (settlement.rpc); events are raw `eth_getLogs` answers decoded here by the event's ABI
+(indexed arguments from the topics, the others from the data); the transaction builders (`settle_call`,
+`transaction` ...) encode a `ContractCall` that the client signs (settlement.signing) and sends. So neither
+reading nor settling imports web3 (`scb verify` within a second, and about 50 MB less memory, issue 16). The one
+way to decode the contract's events: the typed readers below, `event_logs` (any event by name, its arguments by
+name: hub.ledger's money events) and `events_in` (a receipt's logs) all decode here.
 
 Errors are the client's (settlement.chain): a node that cannot be reached is `ChainUnavailable`, a revert is
 `ContractReverted` (a `ChainRefused`) with the custom error by name, an address without code is `NoContract`.
@@ -47,7 +48,7 @@ from weakref import WeakKeyDictionary
 from settlement import abi as codec
 from settlement.abi import AbiError, to_checksum_address
 
-from settlement.chain import ChainClient, ContractReverted, NoContract, _canonical_type
+from settlement.chain import ChainClient, ContractCall, ContractReverted, NoContract, _canonical_type
 from settlement.contract_artifact import CURRENT_VERSION, ArtifactError, load_artifact
 
 T = TypeVar("T")
@@ -446,7 +447,6 @@ class SolarProperty:
         self.block = block
         _checked_abi(CURRENT_VERSION)  # an artifact this SCB cannot read is refused at start, before any I/O
         self._version = version
-        self._contract: Any = None
         self._functions_by_name: dict[str, dict[str, Any]] | None = None
 
     @property
@@ -456,15 +456,6 @@ class SolarProperty:
         if self._version is None:
             self._version = contract_version(self.client, self.address)
         return self._version
-
-    @property
-    def contract(self) -> Any:
-        """The web3 contract with the ABI of this contract's version (imports web3: for transactions)."""
-        if self._contract is None:
-            abi = _checked_abi(self.version)
-            self._contract = (self.client.contract(self.address) if self.version == CURRENT_VERSION
-                              else self.client.w3.eth.contract(address=self.address, abi=abi))
-        return self._contract
 
     @property
     def _functions(self) -> dict[str, dict[str, Any]]:
@@ -498,13 +489,12 @@ class SolarProperty:
 
     def _call_tx(self, name: str, args: Sequence[Any]) -> dict[str, str]:
         """The eth_call `{"to", "data"}` of view `name` with `args` (selector and arguments, settlement.abi)."""
-        entry = self._functions[name]
-        types = [_canonical_type(i) for i in entry["inputs"]]
-        try:
-            encoded = codec.encode(types, list(args))
-        except AbiError as exc:
-            raise ArtifactError(f"SolarProperty.{name}: {exc}") from None
-        return {"to": self.address, "data": "0x" + (codec.selector(f"{name}({','.join(types)})") + encoded).hex()}
+        return self.transaction(name, *args).fields()
+
+    def transaction(self, name: str, *args: Any) -> ContractCall:
+        """Function `name` of this contract's version called with `args` (the system's id among them, as the ABI
+        has it), to sign with `ChainClient.sign`."""
+        return function_call(self._functions[name], self.address, args)
 
     def _decode(self, name: str, raw: bytes) -> Any:
         entry = self._functions[name]
@@ -640,9 +630,8 @@ class SolarProperty:
     def settle_call(self, period_id: int, start: int, end: int, readings_root: bytes, mam_root: str,
                     reading_count: int, generation_wh: int, consumption_wh: Sequence[int]) -> Any:
         """The `settle` call of one period, to sign with `ChainClient.sign`."""
-        return self.contract.functions.settle(self.system_id, int(period_id), int(start), int(end), readings_root,
-                                              mam_root, int(reading_count), int(generation_wh),
-                                              [int(c) for c in consumption_wh])
+        return self.transaction("settle", self.system_id, int(period_id), int(start), int(end), bytes(readings_root),
+                                mam_root, int(reading_count), int(generation_wh), [int(c) for c in consumption_wh])
 
     def _require_v2(self, what: str) -> None:
         if self.version < 2:
@@ -657,26 +646,42 @@ class SolarProperty:
         if not billed:
             raise ContractReverted("cancelPeriod", "PeriodNotSettled", (self.system_id, int(period_id)))
         latest = billed[-1]
-        return self.contract.functions.cancelPeriod(self.system_id, int(period_id), list(latest.amounts_wei),
-                                                    list(latest.unpaid_wei))
+        return self.transaction("cancelPeriod", self.system_id, int(period_id), list(latest.amounts_wei),
+                                list(latest.unpaid_wei))
 
     def assign_share_call(self, holder: str, share_bps: int, peak_power_w: int) -> Any:
         """The approver's `assignShare`: `share_bps` of the grid portion to the new holder `holder`."""
         self._require_v2("assigning a share")
-        return self.contract.functions.assignShare(self.system_id, to_checksum_address(holder), int(share_bps),
-                                                   int(peak_power_w))
+        return self.transaction("assignShare", self.system_id, to_checksum_address(holder), int(share_bps),
+                                int(peak_power_w))
 
     def set_beneficiary_call(self, beneficiary: str) -> Any:
         """`setBeneficiary` (by the beneficiary or an approver): future revenue goes to `beneficiary`."""
         self._require_v2("handing over the beneficiary role")
-        return self.contract.functions.setBeneficiary(self.system_id, to_checksum_address(beneficiary))
+        return self.transaction("setBeneficiary", self.system_id, to_checksum_address(beneficiary))
 
 
-def register_system_call(contract: Any, *, hub: str, beneficiary: str, price_per_kwh_wei: int, total_value_wei: int,
+def register_system_call(contract: str, *, hub: str, beneficiary: str, price_per_kwh_wei: int, total_value_wei: int,
                          grace_period_s: int, peak_power_w: int, repossession_fee_bps: int, mam_channel_root: str,
-                         holders: Sequence[str], shares_bps: Sequence[int], holder_peaks_w: Sequence[int]) -> Any:
-    """The approver's `registerSystem` call on a version-2 contract (web3 `Contract`), to sign and send."""
+                         holders: Sequence[str], shares_bps: Sequence[int],
+                         holder_peaks_w: Sequence[int]) -> ContractCall:
+    """The approver's `registerSystem` call on the version-2 contract at `contract`, to sign and send."""
     terms = (to_checksum_address(hub), to_checksum_address(beneficiary), int(price_per_kwh_wei), int(total_value_wei),
              int(grace_period_s), int(peak_power_w), int(repossession_fee_bps))
-    return contract.functions.registerSystem(terms, mam_channel_root, [to_checksum_address(h) for h in holders],
-                                             [int(x) for x in shares_bps], [int(x) for x in holder_peaks_w])
+    entry = _find_entry(_checked_abi(CURRENT_VERSION), "function", "registerSystem")
+    if entry is None:
+        raise ArtifactError("the SolarProperty artifact has no registerSystem function")
+    return function_call(entry, contract, (terms, mam_channel_root, [to_checksum_address(h) for h in holders],
+                                           [int(x) for x in shares_bps], [int(x) for x in holder_peaks_w]))
+
+
+def function_call(entry: dict[str, Any], address: str, args: Sequence[Any]) -> ContractCall:
+    """The call of the ABI function `entry` on `address` with `args`: its selector and ABI-encoded arguments
+    (settlement.abi). Arguments that do not fit the ABI are the artifact's or the caller's fault: ArtifactError."""
+    types = [_canonical_type(i) for i in entry["inputs"]]
+    name = entry["name"]
+    try:
+        encoded = codec.encode(types, list(args))
+    except AbiError as exc:
+        raise ArtifactError(f"SolarProperty.{name}: {exc}") from None
+    return ContractCall(name, to_checksum_address(address), codec.selector(f"{name}({','.join(types)})") + encoded)

@@ -26,10 +26,11 @@ from energy_manager.settings import EnergySettings
 from mam_client.channels import ensure_channel
 from mam_client.settings import mam_settings
 from settlement.abi import keccak, to_checksum_address
-from settlement.chain import ChainClient, ContractReverted, create_address, dev_account
+from settlement.chain import ChainClient, ContractReverted, dev_account
 from settlement.models import SettlementSystem, latest_system
 from settlement.solar_property import SolarProperty, events_in, register_system_call
 from settlement.settings import DemoSystem, EthereumSettings, SettlementSettings
+from settlement.signing import create_address
 from scb.config import Config
 from scb.db import transaction
 from scb.errors import ConfigError
@@ -134,9 +135,8 @@ def register_system(config: Config, factory: sessionmaker[Session], client: Chai
     registration receipt)."""
     root = channel_first_root(config, factory, energy.channel)
     accounts = [to_checksum_address(a) for a in holders.values()]
-    c = client.contract(contract)
     receipt = client.transact(
-        register_system_call(c, hub=hub, beneficiary=beneficiary, price_per_kwh_wei=terms.price_per_kwh_wei,
+        register_system_call(contract, hub=hub, beneficiary=beneficiary, price_per_kwh_wei=terms.price_per_kwh_wei,
                              total_value_wei=terms.total_value_wei, grace_period_s=terms.grace_period_s,
                              peak_power_w=terms.peak_power_w, repossession_fee_bps=terms.repossession_fee_bps,
                              mam_channel_root=root, holders=accounts, shares_bps=shares_bps,

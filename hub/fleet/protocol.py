@@ -15,9 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scb.errors import DataError
+
+if TYPE_CHECKING:
+    from settlement.signing import Signer
 
 FORMAT = "scb-fleet-batch"
 VERSION = 1
@@ -48,25 +51,22 @@ def canonical_json(value: Mapping[str, Any]) -> bytes:
 
 def batch_digest(batch: Mapping[str, Any]) -> bytes:
     """keccak256 of the batch's canonical JSON: what the hub signs and the fleet records per batch."""
-    from eth_utils import keccak  # imported where used: hub.fleet.settings reads MAX_ITEMS in every process
+    from settlement.abi import keccak  # imported where used: hub.fleet.settings reads MAX_ITEMS in every process
 
     return keccak(canonical_json(batch))
 
 
 def make_batch(hub: str, account: str, seq: int, sent_at_ms: int, items: list[dict[str, Any]],
                heartbeat: dict[str, Any] | None) -> dict[str, Any]:
-    from eth_utils import to_checksum_address
+    from settlement.abi import to_checksum_address
 
     return {"format": FORMAT, "version": VERSION, "hub": hub, "account": to_checksum_address(account), "seq": seq,
             "sent_at_ms": sent_at_ms, "items": items, "heartbeat": heartbeat}
 
 
-def sign(batch: dict[str, Any], account: Any) -> dict[str, Any]:
-    """The envelope of `batch`, signed by `account` (an eth_account LocalAccount holding the hub's key)."""
-    from eth_account.messages import encode_defunct
-
-    signed = account.sign_message(encode_defunct(primitive=batch_digest(batch)))
-    return {"batch": batch, "signature": "0x" + bytes(signed.signature).hex()}
+def sign(batch: dict[str, Any], account: Signer) -> dict[str, Any]:
+    """The envelope of `batch`, signed by `account` (the hub's key, settlement.signing)."""
+    return {"batch": batch, "signature": "0x" + account.sign_message(batch_digest(batch)).hex()}
 
 
 def check_batch(batch: Any) -> dict[str, Any]:
@@ -118,6 +118,6 @@ def open_envelope(envelope: Any) -> OpenedBatch:
         raise SignatureError("the signature cannot be recovered (not a valid secp256k1 signature)") from None
     if signer.lower() != batch["account"].lower():
         raise SignatureError(f"the batch was not signed by its account {batch['account']}")
-    from eth_utils import to_checksum_address
+    from settlement.abi import to_checksum_address
 
     return OpenedBatch(batch, digest, to_checksum_address(signer))

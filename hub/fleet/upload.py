@@ -210,7 +210,7 @@ def backlog(session: Session) -> dict[str, Any]:
 @dataclass
 class Uploader:
     """One step = one batch (see the module docstring). `account` gives the hub's signing account (an
-    eth_account LocalAccount; called once, on the first step, so that a chain down at start is retried)."""
+    settlement.signing.Signer; called once, on the first step, so that a chain down at start is retried)."""
 
     factory: sessionmaker[Session]
     client: FleetClient

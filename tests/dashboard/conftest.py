@@ -28,6 +28,7 @@ from settlement.models import SETTLED, SettlementPeriod
 from settlement.supply import LoggingActuator, SupplyWatcher
 from tests.conftest import free_port
 from tests.settlement.conftest import Anvil, Hub, make_hub, start_anvil
+from tests.web3_reference import contract_of
 
 #: 2030-06-21T10:00:00Z: midsummer morning, so the panels produce and the bills are not zero
 SUMMER_MS = 1_908_266_400_000
@@ -49,7 +50,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
     anvil = start_anvil()
     try:
         hub = make_hub(tmp_path_factory.mktemp("dashboard-hub"), anvil.url, SUMMER_MS)
-        c = hub.client.contract(hub.system.contract)
+        c = contract_of(hub.client, hub.system.contract)
         h1, h2 = dev_account(1).address, dev_account(2).address
         c.functions.deposit(1).transact({"from": h1, "value": 10**17})  # h1 prepays
         watcher = SupplyWatcher(hub.factory, hub.client, hub.system, LoggingActuator(), hub.clock,

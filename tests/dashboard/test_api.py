@@ -26,6 +26,7 @@ from settlement.models import SettlementPeriod
 from settlement.settings import ethereum_settings
 from tests.dashboard.conftest import Filled, Server, settings_for
 from tests.settlement.conftest import write_toml
+from tests.web3_reference import contract_of
 
 
 def get(server: Server, path: str, **kw: Any) -> requests.Response:
@@ -165,7 +166,7 @@ def test_holders_standing_equity_and_debt_from_the_chain(filled: Filled, dashboa
     assert body["source"] == "chain" and body["error"] is None and body["block"] > 0
     holders = {h["party"]: h for h in body["holders"]}
     assert list(holders) == ["h1", "h2", "h3"]
-    c = filled.hub.client.contract(filled.hub.system.contract)
+    c = contract_of(filled.hub.client, filled.hub.system.contract)
     for party, index in (("h1", 1), ("h2", 2), ("h3", 3)):
         info = c.functions.holderInfo(1, dev_account(index).address).call()
         h = holders[party]

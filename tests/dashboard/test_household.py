@@ -23,6 +23,7 @@ from settlement.chain import dev_account
 from settlement.models import SETTLED, SettlementPeriod
 from tests.dashboard.conftest import Filled, Server
 from tests.settlement.conftest import write_toml
+from tests.web3_reference import contract_of
 
 
 def get(server: Server, path: str, **kw: Any) -> requests.Response:
@@ -49,7 +50,7 @@ def test_standing_bills_and_payments_of_the_prompt_payer(filled: Filled, dashboa
     hub = filled.hub
     h2 = dev_account(2).address
     assert body["party"] == "h2" and body["account"] == h2 and body["ledger_error"] is None
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     info = c.functions.holderInfo(hub.system.system_id, h2).call()
     assert body["standing"]["equity_paid_wei"] == str(info[5]) and body["standing"]["debt_wei"] == str(info[6])
     with hub.factory() as session:

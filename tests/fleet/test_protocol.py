@@ -6,12 +6,12 @@ import copy
 import json
 
 import pytest
-from eth_account import Account
 
 from hub.fleet.protocol import BatchError, SignatureError, batch_digest, make_batch, open_envelope, sign
+from settlement.signing import Signer
 
-HUB = Account.from_key("0x" + "11" * 32)
-OTHER = Account.from_key("0x" + "22" * 32)
+HUB = Signer(bytes([0x11]) * 32)
+OTHER = Signer(bytes([0x22]) * 32)
 
 
 def batch() -> dict:

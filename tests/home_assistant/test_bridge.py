@@ -31,6 +31,7 @@ from settlement.chain import dev_account
 from tests.conftest import REPO
 from tests.services.mosquitto import AUTH_PASSWORD, AUTH_USER, Broker, wait_for
 from tests.settlement.conftest import Anvil, Hub, make_hub, start_anvil, write_toml
+from tests.web3_reference import contract_of
 
 SUMMER_MS = 1_908_266_400_000  # 2030-06-21T10:00:00Z: the panels produce, the bills are not zero
 HOUR_MS = 3_600_000
@@ -48,7 +49,7 @@ def settled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settled]:
     anvil = start_anvil()
     try:
         hub = make_hub(tmp_path_factory.mktemp("ha-hub"), anvil.url, SUMMER_MS)
-        c = hub.client.contract(hub.system.contract)
+        c = contract_of(hub.client, hub.system.contract)
         c.functions.deposit(hub.system.system_id).transact({"from": dev_account(1).address, "value": 10**17})
         hub.run_until(SUMMER_MS + HOUR_MS + 20 * 60_000)
         assert hub.settle().settled == [1]
@@ -127,7 +128,7 @@ def test_home_assistant_discovers_every_entity_and_the_states_agree(settled: Set
             with hub.factory() as session:
                 wh = dict(session.execute(select(StoredReading.party, func.sum(StoredReading.delta_wh))
                                           .group_by(StoredReading.party)).all())
-            c = hub.client.contract(hub.system.contract)
+            c = contract_of(hub.client, hub.system.contract)
             for party, account in hub.system.holders.items():
                 state = json.loads(ha.latest(f"{base}/{party}/state"))  # type: ignore[arg-type]
                 assert state["energy"] == round(wh[party] / 1000, 3) > 0

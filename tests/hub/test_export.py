@@ -23,6 +23,7 @@ from settlement.chain import dev_account
 from settlement.models import SETTLED, SettlementPeriod
 from tests.conftest import REPO
 from tests.settlement.conftest import Anvil, Hub, make_hub, start_anvil, write_toml
+from tests.web3_reference import contract_of
 
 #: 2030-06-21T10:00:00Z: a summer morning, so the periods have generation and the bills are not zero
 SUMMER_MS = 1_908_266_400_000
@@ -42,7 +43,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
     anvil: Anvil = start_anvil()
     try:
         hub = make_hub(tmp_path_factory.mktemp("export-hub"), anvil.url, SUMMER_MS)
-        c = hub.client.contract(hub.system.contract)
+        c = contract_of(hub.client, hub.system.contract)
         deposit = 10**17
         c.functions.deposit(hub.system.system_id).transact({"from": dev_account(1).address, "value": deposit})
         hub.run_until(SUMMER_MS + HOUR_MS + 20 * 60_000)
@@ -117,7 +118,7 @@ def test_bills_against_the_contract(exported: Exported) -> None:
                                                             .where(SettlementPeriod.state == SETTLED))}
     assert sorted({int(r["period_id"]) for r in rows}) == [1, 2]
     assert len(rows) == 2 * len(hub.system.holders)
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     shares = dict(zip(*c.functions.holderList(hub.system.system_id).call()))
     for r in rows:
         period = periods[int(r["period_id"])]

@@ -143,9 +143,11 @@ def test_every_run_command_has_an_entry_module_and_preloading_them_all_keeps_for
     from hub.processes import RUN_COMMANDS
 
     assert set(ENTRY_MODULES) == set(RUN_COMMANDS)  # a process without one would share nothing it imports
-    # in a fresh interpreter, as `scb run` does it: no import may start a thread (forking would be refused)
+    # in a fresh interpreter, as `scb run` does it: no import may start a thread (forking would be refused), and
+    # none loads web3 or eth_account (with eth_utils and pydantic: about 50 MB that every process would share)
     code = ("import sys, threading\nfrom hub.forking import preload\n"
             f"ok = preload({list(RUN_COMMANDS)!r}, 'sqlite:///x.sqlite3')\n"
-            "print(ok, threading.active_count(), 'web3' in sys.modules)")
+            "heavy = {'web3', 'eth_account', 'eth_utils', 'pydantic'} & {m.split('.')[0] for m in sys.modules}\n"
+            "print(ok, threading.active_count(), sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["True", "1", "True"], out.stdout + out.stderr
+    assert out.stdout.split() == ["True", "1", "[]"], out.stdout + out.stderr

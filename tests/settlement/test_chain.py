@@ -12,6 +12,7 @@ from scb.config import Config
 from scb.errors import ChainUnavailable, ConfigError, SecretFileError
 from settlement.chain import (
     ChainClient,
+    ContractCall,
     ContractReverted,
     StaleNonce,
     connect,
@@ -21,6 +22,7 @@ from settlement.chain import (
 )
 from settlement.settings import ethereum_settings
 from tests.settlement.conftest import Anvil, start_anvil
+from tests.web3_reference import call_of, contract_of, web3_of
 
 
 def settings(url: str, **kw):  # type: ignore[no-untyped-def]
@@ -33,28 +35,28 @@ def test_unreachable_node_is_chain_unavailable() -> None:
         client.chain_id
     client.account = dev_account(0)
     with pytest.raises(ChainUnavailable):
-        client.sign(client.contract("0x" + "11" * 20).functions.systemCount(), "systemCount")
+        client.sign(call_of(contract_of(client, "0x" + "11" * 20), "systemCount"), "systemCount")
 
 
 def test_dev_chain_account_deploy_and_decoded_errors(anvil: Anvil) -> None:
     client = connect(settings(anvil.url))
-    assert client.is_dev_chain() and client.sender == client.w3.eth.accounts[0]
+    assert client.is_dev_chain() and client.sender == web3_of(client).eth.accounts[0]
     address = client.deploy(client.sender, client.sender)
-    c = client.contract(address)
+    c = contract_of(client, address)
     with pytest.raises(ContractReverted) as err:
-        client.call(c.functions.periodInfo(1, 7), "periodInfo")
+        client.eth_call("periodInfo", call_of(c, "periodInfo", 1, 7).fields())
     assert err.value.name == "PeriodNotSettled" and err.value.args_ == (1, 7)
     assert "periodInfo reverted: PeriodNotSettled(1, 7)" == str(err.value)
     # a transaction the contract refuses fails at estimation, before anything is signed or paid
     stranger = ChainClient(settings(anvil.url))
     stranger.account = dev_account(7)
-    before = client.w3.eth.get_transaction_count(stranger.sender)
+    before = web3_of(client).eth.get_transaction_count(stranger.sender)
     with pytest.raises(ContractReverted) as err:
-        stranger.sign(c.functions.registerSystem(
-            (stranger.sender, stranger.sender, 1, 1, 3600, 1, 0), "A" * 81, [stranger.sender], [10000], [1]),
-            "registerSystem")
+        stranger.sign(call_of(c, "registerSystem",
+                              (stranger.sender, stranger.sender, 1, 1, 3600, 1, 0), "A" * 81, [stranger.sender],
+                              [10000], [1]), "registerSystem")
     assert err.value.name == "AccessControlUnauthorizedAccount"
-    assert client.w3.eth.get_transaction_count(stranger.sender) == before
+    assert web3_of(client).eth.get_transaction_count(stranger.sender) == before
 
 
 def test_chain_id_mismatch_is_a_configuration_error(anvil: Anvil) -> None:
@@ -64,8 +66,7 @@ def test_chain_id_mismatch_is_a_configuration_error(anvil: Anvil) -> None:
 
 def test_confirmation_depth(anvil: Anvil) -> None:
     client = connect(settings(anvil.url, confirmations=3, receipt_timeout_s=1))
-    c = client.w3.eth.contract(abi=[], bytecode="0x00")
-    signed = client.sign(c.constructor(), "deploy")
+    signed = client.sign(ContractCall("deploy", None, b"\x00"), "deploy")  # creation code: STOP
     client.send(signed)
     with pytest.raises(ChainUnavailable, match="not deep enough"):
         client.wait(signed.tx_hash, "deploy", timeout_s=0.5)
@@ -117,7 +118,7 @@ def test_scb_chain_deploy(anvil: Anvil, tmp_path: Path) -> None:
     address = deployed.stdout.strip()
     client = ChainClient(settings(anvil.url))
     assert client.has_code(address)
-    c = client.contract(address)
+    c = contract_of(client, address)
     approver_role = c.functions.APPROVER_ROLE().call()
     assert c.functions.hasRole(approver_role, dev_account(3).address).call()
     assert not c.functions.hasRole(approver_role, dev_account(0).address).call()
@@ -150,7 +151,7 @@ def test_scb_chain_deploy_with_the_approvers_keystore_records_the_deployment(anv
     address = deployed.stdout.strip()
     assert f"signed by {approver.address}" in deployed.stderr and "in block 1" in deployed.stderr
     client = ChainClient(settings(anvil.url))
-    c = client.contract(address)
+    c = contract_of(client, address)
     assert c.functions.hasRole(c.functions.APPROVER_ROLE().call(), approver.address).call()
     store = DeploymentStore(open_database(load_config(str(config))))
     assert store.load(31337, address) == 1  # the first block of this fresh anvil holds the deployment
@@ -166,7 +167,7 @@ def test_call_many_batches_reverts_per_call_and_falls_back_when_a_provider_refus
     from tests.settlement.rpc_proxy import RpcProxy
 
     address = connect(settings(anvil.url)).deploy(dev_account(0).address, dev_account(0).address)
-    c = ChainClient(settings(anvil.url)).contract(address)
+    c = contract_of(ChainClient(settings(anvil.url)), address)
     calls = [("systemCount", {"to": address, "data": c.encode_abi("systemCount", args=[])}, "latest"),
              ("periodInfo", {"to": address, "data": c.encode_abi("periodInfo", args=[1, 7])}, "latest"),
              ("systemCount", {"to": address, "data": c.encode_abi("systemCount", args=[])}, 1)]
@@ -232,9 +233,9 @@ def test_eth_chain_id_is_asked_once_per_client(anvil: Anvil) -> None:
     proxy._upstream = counting  # type: ignore[method-assign]
     try:
         client = ChainClient(settings(proxy.url))
-        c = client.contract(address)
+        c = contract_of(client, address)
         for _ in range(5):
-            client.call(c.functions.systemCount(), "systemCount")
+            client.eth_call("systemCount", call_of(c, "systemCount").fields())
         assert seen.count("eth_call") == 5 and seen.count("eth_chainId") <= 1, seen
     finally:
         proxy.stop()

@@ -29,6 +29,7 @@ from settlement.rpc import JsonRpcTransport
 from tests.conftest import run_node
 from tests.services.postgres import database_url, postgres_server, postgresql_url  # noqa: F401 (fixtures)
 from tests.settlement.conftest import START_MS, Anvil, Hub, make_hub
+from tests.web3_reference import call_of, contract_of, web3_of
 
 HOUR_MS = 3600_000
 
@@ -39,12 +40,12 @@ def periods(hub: Hub) -> list[SettlementPeriod]:
 
 
 def settled_events(hub: Hub) -> list[dict]:
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     return [dict(e["args"]) for e in c.events.PeriodSettled().get_logs(from_block=0)]
 
 
 def chain_period(hub: Hub, period_id: int):  # type: ignore[no-untyped-def]
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     return c.functions.periodInfo(hub.system.system_id, period_id).call()
 
 
@@ -61,7 +62,7 @@ def test_settles_closed_periods_in_order_with_amounts_from_the_registers(hub: Hu
     assert report.settled == [1, 2, 3]
     events = settled_events(hub)
     assert [e["periodId"] for e in events] == [1, 2, 3]
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     for row, event in zip(periods(hub), events):
         assert row.state == SETTLED
         assert event["end"] - event["start"] == 3600 and event["start"] % 3600 == 0
@@ -161,11 +162,11 @@ def test_crash_after_sending_before_recording_settles_once(hub_on_each_backend: 
 
 def test_chain_down_backs_off_then_recovers(hub: Hub) -> None:
     hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
-    # the chain down for both paths: reads (settlement.rpc's transport) and signing/sending (web3's provider)
-    provider, transport = hub.client.w3.provider, hub.client.transport
+    # the chain down: every request (reads, estimates, sending) goes through the client's one transport
+    transport = hub.client.transport
     assert isinstance(transport, JsonRpcTransport)
-    good = provider.endpoint_uri
-    provider.endpoint_uri = transport.url = "http://127.0.0.1:9"  # nothing listens there
+    good = transport.url
+    transport.url = "http://127.0.0.1:9"  # nothing listens there
     report = hub.settler.run()
     assert report.settled == [] and "unreachable" in (report.waiting or "")
     assert hub.settler.backoff.failures == 1 and hub.settler.backoff.not_before > 0
@@ -173,7 +174,7 @@ def test_chain_down_backs_off_then_recovers(hub: Hub) -> None:
     with pytest.raises(ChainUnavailable):
         hub.settler.run(force=True)
     assert hub.settler.backoff.failures == 2
-    provider.endpoint_uri = transport.url = good
+    transport.url = good
     assert hub.settler.run(force=True).settled == [1]
     assert hub.settler.backoff.failures == 0
 
@@ -199,7 +200,7 @@ def test_database_behind_the_chain_adopts_instead_of_billing_twice(hub_on_each_b
     assert {k: adopted[k].readings_root for k in (1, 2)} == roots and adopted[1].last_error is None
     # the MAM root, transaction and block come from each period's PeriodSettled event
     assert {k: (adopted[k].mam_root, adopted[k].tx_hash, adopted[k].block_number) for k in (1, 2)} == settled_by
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     with hub.factory() as session:
         reading = session.scalars(select(StoredReading).where(StoredReading.period == 2)).first()
         proof = session.get(ReadingProof, reading.id)
@@ -215,8 +216,8 @@ def test_period_skipped_on_chain_is_abandoned_and_the_foreign_period_adopted(hub
     monkeypatch.setattr(hub.client, "send", real_send)
     (row,) = periods(hub)
     # someone else (a second hub with the same role) settles a later period first
-    c = hub.client.contract(hub.system.contract)
-    hub.client.transact(c.functions.settle(1, 5, row.start_s, row.end_s, b"\x11" * 32, row.mam_root, 1, 0,
+    c = contract_of(hub.client, hub.system.contract)
+    hub.client.transact(call_of(c, "settle", 1, 5, row.start_s, row.end_s, b"\x11" * 32, row.mam_root, 1, 0,
                                            [0, 0, 0]), "foreign settle")
     report = hub.settle()
     assert report.abandoned == [1]
@@ -259,7 +260,7 @@ def test_straggler_is_anchored_late_in_the_next_period(hub: Hub) -> None:
     p2 = periods(hub)[1]
     assert p2.late_count == 1
     assert json.loads(p2.consumption_json)[0]["wh"] >= 40  # its energy is billed in period 2, once
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     assert c.functions.verifyReading(1, 2, bytes.fromhex(row.digest), proof.siblings()).call()
     assert not c.functions.verifyReading(1, 1, bytes.fromhex(row.digest), proof.siblings()).call()
 
@@ -271,8 +272,8 @@ def test_a_root_conflict_is_never_resolved_silently(hub: Hub, monkeypatch) -> No
         hub.settle()
     monkeypatch.undo()
     (row,) = periods(hub)
-    c = hub.client.contract(hub.system.contract)
-    hub.client.transact(c.functions.settle(1, 1, row.start_s, row.end_s, b"\x22" * 32, row.mam_root, 1, 0, [0, 0, 0]),
+    c = contract_of(hub.client, hub.system.contract)
+    hub.client.transact(call_of(c, "settle", 1, 1, row.start_s, row.end_s, b"\x22" * 32, row.mam_root, 1, 0, [0, 0, 0]),
                         "foreign settle")
     report = hub.settler.run()
     assert "on chain with readings root 0x2222" in (report.waiting or "")
@@ -290,7 +291,7 @@ def test_settle_has_gas_when_the_due_time_moves_between_estimate_and_block(hub: 
     send = hub.client.send
 
     def send_a_second_later(signed):  # type: ignore[no-untyped-def]
-        hub.client.w3.provider.make_request("evm_increaseTime", [1])
+        hub.client.rpc("evm_increaseTime", [1])
         return send(signed)
 
     hub.client.send = send_a_second_later  # type: ignore[method-assign]
@@ -299,6 +300,6 @@ def test_settle_has_gas_when_the_due_time_moves_between_estimate_and_block(hub: 
         settled += hub.settle().settled
     assert settled == list(range(1, 14))
     assert all(row.state == SETTLED for row in periods(hub))
-    (billed,) = hub.client.contract(hub.system.contract).events.Billed().process_receipt(
+    (billed,) = contract_of(hub.client, hub.system.contract).events.Billed().process_receipt(
         hub.client.receipt(periods(hub)[-1].tx_hash), errors=DISCARD)
     assert all(unpaid > 0 for unpaid in billed["args"]["unpaid"])  # the case this test is about: new debt

@@ -24,6 +24,7 @@ from settlement.models import SettlementPeriod, SettlementSystem
 from settlement.service import SETTLE, SettlementService, make_scheduler
 from tests.settlement.conftest import START_MS, Anvil, Hub, hub_config, write_toml
 from tests.settlement.test_verify import scb
+from tests.web3_reference import call_of, contract_of, web3_of
 
 HOUR_MS = 3600_000
 
@@ -88,7 +89,7 @@ def service_for(hub: Hub, **kw: Any) -> tuple[SettlementService, Fatal]:
 
 def test_jobs_heartbeat_and_the_hub_account(hub: Hub) -> None:
     service, fatal = service_for(hub)
-    w3 = hub.client.w3
+    w3 = web3_of(hub.client)
     service.run_job(SETTLE)  # starts: resolves the (stored) system, records the hub account
     with hub.factory() as session:
         account = hub_account_state(session)
@@ -174,8 +175,8 @@ def test_a_period_conflict_waits_on_the_slow_schedule_and_is_shown(hub: Hub, mon
     monkeypatch.undo()
     with hub.factory() as session:
         row = session.scalars(select(SettlementPeriod).where(SettlementPeriod.period_id == 2)).one()
-    c = hub.client.contract(hub.system.contract)
-    hub.client.transact(c.functions.settle(1, 2, row.start_s, row.end_s, b"\x33" * 32, row.mam_root, 1, 0, [0, 0, 0]),
+    c = contract_of(hub.client, hub.system.contract)
+    hub.client.transact(call_of(c, "settle", 1, 2, row.start_s, row.end_s, b"\x33" * 32, row.mam_root, 1, 0, [0, 0, 0]),
                         "another hub settles period 2")
     before = time.time()
     service.run_job(SETTLE)

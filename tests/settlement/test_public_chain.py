@@ -27,6 +27,7 @@ from settlement.supply import LoggingActuator, SupplyWatcher
 from settlement.verify import VALID
 from tests.settlement.conftest import START_MS, Anvil, Hub, make_hub, start_anvil
 from tests.settlement.rpc_proxy import RpcProxy
+from tests.web3_reference import contract_of, web3_of
 
 HOUR_MS = 3600_000
 GWEI = 10**9
@@ -57,7 +58,7 @@ def transactions(hub: Hub) -> list[SettlementTransaction]:
 def settled_event_periods(hub: Hub, anvil: Anvil) -> list[int]:
     """PeriodSettled events on the canonical chain, read straight from anvil in one request."""
     logs = rpc(anvil, "eth_getLogs", {"fromBlock": "0x0", "toBlock": "latest", "address": hub.system.contract})
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     event = c.events.PeriodSettled()
     out = []
     for entry in logs:
@@ -207,7 +208,7 @@ def test_legacy_gas_price(tmp_path: Path, anvil: Anvil) -> None:
     assert hub.settle().settled == [1]
     (tx,) = transactions(hub)
     assert tx.tip_wei is None
-    onchain = hub.client.w3.eth.get_transaction(tx.tx_hash)
+    onchain = web3_of(hub.client).eth.get_transaction(tx.tx_hash)
     assert onchain["type"] == 0 and onchain["gasPrice"] == int(tx.max_fee_wei)
 
 
@@ -226,7 +227,7 @@ def test_settlements_signed_by_the_keystore_account(tmp_path: Path, anvil: Anvil
     hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
     assert hub.settle().settled == [1]
     (row,) = periods(hub)
-    assert hub.client.w3.eth.get_transaction(row.tx_hash)["from"] == account.address
+    assert web3_of(hub.client).eth.get_transaction(row.tx_hash)["from"] == account.address
 
 
 # ------------------------------------------------------------------------------------------------ a provider
@@ -323,7 +324,7 @@ def test_deploy_and_register_with_the_approvers_keystore_then_the_hub_settles(tm
     assert (hub.system.contract, hub.system.system_id, hub.system.demo) == (contract, system_id, False)
     hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
     assert hub.settle().settled == [1]
-    assert hub.client.w3.eth.get_transaction(periods(hub)[0].tx_hash)["from"] == dev_account(0).address
+    assert web3_of(hub.client).eth.get_transaction(periods(hub)[0].tx_hash)["from"] == dev_account(0).address
 
 
 def test_a_transaction_signed_before_transactions_were_recorded_still_settles_once(

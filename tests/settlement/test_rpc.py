@@ -16,6 +16,7 @@ from scb.config import Config
 from tests.conftest import free_port
 from tests.fake_http import answer, fake_peer
 from tests.settlement.conftest import Anvil
+from tests.web3_reference import web3_of
 
 REVERT = "0x08c379a0" + (32).to_bytes(32, "big").hex() + (4).to_bytes(32, "big").hex() + b"nope".hex().ljust(64, "0")
 
@@ -38,7 +39,8 @@ def test_requests_and_batches_on_anvil(anvil: Anvil) -> None:
 def test_the_client_reads_through_it_as_web3_reads(anvil: Anvil) -> None:
     client = ChainClient(ethereum_settings(Config(data={})), rpc_url=anvil.url)
     assert isinstance(client.transport, JsonRpcTransport)
-    assert (client.chain_id, client.block_number()) == (client.w3.eth.chain_id, client.w3.eth.block_number)
+    w3 = web3_of(client)
+    assert (client.chain_id, client.block_number()) == (w3.eth.chain_id, w3.eth.block_number)
     assert client.get_code("0x" + "11" * 20) == b""
     assert client.rpc("eth_getTransactionReceipt", ["0x" + "00" * 32]) is None
 

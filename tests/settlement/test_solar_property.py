@@ -28,6 +28,7 @@ from settlement.supply import SupplyWatcher
 from settlement.system import SystemRef
 from tests.settlement.conftest import START_MS, Anvil, Hub, make_hub
 from tests.settlement.fake_chain import ADDRESS, FakeNode, Revert
+from tests.web3_reference import contract_of, web3_of
 
 HOUR_MS = 3600_000
 #: 2030-06-21T10:00:00Z: a summer morning, so that the bills are not zero
@@ -286,7 +287,7 @@ def _hub_database(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_the_facade_reads_what_web3_reads_and_snapshots_stay_put(hub: Hub) -> None:
     hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
     assert hub.settle().settled == [1]
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     chain = SolarProperty(hub.client, hub.system.contract, hub.system.system_id)
     before = chain.snapshot()
     raw = c.functions.systemInfo(1).call()
@@ -331,7 +332,7 @@ def test_events_and_receipts_decode_as_web3_decodes_them(hub: Hub) -> None:
 
     hub.run_until(START_MS + HOUR_MS + 20 * 60_000)
     assert hub.settle().settled == [1]
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     chain = SolarProperty(hub.client, hub.system.contract, hub.system.system_id)
 
     def web3_events(name: str, cls: type) -> list[object]:
@@ -348,13 +349,14 @@ def test_events_and_receipts_decode_as_web3_decodes_them(hub: Hub) -> None:
     receipt = hub.client.rpc("eth_getTransactionReceipt", [settled[0].tx_hash])
     assert chain.settled_in(receipt["logs"]) == settled
     assert SolarProperty(hub.client, hub.system.contract, 2).settled_in(receipt["logs"]) == []  # another system
-    assert chain.settled_in(hub.client.receipt(settled[0].tx_hash)["logs"]) == settled  # web3's receipt form
+    assert chain.settled_in(hub.client.receipt(settled[0].tx_hash)["logs"]) == settled  # the client's receipt
     assert registration is not None
     registered = hub.client.receipt(registration.tx_hash)  # as settlement.system reads the new system's id
+    by_web3 = web3_of(hub.client).eth.get_transaction_receipt(registration.tx_hash)  # type: ignore[arg-type]
     assert [(e.name, e.args, e.tx_hash, e.block_number, e.log_index)
             for e in sp.events_in(hub.client, hub.system.contract, "SystemRegistered", registered["logs"])] == \
         [("SystemRegistered", dict(e["args"]), "0x" + bytes(e["transactionHash"]).hex(), int(e["blockNumber"]),
-          int(e["logIndex"])) for e in c.events.SystemRegistered().process_receipt(registered, errors=DISCARD)]
+          int(e["logIndex"])) for e in c.events.SystemRegistered().process_receipt(by_web3, errors=DISCARD)]
 
 
 
@@ -368,7 +370,7 @@ def test_money_events_decode_as_web3_decodes_them(tmp_path: Path, anvil: Anvil) 
     hub = make_hub(tmp_path, anvil.url, SUMMER_MS)
     hub.run_until(SUMMER_MS + HOUR_MS + 20 * 60_000)
     assert hub.settle().settled == [1]
-    c = hub.client.contract(hub.system.contract)
+    c = contract_of(hub.client, hub.system.contract)
     chain = SolarProperty(hub.client, hub.system.contract, hub.system.system_id)
     (settled,) = chain.period_settled_events()
     system_id = hub.system.system_id
@@ -400,7 +402,7 @@ def test_money_events_decode_as_web3_decodes_them(tmp_path: Path, anvil: Anvil) 
                                                      if k not in ("systemId", "holder")},
                              "tx": "0x" + bytes(e["transactionHash"]).hex(), "block": int(e["blockNumber"]),
                              "log_index": int(e["logIndex"]),
-                             "time_s": int(hub.client.w3.eth.get_block(int(e["blockNumber"]))["timestamp"])})
+                             "time_s": int(web3_of(hub.client).eth.get_block(int(e["blockNumber"]))["timestamp"])})
         return sorted(rows, key=lambda r: (r["block"], r["log_index"]))
 
     for holder in (h1, h2, h3):

@@ -24,6 +24,7 @@ from settlement.supply import (
     decide,
 )
 from tests.settlement.conftest import Anvil, Hub, make_hub
+from tests.web3_reference import call_of, contract_of, web3_of
 
 #: 2030-06-21T10:00:00Z: midsummer morning, so the panels produce and bills are not zero
 SUMMER_MS = 1_908_266_400_000
@@ -73,8 +74,8 @@ def summer(tmp_path: Path, anvil: Anvil) -> Hub:
 
 def test_holders_paying_falling_behind_and_repossessed(summer: Hub) -> None:
     hub = summer
-    w3 = hub.client.w3
-    c = hub.client.contract(hub.system.contract)
+    w3 = web3_of(hub.client)
+    c = contract_of(hub.client, hub.system.contract)
     h1, h2, h3 = (dev_account(i).address for i in (1, 2, 3))
     assert [hub.system.holders[p] for p in ("h1", "h2", "h3")] == [h1, h2, h3]
     c.functions.deposit(1).transact({"from": h1, "value": 10**17})  # h1 prepays
@@ -102,7 +103,7 @@ def test_holders_paying_falling_behind_and_repossessed(summer: Hub) -> None:
     count = len(rows(hub))
 
     # anyone may now repossess h3's share; the hub reacts to the event
-    receipt = hub.client.transact(c.functions.repossess(1, h3), "repossess")
+    receipt = hub.client.transact(call_of(c, "repossess", 1, h3), "repossess")
     changed = watcher.run()
     assert [(d.party, d.decision, d.status) for d in changed] == [("h3", GRID, REPOSSESSED)]
     assert "0x" + bytes(receipt["transactionHash"]).hex() in changed[0].reason
