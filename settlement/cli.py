@@ -16,7 +16,7 @@ from scb.db import open_existing
 from scb.errors import ScbError, UsageError
 from scb.timefmt import utc_iso
 
-if TYPE_CHECKING:  # imported when a command runs: `scb --help` needs no web3
+if TYPE_CHECKING:  # imported when a command runs: `scb --help` imports no chain code
     from settlement.chain import ChainClient
     from settlement.settings import EthereumSettings
 
