@@ -36,7 +36,7 @@ from local_stack import io_counters  # noqa: E402
 READINGS_PER_MESSAGE = 70
 MESSAGE_TRYTES = 31_000
 #: (name, what is left out): a UNIQUE constraint or an index by name, the "link" step, or the hub's WAL
-#: checkpoint interval (scb.db.WAL_AUTOCHECKPOINT_PAGES; then SQLite's default)
+#: checkpoint interval (scb.wal.WAL_AUTOCHECKPOINT_PAGES; then SQLite's default)
 VARIANTS: list[tuple[str, str | None]] = [
     ("hub", None),
     ("without the UNIQUE digest index", "uq_energy_readings_digest"),
@@ -69,7 +69,7 @@ def replay(path: Path, schema: list[str], left_out: str | None, meters: int, war
     db = sqlite3.connect(str(path), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    from scb.db import WAL_AUTOCHECKPOINT_PAGES
+    from scb.wal import WAL_AUTOCHECKPOINT_PAGES
 
     db.execute(f"PRAGMA wal_autocheckpoint={1000 if left_out == 'checkpoint' else WAL_AUTOCHECKPOINT_PAGES}")
     dropped = left_out in (None, "link", "checkpoint")

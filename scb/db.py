@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from scb.errors import ConfigError
+from scb.wal import WAL_AUTOCHECKPOINT_PAGES
 
 if TYPE_CHECKING:
     from scb.config import Config
@@ -87,12 +88,6 @@ def _postgres_password_file(url: URL) -> tuple[URL, Path | None]:
     return url.difference_update_query([PASSWORD_FILE_PARAM]), Path(value).expanduser()
 
 
-#: Pages in the WAL before a commit copies them into the database file (SQLite's default: 1,000). Why more: a
-#: page that several commits change between two checkpoints reaches the file once; a sample of 1,000 meters changes
-#: thousands of index pages, so at the default nearly every sample was checkpointed on its own (issue 16:
-#: benchmarks/sample_writes.py measured 12.6 -> 8.8 kB written per reading). Durability is the WAL's, unchanged;
-#: the cost is a WAL of up to ~40 MB (4 KB pages) on disk.
-WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
 #: between two attempts of _switch_to_wal

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from mam_client.node import transaction as tx
 from scb.errors import DataError
+from scb.wal import WAL_AUTOCHECKPOINT_PAGES
 
 SCHEMA_VERSION = "2"
 #: Schemas this version opens and upgrades in place (1: before the tips table and pruning).
@@ -110,6 +111,7 @@ class Store:
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(_SCHEMA)
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()

@@ -127,6 +127,14 @@ def test_find_union_within_intersection_across_and_obsolete_tag(store: Store) ->
         store.find(approvees=[tx.NULL_HASH], limit=2)
 
 
+def test_the_store_checkpoints_its_wal_as_seldom_as_the_hub_database(store: Store) -> None:
+    """SQLite's default (1,000 pages) copies the node's often-changed index pages into the file again and again
+    (benchmarks/node_writes.py); durability stays the WAL's."""
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+
+
 def test_duplicates_are_accepted_once_and_the_store_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "persist.sqlite3"
     s = Store(path)
