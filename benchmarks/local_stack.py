@@ -40,6 +40,14 @@ def report(result: dict[str, Any], root: Path, keep: Path | None) -> int:
     return 0
 
 
+def add_savings(variants: dict[str, dict[str, Any]], base: str, figure: str, saves: str) -> None:
+    """Set each variant's `saves`: how much less of `figure` it has than the variant `base` (negative: more), for
+    the benchmarks that replay one thing with one step left out or changed (sample_writes, node_writes)."""
+    reference = variants[base][figure]
+    for variant in variants.values():
+        variant[saves] = round(reference - variant[figure], 1)
+
+
 def stack_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of an embedded-default hub in `data_dir`, on free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCB_")}

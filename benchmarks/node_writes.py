@@ -17,7 +17,6 @@ Figures are bytes written per transaction from /proc/self/io (pages dirtied, WAL
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sqlite3
@@ -29,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from local_stack import io_counters  # noqa: E402
+from local_stack import add_savings, io_counters, report  # noqa: E402
 
 from mam_client import pow as local_pow  # noqa: E402
 from mam_client.node import transaction as tx  # noqa: E402
@@ -105,21 +104,16 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, help="where the SQLite files go (default: a temporary directory)")
     args = ap.parse_args()
     made = bundles(args.messages, seed=1)
-    root = Path(tempfile.mkdtemp(prefix="scb-node-writes-", dir=args.dir))
+    root = Path(tempfile.mkdtemp(prefix="scb-node-writes-", dir=args.dir))  # removed by `report`
     result: dict[str, Any] = {"benchmark": "node_writes", "messages": args.messages, "keep": args.keep,
                               "transactions_per_message": len(made[0]), "variants": {}}
     for i, (name, change) in enumerate(VARIANTS):
         result["variants"][name] = replay(root / f"v{i}.sqlite3", made, change, args.keep)
     result["bare_insert"] = bare(root / "bare.sqlite3", made)
-    node = result["variants"]["node"]["bytes_per_transaction"]
-    for v in result["variants"].values():
-        v["saves_per_transaction"] = round(node - v["bytes_per_transaction"], 1)
-    result["node_vs_bare"] = round(node / result["bare_insert"]["bytes_per_transaction"], 2)
-    print(json.dumps(result, indent=2))
-    for f in root.iterdir():
-        f.unlink()
-    root.rmdir()
-    return 0
+    add_savings(result["variants"], "node", "bytes_per_transaction", "saves_per_transaction")
+    result["node_vs_bare"] = round(result["variants"]["node"]["bytes_per_transaction"]
+                                   / result["bare_insert"]["bytes_per_transaction"], 2)
+    return report(result, root, None)
 
 
 if __name__ == "__main__":

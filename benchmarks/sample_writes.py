@@ -17,7 +17,6 @@ and checkpoints).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import secrets
@@ -30,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from local_stack import io_counters  # noqa: E402
+from local_stack import add_savings, io_counters, report  # noqa: E402
 
 #: the MAM messages of a window: about 14 of ~31,000 trytes per 1,000 readings (energy.max_message_bytes 16000)
 READINGS_PER_MESSAGE = 70
@@ -119,21 +118,15 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=60, help="samples measured (default 60)")
     ap.add_argument("--dir", type=Path, help="where the SQLite files go (default: a temporary directory)")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="scb-writes-", dir=args.dir))
+    root = Path(tempfile.mkdtemp(prefix="scb-writes-", dir=args.dir))  # removed by `report`
     schema = hub_schema(root / "schema.sqlite3")
     result: dict[str, Any] = {"benchmark": "sample_writes", "meters": args.meters, "warmup": args.warmup,
                               "samples": args.samples, "variants": {}}
     for i, (name, left_out) in enumerate(VARIANTS):
         result["variants"][name] = replay(root / f"v{i}.sqlite3", schema, left_out, args.meters, args.warmup,
                                           args.samples)
-    hub = result["variants"]["hub"]["bytes_per_reading"]
-    for v in result["variants"].values():
-        v["saves_per_reading"] = round(hub - v["bytes_per_reading"], 1)
-    print(json.dumps(result, indent=2))
-    for f in root.iterdir():
-        f.unlink()
-    root.rmdir()
-    return 0
+    add_savings(result["variants"], "hub", "bytes_per_reading", "saves_per_reading")
+    return report(result, root, None)
 
 
 if __name__ == "__main__":
