@@ -283,9 +283,12 @@ def address_bytes(value: Any) -> bytes:
     if not (text.startswith(("0x", "0X")) and len(text) == 42):
         raise AbiError(f"{value!r} is not an address (0x and 40 hex digits)")
     try:
-        return bytes.fromhex(text[2:])
+        raw = bytes.fromhex(text[2:])
     except ValueError:
-        raise AbiError(f"{value!r} is not an address (0x and 40 hex digits)") from None
+        raw = b""
+    if len(raw) != 20:  # also bytes.fromhex skipping spaces between bytes
+        raise AbiError(f"{value!r} is not an address (0x and 40 hex digits)")
+    return raw
 
 
 def to_checksum_address(value: Any) -> str:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scb.errors import DataError
-from settlement.abi import keccak, to_checksum_address
+from settlement.abi import AbiError, address_bytes, keccak, to_checksum_address
 
 # ---------------------------------------------------------------------------------------------------- secp256k1
 
@@ -200,17 +200,15 @@ def _address_bytes(value: Any, what: str) -> bytes:
     """The 20 bytes of an address given as 0x hex or bytes. Mixed case must be a valid EIP-55 checksum: that is
     what the checksum is for (a mistyped address is refused rather than paid); all-lower or all-upper hex carries
     no checksum and is taken as it is."""
-    if isinstance(value, (bytes, bytearray)) and len(value) == 20:
-        return bytes(value)
-    if not (isinstance(value, str) and len(value) == 42 and value.startswith(("0x", "0X"))):
+    if not isinstance(value, (str, bytes, bytearray)):
         raise ValueError(f"{what} {value!r} is not an address (0x and 40 hex digits)")
-    digits = value[2:]
     try:
-        raw = bytes.fromhex(digits)
-    except ValueError:
+        raw = address_bytes(value)
+    except AbiError:
         raise ValueError(f"{what} {value!r} is not an address (0x and 40 hex digits)") from None
-    if len(raw) != 20:  # bytes.fromhex skips spaces between bytes
-        raise ValueError(f"{what} {value!r} is not an address (0x and 40 hex digits)")
+    if isinstance(value, (bytes, bytearray)):
+        return raw
+    digits = value[2:]
     if digits != digits.lower() and digits != digits.upper() and to_checksum_address(raw)[2:] != digits:
         raise ValueError(f"{what} {value!r} has a wrong EIP-55 checksum (a mistyped address?)")
     return raw
