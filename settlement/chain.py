@@ -184,11 +184,15 @@ class ContractCall:
     to: str | None
     data: bytes
 
+    def __post_init__(self) -> None:
+        if self.to is not None:  # checksummed once here, not at every `fields()`
+            object.__setattr__(self, "to", to_checksum_address(self.to))
+
     def fields(self) -> dict[str, Any]:
         """Its `to` and `data` as a JSON-RPC transaction object has them."""
         out: dict[str, Any] = {"data": "0x" + self.data.hex()}
         if self.to is not None:
-            out["to"] = to_checksum_address(self.to)
+            out["to"] = self.to
         return out
 
 
@@ -492,9 +496,6 @@ class ChainClient:
         return quote(base_fee=base, suggested_tip=tip, gas_price=None, max_fee_cap=s.max_fee_wei,
                      tip_cap=s.max_priority_fee_wei, fixed_tip=s.priority_fee_wei)
 
-    def _fees(self) -> dict[str, int]:
-        return self.fees().tx_fields()
-
     def sign(self, call: ContractCall, what: str, value: int = 0, nonce: int | None = None,
              extra_gas: int = 0, fees: Fees | None = None, gas: int | None = None) -> SignedTx:
         """Build (nonce, gas estimate x margin + extra_gas, fees) and sign a contract call or deployment; nothing
@@ -538,10 +539,7 @@ class ChainClient:
             if "underpriced" in message or "fee too low" in message or "less than block base fee" in message:
                 raise Underpriced(f"Ethereum node {self.rpc_url} refused the transaction as underpriced: {text}") \
                     from None
-            data = exc.revert_data()
-            if data is not None:
-                raise ContractReverted("eth_sendRawTransaction", *decode_revert_data(self.abi, data)) from None
-            raise ChainUnavailable(f"Ethereum node {self.rpc_url} refused the transaction: {text}") from None
+            raise  # a revert or any other refusal: mapped by `guard` as every request's
 
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         """The receipt of `tx_hash`, or None while it is not mined (or unknown to the node): the JSON-RPC object
@@ -620,12 +618,9 @@ class ChainClient:
     def burn_nonce(self, why: str) -> None:
         """Use up the account's next nonce with a 0-wei transfer to itself (so that its next contract gets a new
         address: see settlement.system); waits for the receipt."""
-        sender = self.sender
-        tx = {"to": sender, "value": 0, "data": "0x", "nonce": self.next_nonce(), "chainId": self.chain_id,
-              "gas": 21_000, **self.fees().tx_fields()}
-        signed = self._account.sign_transaction(tx)
-        tx_hash = self.send("0x" + bytes(signed.raw_transaction).hex()) or "0x" + bytes(signed.hash).hex()
-        self.wait(tx_hash, why)
+        signed = self.sign(ContractCall(why, self.sender, b""), why, gas=21_000)  # a plain transfer's gas
+        self.send(signed)
+        self.wait(signed.tx_hash, why)
 
     def transact(self, call: ContractCall, what: str, value: int = 0) -> dict[str, Any]:
         """Sign, send, wait: for one-off operator actions (deploy, register). The settlement job uses the steps."""

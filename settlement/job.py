@@ -595,13 +595,13 @@ class Settler:
         now_ms = self.clock.now_ms()
         if now_ms is not None:
             self.chain_clock.before_transaction(now_ms // 1000)
-        fn = self._settle_call(row)
+        call = self._settle_call(row)
         try:
             # A bill's due time is the landing block's time + grace: estimated in one block, a holder's new debt
             # may extend their last ledger entry; landing a second later it needs a new storage slot (SSTORE
             # 20k). Reserve that for every holder so the transaction never runs out of gas.
             holders = len(json.loads(row.consumption_json))
-            signed = self.client.sign(fn, f"settle period {row.period_id}", extra_gas=NEW_SLOT_GAS * holders)
+            signed = self.client.sign(call, f"settle period {row.period_id}", extra_gas=NEW_SLOT_GAS * holders)
         except ContractReverted as exc:
             self._record_error(row.id, str(exc))
             raise

@@ -684,4 +684,4 @@ def function_call(entry: dict[str, Any], address: str, args: Sequence[Any]) -> C
         encoded = codec.encode(types, list(args))
     except AbiError as exc:
         raise ArtifactError(f"SolarProperty.{name}: {exc}") from None
-    return ContractCall(name, to_checksum_address(address), codec.selector(f"{name}({','.join(types)})") + encoded)
+    return ContractCall(name, address, codec.selector(f"{name}({','.join(types)})") + encoded)
