@@ -50,8 +50,9 @@ class StoredReading(Base):
     power_w: Mapped[int] = mapped_column(BigInteger)
     salt: Mapped[str] = mapped_column(String(32))
     canonical: Mapped[bytes] = mapped_column(LargeBinary)
-    #: keccak256(canonical), 64 lowercase hex digits
-    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    #: keccak256(canonical), 64 lowercase hex digits; not indexed, as a random key costs a page write per reading
+    #: (migration 0007): unique through (hub, meter, seq), which the canonical bytes contain
+    digest: Mapped[str] = mapped_column(String(64))
     # derived by energy_manager.registers: energy since the meter's previous reading, never negative
     delta_wh: Mapped[int] = mapped_column(BigInteger)
     interval_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -183,7 +183,7 @@ def verify_fleet_address(config: Config, address: str, fleet_url: str, *, side_k
     from hub.fleet.client import FleetClient
     from mam_client.settings import iota_settings
     from settlement.abi import to_checksum_address
-    from settlement.verify import AddressContext, HubRecord, Report, verify_address
+    from settlement.verify import AddressContext, HubRecord, ReadingKey, Report, verify_address
 
     fleet = FleetClient(fleet_url)
     try:
@@ -213,9 +213,9 @@ def verify_fleet_address(config: Config, address: str, fleet_url: str, *, side_k
     def root_lookup(at: str) -> str | None:
         return roots.get(at)
 
-    def readings_lookup(digests: list[str]) -> dict[str, HubRecord | None]:
-        # the fleet answers one reading's proof per request
-        return {digest: reading_lookup(digest) for digest in digests}
+    def readings_lookup(keys: list[ReadingKey]) -> dict[str, HubRecord | None]:
+        # the fleet answers one reading's proof per request, by its digest (the fleet's own index)
+        return {key.digest: reading_lookup(key.digest) for key in keys}
 
     def reading_lookup(digest: str) -> HubRecord | None:
         body = fleet.get(f"/api/v1/proofs/{digest}")

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from scb.errors import DatabaseUnavailable
 from settlement.logscan import DeploymentStore
-from settlement.verify import HubRecord
+from settlement.verify import HubRecord, ReadingKey
 
 #: settlement.models.SETTLED (the models import SQLAlchemy; a test checks the two agree)
 SETTLED = "settled"
@@ -102,16 +102,25 @@ def root_lookup(rows: Rows) -> Callable[[str], str | None]:
     return lookup
 
 
-def readings_lookup(rows: Rows, system_ref: int | None) -> Callable[[list[str]], dict[str, HubRecord | None]]:
-    """digest hex -> the hub's record of that reading, for all of a message's digests in two queries."""
+def readings_lookup(rows: Rows, system_ref: int | None) -> Callable[[list[ReadingKey]], dict[str, HubRecord | None]]:
+    """digest hex -> the hub's record of that reading, for all of a message's readings in two queries.
 
-    def lookup(digests: list[str]) -> dict[str, HubRecord | None]:
-        found: dict[str, HubRecord | None] = {d: None for d in digests}
-        if not digests:
+    A reading is found by (hub, meter, seq), the unique index, and is the hub's only if its stored digest is the
+    one asked for: a reading changed after it left the hub has the key of the hub's own and another digest."""
+
+    def lookup(keys: list[ReadingKey]) -> dict[str, HubRecord | None]:
+        found: dict[str, HubRecord | None] = {k.digest: None for k in keys}
+        if not keys:
             return found
-        marks, params = _in("d", digests)
+        # OR of equalities rather than a row-value IN: each term is a lookup in the unique index on SQLite and
+        # PostgreSQL alike
+        terms, params = [], {}
+        for i, key in enumerate(keys):
+            terms.append(f"(hub = :h{i} AND meter = :m{i} AND seq = :s{i})")
+            params.update({f"h{i}": key.hub, f"m{i}": key.meter, f"s{i}": key.seq})
+        wanted = set(found)
         readings = {int(r[0]): str(r[1]) for r in rows(
-            f"SELECT id, digest FROM energy_readings WHERE digest IN ({marks})", params)}
+            f"SELECT id, digest FROM energy_readings WHERE {' OR '.join(terms)}", params) if str(r[1]) in wanted}
         for reading_id, digest in readings.items():
             found[digest] = HubRecord(reading_id, None, None, False)
         if not readings:

@@ -14,10 +14,15 @@ from scb.sqlite_reader import connect_read_only, sqlite_path
 from settlement import models
 from settlement.logscan import DeploymentStore
 from settlement.system import newest_system
+from settlement.verify import ReadingKey
 from tests.services.postgres import database_url, postgres_server  # noqa: F401 (fixtures)
 from tests.settlement.conftest import START_MS, Anvil, make_hub
 
 HOUR_MS = 3600_000
+
+
+def key(reading: StoredReading) -> ReadingKey:
+    return ReadingKey(reading.digest, reading.hub, reading.meter, reading.seq)
 
 
 def test_the_sql_answers_what_the_models_answer(tmp_path: Path, anvil: Anvil, database_url: str) -> None:  # noqa: F811
@@ -47,8 +52,12 @@ def test_the_sql_answers_what_the_models_answer(tmp_path: Path, anvil: Anvil, da
                 assert records.archive(rows)(message.address) == archive_reader(hub.factory)(message.address)
                 assert records.root_lookup(rows)(message.address) == root_lookup(hub.factory)(message.address)
             assert records.root_lookup(rows)("9" * 81) is None
-            found = records.readings_lookup(rows, system.ref)([r.digest for r in readings] + ["ab" * 32])
-            assert found["ab" * 32] is None
+            first = readings[0]
+            # a key the hub has with another digest (a reading changed after it left the hub), and an unknown key
+            found = records.readings_lookup(rows, system.ref)(
+                [key(r) for r in readings] + [ReadingKey("ab" * 32, first.hub, first.meter, first.seq),
+                                              ReadingKey("cd" * 32, first.hub, first.meter, 10 ** 9)])
+            assert found["ab" * 32] is None and found["cd" * 32] is None
             settled = 0
             for reading in readings:
                 record = found[reading.digest]
@@ -60,7 +69,7 @@ def test_the_sql_answers_what_the_models_answer(tmp_path: Path, anvil: Anvil, da
                 settled += 1
                 assert record.proof == proof.siblings() and record.late == proof.late and record.period_id == 1
             assert 0 < settled < len(readings)  # both kinds were asked
-            other = records.readings_lookup(rows, system.ref + 1)([r.digest for r in readings])
+            other = records.readings_lookup(rows, system.ref + 1)([key(r) for r in readings])
             assert all(r is not None and r.period_id is None for r in other.values())
             store = DeploymentStore(hub.factory)
             chain_id, contract = hub.client.chain_id, hub.system.contract
