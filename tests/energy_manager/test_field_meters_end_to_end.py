@@ -306,10 +306,16 @@ def test_field_meters_flow_to_mam_and_settlement_and_verify(tmp_path: Path, modb
             assert grid == [(1_234_560,)]
             pv = hub.sql("SELECT max(register_wh), sum(delta_wh) FROM energy_readings WHERE meter = 'pv'")
             assert pv[0][0] > 10_000 and pv[0][1] > 0  # the PV meter counted while it was sampled
-            # settlement counted the field meters' energy: the PV meter's generation, the plug's consumption
-            settled = hub.sql("SELECT generation_wh, consumption_json FROM settlement_periods WHERE state = 'settled'")
-            assert any(generation > 0 for generation, _ in settled), settled
-            assert any(c["party"] == "h1" and c["wh"] > 0 for _, text in settled for c in json.loads(text)), settled
+            # settlement counted the field meters' energy: the PV meter's generation, the plug's consumption. A
+            # meter's first reading carries no energy (nothing to count from), so the first settled period may hold
+            # only that of the plug, which connects last: wait for a period that counts it.
+            def counted() -> list[tuple[int, str]] | None:
+                settled = hub.sql("SELECT generation_wh, consumption_json FROM settlement_periods "
+                                  "WHERE state = 'settled' ORDER BY period_id")
+                plug_wh = any(c["party"] == "h1" and c["wh"] > 0 for _, text in settled for c in json.loads(text))
+                return settled if plug_wh and any(generation > 0 for generation, _ in settled) else None
+
+            wait("a settled period counting the PV meter's and the plug's energy", hub, counted, activity)
 
             verify = hub.scb("verify", address)
             assert verify.returncode == 0, verify.stdout + verify.stderr
