@@ -58,6 +58,9 @@ def test_the_sql_answers_what_the_models_answer(tmp_path: Path, anvil: Anvil, da
                 [key(r) for r in readings] + [ReadingKey("ab" * 32, first.hub, first.meter, first.seq),
                                               ReadingKey("cd" * 32, first.hub, first.meter, 10 ** 9)])
             assert found["ab" * 32] is None and found["cd" * 32] is None
+            # asked alone, the changed reading's key finds nothing: the row at its place has another digest
+            changed = ReadingKey("ab" * 32, first.hub, first.meter, first.seq)
+            assert records.readings_lookup(rows, system.ref)([changed]) == {"ab" * 32: None}
             settled = 0
             for reading in readings:
                 record = found[reading.digest]
