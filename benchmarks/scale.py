@@ -199,13 +199,13 @@ def main() -> int:
     finally:
         result["stop_exit_code"] = stack.stop()
     bare = bare_insert(root / "bare.sqlite3", list(batches.values()), keyed=False)
-    keyed = bare_insert(root / "bare-keyed.sqlite3", list(batches.values()), keyed=True)
+    unique_key = bare_insert(root / "bare-keyed.sqlite3", list(batches.values()), keyed=True)
     result["bare_sqlite"] = bare
-    result["bare_sqlite_with_unique_key"] = keyed
+    result["bare_sqlite_with_unique_key"] = unique_key
     if bare["bytes_per_reading"] and result.get("bytes_per_reading"):
         result["write_ratio_vs_bare"] = round(result["bytes_per_reading"] / bare["bytes_per_reading"], 2)
         result["write_ratio_vs_bare_with_unique_key"] = round(
-            result["bytes_per_reading"] / keyed["bytes_per_reading"], 2)
+            result["bytes_per_reading"] / unique_key["bytes_per_reading"], 2)
         result["write_goal_met"] = result["write_ratio_vs_bare"] <= GOAL_RATIO
     # a backlog "grows" when its last sample is above everything seen in the first half of the window (a queue
     # that fills and drains within each window is no growth)

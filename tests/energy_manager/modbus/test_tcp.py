@@ -109,7 +109,7 @@ def test_bad_input_is_counted_and_polling_goes_on(server: MeterServer) -> None:
 
 
 def test_a_silent_unit_times_out_and_the_other_units_go_on(server: MeterServer) -> None:
-    server.silence_s = 0.45  # inside the bus's quiet time after a timeout, as above
+    server.silence_s = 0.45  # inside the bus's quiet time after a timeout (the next test says why)
     silent, other = device(server, 1, "h1"), device(server, 2, "h2")
     s1, s2 = Collect(silent), Collect(other)
     silent.open()
