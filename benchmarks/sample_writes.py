@@ -6,8 +6,9 @@
 
 Why beside benchmarks/scale.py: the running hub's /proc/PID/io says which process wrote, not which table or index
 made it write (and a WAL checkpoint is paid by whichever connection commits when the WAL is full). Here one process
-replays what the energy manager's `store()` does for each sample - insert one reading per meter, enqueue the
-previous window's MAM messages and link its readings to them (`UPDATE ... SET message_id`), one transaction, WAL,
+replays what the energy manager's `store()` does for each sample - insert one reading per meter, move each
+meter's head (`energy_meter_heads`), enqueue the previous window's MAM messages and link its readings to them
+(`UPDATE ... SET message_id`), one transaction, WAL,
 synchronous=FULL and the WAL checkpoint interval as the hub - into the hub's own tables (`create_all` of the models
 at this checkout), and then again with one index or step left out, so the difference is what that index or step
 costs. `--warmup` samples first: an index costs a page per reading only once it is larger than one sample's entries,
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 import sqlite3
 import sys
@@ -34,29 +34,33 @@ from local_stack import add_savings, io_counters, report  # noqa: E402
 #: the MAM messages of a window: about 14 of ~31,000 trytes per 1,000 readings (energy.max_message_bytes 16000)
 READINGS_PER_MESSAGE = 70
 MESSAGE_TRYTES = 31_000
-#: (name, what is left out): a UNIQUE constraint or an index by name, the "link" step, or the hub's WAL
-#: checkpoint interval (scb.wal.WAL_AUTOCHECKPOINT_PAGES; then SQLite's default); or "+digest", what is added:
-#: the UNIQUE index of digests migration 0007 dropped, so its saving stays measured
+#: (name, what is left out): the "heads" or "link" step, or the hub's WAL checkpoint interval
+#: (scb.wal.WAL_AUTOCHECKPOINT_PAGES; then SQLite's default); or, with "+", what is added back of what a
+#: migration dropped, so its saving stays measured: the UNIQUE index of digests (0007), the UNIQUE (hub, meter,
+#: seq) and party indexes instead of the meter heads (0008)
 VARIANTS: list[tuple[str, str | None]] = [
     ("hub", None),
     ("with the UNIQUE digest index (before migration 0007)", "+digest"),
-    ("without the UNIQUE (hub, meter, seq) index", "uq_energy_readings_hub_meter_seq"),
-    ("without ix_energy_readings_party", "ix_energy_readings_party"),
+    ("with the UNIQUE (hub, meter, seq) and party indexes instead of meter heads (before migration 0008)", "+0008"),
+    ("without moving the meter heads", "heads"),
     ("without linking readings to their message", "link"),
     ("with SQLite's default WAL checkpoint (1,000 pages) instead of the hub's", "checkpoint"),
 ]
+#: what migration 0008 dropped, as 0007 left it
+BEFORE_0008 = ("CREATE UNIQUE INDEX uq_energy_readings_hub_meter_seq ON energy_readings (hub, meter, seq)",
+               "CREATE INDEX ix_energy_readings_party ON energy_readings (party)")
 
 
 def hub_schema(path: Path) -> list[str]:
-    """The CREATE statements of energy_readings and mam_messages as the models make them."""
+    """The CREATE statements of energy_readings, energy_meter_heads and mam_messages as the models make them."""
     from sqlalchemy import create_engine
 
-    from energy_manager.models import StoredReading
+    from energy_manager.models import MeterHead, StoredReading
     from mam_client.models import OutboxMessage
     from scb.db import Base
 
     engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine, tables=[OutboxMessage.__table__, StoredReading.__table__])
+    Base.metadata.create_all(engine, tables=[OutboxMessage.__table__, StoredReading.__table__, MeterHead.__table__])
     engine.dispose()
     db = sqlite3.connect(str(path))
     sql = [str(s) for (s,) in db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")]
@@ -72,19 +76,16 @@ def replay(path: Path, schema: list[str], left_out: str | None, meters: int, war
     from scb.wal import WAL_AUTOCHECKPOINT_PAGES
 
     db.execute(f"PRAGMA wal_autocheckpoint={1000 if left_out == 'checkpoint' else WAL_AUTOCHECKPOINT_PAGES}")
-    dropped = left_out in (None, "link", "checkpoint", "+digest")
+    if not any("energy_meter_heads" in statement for statement in schema):
+        raise SystemExit("the hub's schema has no energy_meter_heads any more: this replay measures the wrong thing")
     for statement in schema:
-        if left_out and left_out.startswith("ix_") and f" {left_out} " in statement:
-            dropped = True
-            continue
-        if left_out and left_out.startswith("uq_"):
-            statement, n = re.subn(rf"CONSTRAINT {left_out} UNIQUE \([^)]*\),\s*", "", statement)
-            dropped = dropped or n == 1
         db.execute(statement)
     if left_out == "+digest":
         db.execute("CREATE UNIQUE INDEX uq_energy_readings_digest ON energy_readings (digest)")
-    if not dropped:  # the models changed: measure nothing rather than the wrong thing
-        raise SystemExit(f"{left_out} is not in the hub's schema any more")
+    if left_out == "+0008":
+        for statement in BEFORE_0008:
+            db.execute(statement)
+    heads = left_out not in ("heads", "+0008")
     message = "A" * MESSAGE_TRYTES
     ts, window = 1_764_000_000_000, 600_000
     written = 0
@@ -99,6 +100,14 @@ def replay(path: Path, schema: list[str], left_out: str | None, meters: int, war
             "'2026-12-02 06:00:00.000000')",
             [(f"load{m}", s + 1, f"load{m}", ts, 1000 + s, secrets.token_hex(16), os.urandom(200),
               secrets.token_hex(32), ts) for m in range(meters)])
+        if heads and not s:
+            db.executemany("INSERT INTO energy_meter_heads (hub, meter, party, seq, ts_ms, register_wh) "
+                           "VALUES ('scb-demo-hub', ?, ?, 1, ?, 1000)", [(f"load{m}", f"load{m}", ts)
+                                                                          for m in range(meters)])
+        elif heads:  # energy_manager.monitor.ADVANCE_HEAD
+            db.executemany("UPDATE energy_meter_heads SET seq = ?, ts_ms = ?, register_wh = ?, party = ? "
+                           "WHERE hub = 'scb-demo-hub' AND meter = ? AND seq = ?",
+                           [(s + 1, ts, 1000 + s, f"load{m}", f"load{m}", s) for m in range(meters)])
         if left_out != "link" and s:
             ids = [db.execute("INSERT INTO mam_messages (channel, message, state, created_at, attempts, refusals) "
                               "VALUES ('readings', ?, 'queued', '2026-12-02 06:00:00.000000', 0, 0)",

@@ -97,8 +97,9 @@ def counters(stack: Stack) -> dict[int, dict[str, Any]]:
 def bare_insert(path: Path, batches: list[list[tuple[str, int, bytes]]], *, keyed: bool) -> dict[str, Any]:
     """The same canonical readings into a bare SQLite table, one transaction per batch; bytes from /proc/self/io.
 
-    `keyed`: also a UNIQUE (meter, seq) index, as the hub keeps (uq_energy_readings_hub_meter_seq: a reading is
-    stored once). A sample's entries land at one place per meter, so this shows what uniqueness alone costs."""
+    `keyed`: also a UNIQUE (meter, seq) index, as the hub kept until migration 0008 (uq_energy_readings_hub_meter_seq:
+    a reading is stored once; the meter heads keep that now). A sample's entries land at one place per meter, so
+    this shows what uniqueness by an index alone costs."""
     before = io_counters(os.getpid()).get("write_bytes", 0)
     cpu0 = time.process_time()
     started = time.perf_counter()

@@ -3,13 +3,14 @@
 A sample (`sample()`) reads the devices and numbers a reading per meter that reported something new (sequence
 number = previous + 1, canonical bytes, digest, energy delta and flags from `energy_manager.registers`); it
 touches no database. `store()` then writes everything not yet stored in one database transaction that
-1. inserts the readings;
+1. inserts the readings and moves each meter's head (`energy_meter_heads`) to its newest one, which fails if
+   the head is not at the seq before (another writer): that keeps (hub, meter, seq) unique;
 2. adds the input counters (bad lines, values out of range, clock jumps, devices lost);
 3. saves device checkpoints (the simulator's state) and the caller's state (the clock anchor);
 4. batches every publish window that has closed into MAM message(s) with `mam_client.outbox.enqueue` and links
    each reading to the message that carries it.
 So after a crash the database holds whole samples only: no reading without its sequence number, no message
-without its readings, no reading in two messages. Sequence numbers come from the committed rows, so a restart
+without its readings, no reading in two messages. Sequence numbers come from the committed heads, so a restart
 continues exactly where the last commit ended.
 
 When the database cannot take a sample (locked beyond the busy timeout, disk full), `store()` raises and the
@@ -18,7 +19,7 @@ reading survives a lock and is stored exactly once. The memory is bounded (`MAX_
 samples are not kept, and a `not_stored` counter says so; the meters' cumulative registers make the first
 reading after the outage carry the energy of the samples that were not kept (flagged `gap` if the outage was
 long), so energy is never lost, only time resolution. Pending samples die with the process (kill -9, power cut);
-a restart numbers on from the committed rows, so nothing is numbered twice.
+a restart numbers on from the committed heads, so nothing is numbered twice.
 
 Bad input never escapes a sample: it is logged with the raw line, counted, and the other meters go on.
 """
@@ -33,13 +34,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from energy_manager.drivers.base import Device, DeviceSample, InputEvent
 from energy_manager.drivers.serial_line import show_raw
 from energy_manager.message import encode_window
-from energy_manager.models import EnergyState, InputCounter, StoredReading
+from energy_manager.models import EnergyState, InputCounter, MeterHead, StoredReading
 from energy_manager.reading import MAX_SAFE_INT, Reading, ReadingError, parse_canonical
 from energy_manager.registers import GAP, RESET, SPIKE, ClockBackwards, RegisterState, energy_delta
 from energy_manager.settings import EnergySettings, MeterSettings
@@ -73,6 +74,17 @@ FLAG_EVENTS = {GAP: "gap", RESET: "reset", SPIKE: "spike"}
 def new_salt() -> str:
     """16 bytes from the OS's CSPRNG: a guessable salt would let anyone brute-force consumption from digests."""
     return secrets.token_hex(16)
+
+
+class StaleCursor(RuntimeError):
+    """A meter's head in the database is not where this monitor left it: another writer stored readings of the
+    meter (two energy managers on one database), so this one's numbering would repeat a seq. Not transient: the
+    sample's transaction is rolled back and the process exits, to be restarted from the heads as they are."""
+
+
+#: Moves a meter's head to the reading stored with it, only from the seq before: a head elsewhere matches no row.
+ADVANCE_HEAD = text("UPDATE energy_meter_heads SET seq = :seq, ts_ms = :ts_ms, register_wh = :register_wh, "
+                    "party = :party WHERE hub = :hub AND meter = :meter AND seq = :seq - 1")
 
 
 @dataclass
@@ -135,21 +147,13 @@ class EnergyMonitor:
 
     # -- state ------------------------------------------------------------------------------------------------
     def load_cursors(self) -> None:
-        """Read each meter's last committed reading (at start)."""
-        hub = self.settings.hub_id
-        cursors: dict[str, MeterCursor] = {}
+        """Read each meter's last committed reading (at start): its head."""
         with self.factory() as session:
-            for meter_id in self.settings.meters:
-                row = session.execute(
-                    select(StoredReading.seq, StoredReading.ts_ms, StoredReading.register_wh)
-                    .where(StoredReading.hub == hub, StoredReading.meter == meter_id)
-                    .order_by(StoredReading.seq.desc())
-                    .limit(1)
-                ).first()
-                cursors[meter_id] = (
-                    MeterCursor(row.seq, RegisterState(row.ts_ms, row.register_wh)) if row else MeterCursor()
-                )
-        self.cursors = cursors
+            heads = {row.meter: row for row in session.scalars(
+                select(MeterHead).where(MeterHead.hub == self.settings.hub_id))}
+        self.cursors = {
+            meter_id: MeterCursor(head.seq, RegisterState(head.ts_ms, head.register_wh)) if head else MeterCursor()
+            for meter_id in self.settings.meters for head in [heads.get(meter_id)]}
 
     def newest_ts_ms(self) -> int | None:
         stamps = [c.last.ts_ms for c in self.cursors.values() if c.last is not None]
@@ -224,6 +228,7 @@ class EnergyMonitor:
             with transaction(self.factory) as session:
                 for item in staged:
                     self._store(session, item.reading, item.delta_wh, item.interval_ms, item.flags)
+                self._advance_heads(session, [item.reading for item in staged])
                 self._count(session, events)
                 self._checkpoint(session)
                 for key, value in self._pending_state.items():
@@ -321,6 +326,22 @@ class EnergyMonitor:
             canonical=canonical, digest=reading.digest().hex(), delta_wh=delta_wh, interval_ms=interval_ms,
             flags=flags, window_start_ms=reading.ts_ms // window * window,
         ))
+
+    @staticmethod
+    def _advance_heads(session: Session, readings: list[Reading]) -> None:
+        """Move each meter's head along its readings, oldest first: a first reading (seq 1) creates the head, any
+        other moves it from seq - 1. A head that is already there (seq 1) or elsewhere raises, rolling back."""
+        rows = [{"hub": r.hub, "meter": r.meter, "party": r.party, "seq": r.seq, "ts_ms": r.ts_ms,
+                 "register_wh": r.register_wh} for r in readings]
+        firsts = [row for row in rows if row["seq"] == 1]
+        moves = [row for row in rows if row["seq"] != 1]
+        if firsts:  # before the moves: a meter's seq 2 may be in the same transaction as its seq 1
+            session.execute(insert(MeterHead), firsts)  # a head already there: IntegrityError, not transient
+        if moves:
+            moved = session.execute(ADVANCE_HEAD, moves).rowcount
+            if moved != len(moves):
+                raise StaleCursor(f"{len(moves) - moved} of {len(moves)} meter heads were not at the seq before "
+                                  "this sample's: another writer stores readings in this database")
 
     def _count(self, session: Session, events: list[tuple[str, InputEvent]]) -> None:
         if not events:

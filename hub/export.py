@@ -66,7 +66,7 @@ def resolve_holder(factory: sessionmaker[Session], holder: str | None) -> str | 
     """The party id of `holder` (a party id or its account); UsageError for one the hub does not know."""
     if holder is None:
         return None
-    from energy_manager.models import StoredReading
+    from energy_manager.models import MeterHead, StoredReading
 
     system = _system(factory)
     if system is not None:
@@ -75,7 +75,10 @@ def resolve_holder(factory: sessionmaker[Session], holder: str | None) -> str | 
         if holder in system.holders:
             return holder
     with factory() as session:
-        if session.scalar(select(StoredReading.id).where(StoredReading.party == holder).limit(1)) is not None:
+        # the household of a meter now (its head), or one with settled readings (ix_energy_readings_party_period)
+        if (session.scalar(select(MeterHead.meter).where(MeterHead.party == holder).limit(1)) is not None
+                or session.scalar(select(StoredReading.id).where(
+                    StoredReading.party == holder, StoredReading.period.is_not(None)).limit(1)) is not None):
             return holder
     known = ", ".join(sorted(system.holders)) if system is not None else "none yet"
     raise UsageError(f"no holder {holder[:64]!r} in this hub (holders: {known})")

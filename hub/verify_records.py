@@ -105,19 +105,20 @@ def root_lookup(rows: Rows) -> Callable[[str], str | None]:
 def readings_lookup(rows: Rows, system_ref: int | None) -> Callable[[list[ReadingKey]], dict[str, HubRecord | None]]:
     """digest hex -> the hub's record of that reading, for all of a message's readings in two queries.
 
-    A reading is found by (hub, meter, seq), the unique index, and is the hub's only if its stored digest is the
-    one asked for: a reading changed after it left the hub has the key of the hub's own and another digest."""
+    A reading is found by its time (the index of timestamps) and (hub, meter, seq), its unique key, and is the
+    hub's only if its stored digest is the one asked for: a reading changed after it left the hub can have the
+    key of the hub's own and another digest."""
 
     def lookup(keys: list[ReadingKey]) -> dict[str, HubRecord | None]:
         found: dict[str, HubRecord | None] = {k.digest: None for k in keys}
         if not keys:
             return found
-        # OR of equalities rather than a row-value IN: each term is a lookup in the unique index on SQLite and
-        # PostgreSQL alike
+        # OR of equalities rather than a row-value IN: each term is a lookup in the index of timestamps on SQLite
+        # and PostgreSQL alike
         terms, params = [], {}
         for i, key in enumerate(keys):
-            terms.append(f"(hub = :h{i} AND meter = :m{i} AND seq = :s{i})")
-            params.update({f"h{i}": key.hub, f"m{i}": key.meter, f"s{i}": key.seq})
+            terms.append(f"(ts_ms = :t{i} AND hub = :h{i} AND meter = :m{i} AND seq = :s{i})")
+            params.update({f"t{i}": key.ts_ms, f"h{i}": key.hub, f"m{i}": key.meter, f"s{i}": key.seq})
         wanted = set(found)
         readings = {int(r[0]): str(r[1]) for r in rows(
             f"SELECT id, digest FROM energy_readings WHERE {' OR '.join(terms)}", params) if str(r[1]) in wanted}

@@ -15,7 +15,7 @@ import energy_manager.monitor as monitor_module
 from energy_manager.drivers.base import Device, DeviceSample
 from energy_manager.drivers.simulated import SimulatedDevice
 from energy_manager.message import decode_message
-from energy_manager.models import InputCounter, StoredReading
+from energy_manager.models import InputCounter, MeterHead, StoredReading
 from energy_manager.monitor import EnergyMonitor
 from energy_manager.reading import ReadingError, verify_reading
 from energy_manager.settings import load_energy_settings
@@ -239,6 +239,42 @@ def test_an_unexpected_database_error_is_not_kept_for_later(db, monkeypatch) -> 
     mon.tick(T0)
     with pytest.raises(IntegrityError):
         mon.tick(T0 + 5 * MIN)  # closes the first window
+
+
+def heads(factory) -> dict[str, tuple[int, int, int, str]]:
+    with factory() as s:
+        return {h.meter: (h.seq, h.ts_ms, h.register_wh, h.party) for h in s.execute(select(MeterHead)).scalars()}
+
+
+def test_each_meters_head_is_its_newest_reading_and_a_restart_numbers_on_from_it(db) -> None:
+    mon = sim_monitor(db)
+    for k in range(3):
+        assert mon.tick(T0 + k * MIN).committed
+    newest = {r.meter: (r.seq, r.ts_ms, r.register_wh, r.party) for r in rows(db) if r.seq == 3}
+    assert heads(db) == newest and len(newest) == len(mon.settings.meters)
+    again = sim_monitor(db)  # a restart: the cursors come from the heads
+    assert again.tick(T0 + 3 * MIN).committed
+    assert {r.meter: r.seq for r in rows(db) if r.ts_ms == T0 + 3 * MIN} == {m: 4 for m in mon.settings.meters}
+    assert {m: h[0] for m, h in heads(db).items()} == {m: 4 for m in mon.settings.meters}
+
+
+def test_a_second_writer_cannot_store_a_meters_seq_twice(db) -> None:
+    """Two energy managers on one database (a copied unit, a test left running): the one whose cursors are stale
+    fails its transaction and stores nothing, instead of a second reading with a seq already taken."""
+    first, second = sim_monitor(db), sim_monitor(db)
+    assert first.tick(T0).committed
+    with pytest.raises(IntegrityError):  # both numbered seq 1: the head is already there
+        second.tick(T0 + 1000)
+    stored = rows(db)
+    again = sim_monitor(db)
+    assert again.tick(T0 + MIN).committed
+    first_before = heads(db)
+    with pytest.raises(monitor_module.StaleCursor, match="another writer"):
+        first.tick(T0 + MIN + 1000)  # first still thinks each meter is at seq 1; the heads are at 2
+    assert heads(db) == first_before
+    assert len(rows(db)) == len(stored) + len(again.settings.meters)
+    assert sorted((r.meter, r.seq) for r in rows(db)) == sorted(
+        (m, seq) for m in again.settings.meters for seq in (1, 2))
 
 
 def lock_database(path: Path) -> sqlite3.Connection:

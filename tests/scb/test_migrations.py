@@ -130,6 +130,30 @@ def test_data_survives_an_upgrade_run(database_url: str) -> None:
         engine.dispose()
 
 
+def test_0008_gives_each_meter_a_head_at_its_newest_reading(database_url: str) -> None:
+    """The heads the monitor resumes from are the newest readings by seq (not by insertion or time), per meter."""
+    engine = make_engine(database_url)
+    rows = [("a", 2, "h1", 2_000, 12), ("b", 1, "h2", 1_500, 7), ("a", 3, "h1", 3_000, 15), ("a", 1, "h1", 1_000, 10)]
+    try:
+        upgrade(engine, "0007")
+        with engine.begin() as conn:
+            for meter, seq, party, ts_ms, register in rows:
+                conn.execute(text(
+                    "INSERT INTO energy_readings (hub, meter, seq, party, circuit, ts_ms, register_wh, power_w, salt, "
+                    "canonical, digest, delta_wh, flags, window_start_ms, created_at) VALUES ('hub', :m, :s, :p, "
+                    "'consumption', :t, :r, 0, '00', :c, :d, 0, '', 0, '2026-12-03 00:00:00')"),
+                    {"m": meter, "s": seq, "p": party, "t": ts_ms, "r": register, "c": f"{meter}{seq}".encode(),
+                     "d": f"{meter}{seq}"})
+        upgrade(engine)
+        with engine.connect() as conn:
+            heads = conn.execute(text("SELECT hub, meter, party, seq, ts_ms, register_wh FROM energy_meter_heads "
+                                      "ORDER BY meter")).all()
+            assert [tuple(h) for h in heads] == [("hub", "a", "h1", 3, 3_000, 15), ("hub", "b", "h2", 1, 1_500, 7)]
+            assert conn.execute(text("SELECT count(*) FROM energy_readings")).scalar_one() == 4
+    finally:
+        engine.dispose()
+
+
 def test_a_database_made_by_create_all_is_adopted_when_it_matches(database_url: str) -> None:
     load_models()
     engine = make_engine(database_url)

@@ -22,7 +22,7 @@ HOUR_MS = 3600_000
 
 
 def key(reading: StoredReading) -> ReadingKey:
-    return ReadingKey(reading.digest, reading.hub, reading.meter, reading.seq)
+    return ReadingKey(reading.digest, reading.hub, reading.meter, reading.seq, reading.ts_ms)
 
 
 def test_the_sql_answers_what_the_models_answer(tmp_path: Path, anvil: Anvil, database_url: str) -> None:  # noqa: F811
@@ -55,11 +55,11 @@ def test_the_sql_answers_what_the_models_answer(tmp_path: Path, anvil: Anvil, da
             first = readings[0]
             # a key the hub has with another digest (a reading changed after it left the hub), and an unknown key
             found = records.readings_lookup(rows, system.ref)(
-                [key(r) for r in readings] + [ReadingKey("ab" * 32, first.hub, first.meter, first.seq),
-                                              ReadingKey("cd" * 32, first.hub, first.meter, 10 ** 9)])
+                [key(r) for r in readings] + [ReadingKey("ab" * 32, first.hub, first.meter, first.seq, first.ts_ms),
+                                              ReadingKey("cd" * 32, first.hub, first.meter, 10 ** 9, first.ts_ms)])
             assert found["ab" * 32] is None and found["cd" * 32] is None
             # asked alone, the changed reading's key finds nothing: the row at its place has another digest
-            changed = ReadingKey("ab" * 32, first.hub, first.meter, first.seq)
+            changed = ReadingKey("ab" * 32, first.hub, first.meter, first.seq, first.ts_ms)
             assert records.readings_lookup(rows, system.ref)([changed]) == {"ab" * 32: None}
             settled = 0
             for reading in readings:
