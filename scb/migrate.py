@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,13 +134,15 @@ def _upgrade_with_alembic(engine: Engine, revision: str) -> None:
 
     cfg = alembic_config()
     try:
-        with engine.begin() as conn:  # one transaction: all or nothing, and concurrent starts queue up here
-            lock_for_migration(conn)
-            cfg.attributes["connection"] = conn
-            before = _revision_of(conn)
-            _adopt_unversioned(conn, cfg)
-            command.upgrade(cfg, revision)
-            after = _revision_of(conn)
+        with engine.connect() as conn, foreign_keys_off(conn):
+            with conn.begin():  # one transaction: all or nothing, and concurrent starts queue up here
+                lock_for_migration(conn)
+                cfg.attributes["connection"] = conn
+                before = _revision_of(conn)
+                _adopt_unversioned(conn, cfg)
+                command.upgrade(cfg, revision)
+                after = _revision_of(conn)
+                check_foreign_keys(conn)
         if before != after:
             log.info("database migrated from %s to revision %s", before or "empty", after)
     except CommandError as exc:
@@ -149,6 +153,37 @@ def _upgrade_with_alembic(engine: Engine, revision: str) -> None:
                 "upgrade SCB, or restore a backup made before that version"
             ) from None
         raise SchemaError(f"database migration failed: {message}") from None
+
+
+@contextmanager
+def foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """On SQLite, foreign keys unenforced while migrating, enforced again after.
+
+    Why: SQLite cannot alter most things in place, so a revision rebuilds a table (Alembic's batch mode: a copy,
+    then DROP TABLE and a rename), and while foreign keys are enforced it refuses to drop a table that other rows
+    refer to (a message its readings, a reading its proof). The pragma only takes effect outside a transaction,
+    so it is set on the connection before the migration's transaction begins (SQLite's own procedure for
+    altering tables); `check_foreign_keys` checks every reference before that transaction commits."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None and not raw.in_transaction, "set before the migration's transaction"
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def check_foreign_keys(conn: Connection) -> None:
+    """Refuse (roll back) a migration that left a reference to a missing row: SQLite did not enforce them."""
+    if conn.dialect.name != "sqlite":
+        return
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise SchemaError(f"database migration failed: {len(broken)} row(s) refer to missing rows "
+                          f"(first: table {broken[0][0]}, row {broken[0][1]} -> {broken[0][2]})")
 
 
 def _revision_of(conn: Connection) -> str | None:

@@ -10,6 +10,7 @@ import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, text
@@ -126,6 +127,61 @@ def test_data_survives_an_upgrade_run(database_url: str) -> None:
         upgrade(engine)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT value_json FROM energy_state WHERE key='k'")).scalar_one() == "{}"
+    finally:
+        engine.dispose()
+
+
+def _insert_row(conn: Any, table: str, values: dict[str, Any]) -> None:
+    """A row with `values` and a placeholder of its type in every other NOT NULL column without a default."""
+    row = dict(values)
+    for _cid, name, type_, notnull, default, pk in conn.execute(text(f"PRAGMA table_info({table})")).all():
+        if name in row or not notnull or default is not None or pk:
+            continue
+        kind = str(type_).upper()
+        row[name] = (1 if "INT" in kind or "BOOL" in kind else b"\x00" if "BLOB" in kind
+                     else "2026-01-01 00:00:00" if "DATE" in kind else "x")
+    columns = ", ".join(row)
+    conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(':' + c for c in row)})"), row)
+
+
+def test_a_hub_with_published_and_settled_readings_upgrades_through_every_revision(tmp_path: Path) -> None:
+    """Rows that other tables refer to (a message its readings, a reading its proof) survive the revisions that
+    rebuild their tables on SQLite (SQLite refuses to drop a referenced table while foreign keys are enforced)."""
+    engine = make_engine(url(tmp_path))
+    try:
+        upgrade(engine, "0005")
+        with engine.begin() as conn:
+            _insert_row(conn, "mam_messages", {"id": 1, "channel": "readings", "message": "ABC", "state": "attached"})
+            _insert_row(conn, "energy_readings", {"id": 1, "hub": "hub", "meter": "a", "seq": 1, "party": "h1",
+                                                  "message_id": 1, "period": 1})
+            _insert_row(conn, "settlement_systems", {"id": 1})
+            _insert_row(conn, "settlement_periods", {"id": 1, "system_ref": 1, "period_id": 1})
+            _insert_row(conn, "settlement_proofs", {"reading_id": 1, "period_ref": 1})
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, message_id, period FROM energy_readings")).all() == [(1, 1, 1)]
+            assert conn.execute(text("SELECT reading_id, period_ref FROM settlement_proofs")).all() == [(1, 1)]
+            assert conn.execute(text("SELECT id, state FROM mam_messages")).all() == [(1, "attached")]
+            assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1  # enforced again after migrating
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_a_migration_that_leaves_a_dangling_reference_is_refused(tmp_path: Path) -> None:
+    from scb.migrate import check_foreign_keys, foreign_keys_off
+
+    engine = make_engine(url(tmp_path))
+    try:
+        upgrade(engine)
+        with engine.connect() as conn, foreign_keys_off(conn):
+            with conn.begin():
+                check_foreign_keys(conn)  # nothing refers to a missing row yet
+                _insert_row(conn, "energy_readings", {"hub": "hub", "meter": "a", "seq": 1, "party": "h1",
+                                                      "message_id": 99})  # no message 99
+                with pytest.raises(SchemaError, match="1 row.s. refer to missing rows .first: table energy_readings"):
+                    check_foreign_keys(conn)
     finally:
         engine.dispose()
 
