@@ -52,15 +52,16 @@ BEFORE_0008 = ("CREATE UNIQUE INDEX uq_energy_readings_hub_meter_seq ON energy_r
 
 
 def hub_schema(path: Path) -> list[str]:
-    """The CREATE statements of energy_readings, energy_meter_heads and mam_messages as the models make them."""
+    """The CREATE statements of the energy manager's tables and the outbox's as the models make them."""
     from sqlalchemy import create_engine
 
     from energy_manager.models import MeterHead, StoredReading
-    from mam_client.models import OutboxMessage
+    from mam_client.models import MessageBody, OutboxMessage
     from scb.db import Base
 
     engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine, tables=[OutboxMessage.__table__, StoredReading.__table__, MeterHead.__table__])
+    Base.metadata.create_all(engine, tables=[OutboxMessage.__table__, MessageBody.__table__, StoredReading.__table__,
+                                             MeterHead.__table__])
     engine.dispose()
     db = sqlite3.connect(str(path))
     sql = [str(s) for (s,) in db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")]
@@ -109,9 +110,11 @@ def replay(path: Path, schema: list[str], left_out: str | None, meters: int, war
                            "WHERE hub = 'scb-demo-hub' AND meter = ? AND seq = ?",
                            [(s + 1, ts, 1000 + s, f"load{m}", f"load{m}", s) for m in range(meters)])
         if left_out != "link" and s:
-            ids = [db.execute("INSERT INTO mam_messages (channel, message, state, created_at, attempts, refusals) "
-                              "VALUES ('readings', ?, 'queued', '2026-12-02 06:00:00.000000', 0, 0)",
-                              (message,)).lastrowid for _ in range(-(-meters // READINGS_PER_MESSAGE))]
+            ids = [db.execute("INSERT INTO mam_messages (channel, state, created_at, attempts, refusals) "
+                              "VALUES ('readings', 'queued', '2026-12-02 06:00:00.000000', 0, 0)").lastrowid
+                   for _ in range(-(-meters // READINGS_PER_MESSAGE))]
+            db.executemany("INSERT INTO mam_message_bodies (message_id, part, trytes) VALUES (?, 'message', ?)",
+                           [(i, message) for i in ids])
             rows = db.execute("SELECT id FROM energy_readings WHERE message_id IS NULL AND window_start_ms < ? "
                               "ORDER BY id", (ts,)).fetchall()
             db.executemany("UPDATE energy_readings SET message_id = ? WHERE id = ?",

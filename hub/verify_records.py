@@ -23,6 +23,8 @@ from settlement.verify import HubRecord, ReadingKey
 
 #: settlement.models.SETTLED (the models import SQLAlchemy; a test checks the two agree)
 SETTLED = "settled"
+#: mam_client.models.PAYLOAD, the part of mam_message_bodies that holds a message's payload (the same test)
+PAYLOAD = "payload"
 
 
 class Rows(Protocol):
@@ -84,8 +86,9 @@ def archive(rows: Rows) -> Callable[[str], list[str]]:
     """address -> the payloads the hub published there (mam_client.archive.archive_reader)."""
 
     def read(address: str) -> list[str]:
-        found = rows("SELECT payload FROM mam_messages WHERE address = :address AND payload IS NOT NULL "
-                     "ORDER BY id", {"address": address})
+        found = rows("SELECT b.trytes FROM mam_messages m JOIN mam_message_bodies b ON b.message_id = m.id "
+                     "AND b.part = :part WHERE m.address = :address ORDER BY m.id",
+                     {"address": address, "part": PAYLOAD})
         return [str(r[0]) for r in found if r[0]]
 
     return read

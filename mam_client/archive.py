@@ -11,7 +11,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mam_client.models import OutboxMessage
+from mam_client.models import PAYLOAD, MessageBody, OutboxMessage
 
 ArchiveReader = Callable[[str], list[str]]
 
@@ -21,8 +21,10 @@ def archive_reader(factory: sessionmaker[Session]) -> ArchiveReader:
 
     def read(address: str) -> list[str]:
         with factory() as session:
-            return [p for p in session.scalars(select(OutboxMessage.payload).where(
-                OutboxMessage.address == address, OutboxMessage.payload.is_not(None))) if p]
+            return [p for p in session.scalars(
+                select(MessageBody.trytes).join(OutboxMessage, OutboxMessage.id == MessageBody.message_id)
+                .where(OutboxMessage.address == address, MessageBody.part == PAYLOAD)
+                .order_by(OutboxMessage.id)) if p]
 
     return read
 

@@ -6,6 +6,12 @@ A message row moves through states:
               from here on the row is only ever re-sent, never re-signed
     attached  on the tangle: address, bundle hash and transaction hashes recorded; the archive keeps it
 
+The large parts of a message - the plaintext, the payload, the attached bundle's trytes - are rows of
+`mam_message_bodies`, each inserted once when it exists and never changed; `OutboxMessage.message`, `.payload` and
+`.bundle_trytes` read and add them. Why not columns of the message row: the row is updated at every step (prepared,
+an attempt counted, an error, attached), and a database rewrites a whole row when it changes, its large values
+too: at 1,000 meters those rewrites were most of what the publisher wrote to disk (issue 16, migration 0009).
+
 A prepared message the node refused (HTTP 4xx, `NodeRefused`) stays prepared and blocks its channel: the
 nextRoot chain cannot skip it. `refusal`, `refused_at`, `refusals` and `retry_at` say why, since when and when
 the publisher tries again (docs/mam.md "Refusals"); they are cleared when it is attached. `last_error` is the
@@ -15,8 +21,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, attribute_keyed_dict, mapped_column, relationship
 
 from scb.db import Base
 from scb.timefmt import utcnow
@@ -25,6 +31,8 @@ QUEUED = "queued"
 PREPARED = "prepared"
 ATTACHED = "attached"
 MESSAGE_STATES = (QUEUED, PREPARED, ATTACHED)
+#: the parts of `mam_message_bodies`: the plaintext trytes (enqueued), the payload (prepared), the bundle (attached)
+MESSAGE, PAYLOAD, BUNDLE = "message", "payload", "bundle"
 
 
 class Channel(Base):
@@ -42,6 +50,16 @@ class Channel(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class MessageBody(Base):
+    """One large part of a message (`MESSAGE`, `PAYLOAD` or `BUNDLE`), written once: see the module docstring."""
+
+    __tablename__ = "mam_message_bodies"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("mam_messages.id"), primary_key=True)
+    part: Mapped[str] = mapped_column(String(16), primary_key=True)
+    trytes: Mapped[str] = mapped_column(Text)
+
+
 class OutboxMessage(Base):
     """One MAM message to publish, in channel order (`id` ascending)."""
 
@@ -50,12 +68,13 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     channel: Mapped[str] = mapped_column(String(64), index=True)  # a configured channel name
-    message: Mapped[str] = mapped_column(Text)  # plaintext message trytes
     state: Mapped[str] = mapped_column(String(16), default=QUEUED)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: the large parts, by part name; loaded with the row (a message is read to be sent, archived or shown)
+    bodies: Mapped[dict[str, MessageBody]] = relationship(collection_class=attribute_keyed_dict("part"),
+                                                          lazy="selectin", cascade="all, delete-orphan")
     # prepared (write-ahead)
     key_index: Mapped[int | None] = mapped_column(Integer, nullable=True)  # global key index start+index
-    payload: Mapped[str | None] = mapped_column(Text, nullable=True)
     root: Mapped[str | None] = mapped_column(String(81), nullable=True)
     address: Mapped[str | None] = mapped_column(String(81), nullable=True, index=True)
     next_root: Mapped[str | None] = mapped_column(String(81), nullable=True)
@@ -63,7 +82,6 @@ class OutboxMessage(Base):
     # attached
     bundle_hash: Mapped[str | None] = mapped_column(String(81), nullable=True)
     tx_hashes: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list, tail first
-    bundle_trytes: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list: the archive copy
     attached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # the last transient error
@@ -73,3 +91,45 @@ class OutboxMessage(Base):
     refused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     refusals: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def _part(self, part: str) -> str | None:
+        body = self.bodies.get(part)
+        return body.trytes if body is not None else None
+
+    def _add_part(self, part: str, trytes: str | None) -> None:
+        """A part is added once: a second, different value would mean a message re-signed or re-attached."""
+        if trytes is None:
+            return
+        body = self.bodies.get(part)
+        if body is not None:
+            if body.trytes != trytes:
+                raise ValueError(f"message {self.id} already has its {part}; a part is written once")
+            return
+        self.bodies[part] = MessageBody(part=part, trytes=trytes)
+
+    @property
+    def message(self) -> str:
+        """The plaintext message trytes."""
+        return self._part(MESSAGE) or ""
+
+    @message.setter
+    def message(self, trytes: str) -> None:
+        self._add_part(MESSAGE, trytes)
+
+    @property
+    def payload(self) -> str | None:
+        """The MAM payload trytes, from `prepared` on: only ever re-sent, never re-signed."""
+        return self._part(PAYLOAD)
+
+    @payload.setter
+    def payload(self, trytes: str | None) -> None:
+        self._add_part(PAYLOAD, trytes)
+
+    @property
+    def bundle_trytes(self) -> str | None:
+        """JSON list of the attached bundle's transaction trytes, tail first: the archive copy."""
+        return self._part(BUNDLE)
+
+    @bundle_trytes.setter
+    def bundle_trytes(self, trytes: str | None) -> None:
+        self._add_part(BUNDLE, trytes)

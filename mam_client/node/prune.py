@@ -1,8 +1,9 @@
 """Which transactions the tangle node may prune, and the loop that prunes them (a node's local snapshot).
 
 The rule: a transaction is pruned only once the hub has *archived* its bundle, i.e. the hub's `mam_messages` row
-of that message is `attached` and holds the bundle (`tx_hashes`, `bundle_trytes`: mam_client.archive reads it
-back for `scb mam fetch`, `scb verify` and the dashboard), at least `prune_after_s` ago; and, when something
+of that message is `attached` and holds the bundle (`tx_hashes`, and its trytes in `mam_message_bodies`, written
+in the same transaction: mam_client.archive reads it back for `scb mam fetch`, `scb verify` and the dashboard), at
+least `prune_after_s` ago; and, when something
 else still needs the node's copy (the fleet upload, while `[fleet] url` is set), only messages at or below the
 *hold* it gives. Transactions of any other origin (another client's junk, a message the hub never recorded) are
 never pruned.

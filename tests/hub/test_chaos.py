@@ -577,8 +577,9 @@ def _check_chain(hub: Hub, last_id: int) -> None:
     key-index order, each address holding one bundle, and together carrying exactly their stored readings."""
     (first_root, mode), = hub.sql("SELECT first_root, mode FROM mam_channels WHERE name = 'readings'")
     side_key = read_secret_file(hub.data / "secrets" / "mam-readings.sidekey") if mode == "restricted" else None
-    rows = hub.sql("SELECT id, key_index, address, message FROM mam_messages WHERE channel = 'readings' "
-                   "AND id <= ? ORDER BY key_index", last_id)
+    rows = hub.sql("SELECT m.id, m.key_index, m.address, b.trytes FROM mam_messages m JOIN mam_message_bodies b "
+                   "ON b.message_id = m.id AND b.part = 'message' WHERE m.channel = 'readings' AND m.id <= ? "
+                   "ORDER BY m.key_index", last_id)
     assert [r[1] for r in rows] == list(range(len(rows))), "key indexes are not 0, 1, 2, ... once each"
     transport = PyotaTransport(hub.node_url, mwm=MWM)
     fetched = []

@@ -73,8 +73,8 @@ def test_the_first_attached_address_is_read_with_plain_sqlite(tmp_path: Path) ->
     assert first_attached_address(config, readers) is None
     db = sqlite3.connect(tmp_path / "scb.sqlite3")
     for i, (state, address) in enumerate([("prepared", None), ("attached", "B" * 81), ("attached", "C" * 81)]):
-        db.execute("INSERT INTO mam_messages (id, channel, message, state, address, attempts, created_at) "
-                   "VALUES (?, 'readings', '9', ?, ?, 0, '2026-01-01 00:00:00')", (i + 1, state, address))
+        db.execute("INSERT INTO mam_messages (id, channel, state, address, attempts, created_at) "
+                   "VALUES (?, 'readings', ?, ?, 0, '2026-01-01 00:00:00')", (i + 1, state, address))
     db.commit()
     db.close()
     assert first_attached_address(config, readers) == "B" * 81

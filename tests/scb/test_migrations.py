@@ -162,9 +162,43 @@ def test_a_hub_with_published_and_settled_readings_upgrades_through_every_revisi
             assert conn.execute(text("SELECT id, message_id, period FROM energy_readings")).all() == [(1, 1, 1)]
             assert conn.execute(text("SELECT reading_id, period_ref FROM settlement_proofs")).all() == [(1, 1)]
             assert conn.execute(text("SELECT id, state FROM mam_messages")).all() == [(1, "attached")]
+            assert conn.execute(text("SELECT message_id, part, trytes FROM mam_message_bodies")).all() == [
+                (1, "message", "ABC")]  # 0009: the message's plaintext, out of its row
             assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
             assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1  # enforced again after migrating
         assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_0009_moves_each_messages_large_parts_out_of_its_row_and_back(tmp_path: Path) -> None:
+    engine = make_engine(url(tmp_path))
+    try:
+        upgrade(engine, "0008")
+        with engine.begin() as conn:
+            _insert_row(conn, "mam_messages", {"id": 1, "channel": "readings", "message": "QUEUED9", "state": "queued"})
+            _insert_row(conn, "mam_messages", {"id": 2, "channel": "readings", "message": "DONE9", "state": "attached",
+                                               "payload": "PAYLOAD9", "bundle_trytes": '["TX9"]'})
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT message_id, part, trytes FROM mam_message_bodies ORDER BY message_id, "
+                                     "part")).all() == [(1, "message", "QUEUED9"), (2, "bundle", '["TX9"]'),
+                                                        (2, "message", "DONE9"), (2, "payload", "PAYLOAD9")]
+            columns = {c["name"] for c in inspect(conn).get_columns("mam_messages")}
+            assert not columns & {"message", "payload", "bundle_trytes"}
+        from alembic import command
+
+        from scb.migrate import alembic_config, check_foreign_keys, foreign_keys_off
+
+        with engine.connect() as conn, foreign_keys_off(conn):
+            with conn.begin():
+                cfg = alembic_config()
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, "0008")
+                check_foreign_keys(conn)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, message, payload, bundle_trytes FROM mam_messages ORDER BY id")).all() \
+                == [(1, "QUEUED9", None, None), (2, "DONE9", "PAYLOAD9", '["TX9"]')]
     finally:
         engine.dispose()
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from energy_manager.models import StoredReading
 from hub import verify_records as records
 from mam_client.archive import archive_reader, root_lookup
-from mam_client.models import OutboxMessage
+from mam_client.models import PAYLOAD, OutboxMessage
 from scb.sqlite_reader import connect_read_only, sqlite_path
 from settlement import models
 from settlement.logscan import DeploymentStore
@@ -29,7 +29,7 @@ def test_the_sql_answers_what_the_models_answer(tmp_path: Path, anvil: Anvil, da
     hub = make_hub(tmp_path, anvil.url, database__url=database_url)
     hub.run_until(START_MS + HOUR_MS + 40 * 60_000)
     assert hub.settle().settled == [1]
-    assert records.SETTLED == models.SETTLED
+    assert records.SETTLED == models.SETTLED and records.PAYLOAD == PAYLOAD
     readers = [records.session_rows(hub.factory)]
     path = sqlite_path(database_url)
     conn = connect_read_only(path, 5000) if path is not None else None
