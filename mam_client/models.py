@@ -20,6 +20,7 @@ last transient error (node unreachable, 5xx), kept apart so that a refusal is ne
 from __future__ import annotations
 
 from datetime import datetime
+from typing import overload
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, attribute_keyed_dict, mapped_column, relationship
@@ -48,6 +49,34 @@ class Channel(Base):
     #: mam.js channel state fields except the seed and side key (start, count, nextCount, index, nextRoot)
     state_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class _Part:
+    """A large part of a message as an attribute of `OutboxMessage`: read from its `bodies`, and added to them
+    once. A second, different value raises: it would mean a message re-signed or re-attached."""
+
+    def __init__(self, part: str, missing: str | None = None) -> None:
+        self.part, self.missing = part, missing
+
+    @overload
+    def __get__(self, row: None, owner: type) -> "_Part": ...
+    @overload
+    def __get__(self, row: "OutboxMessage", owner: type) -> str | None: ...
+
+    def __get__(self, row: "OutboxMessage | None", owner: type) -> "_Part | str | None":
+        if row is None:  # on the class: the descriptor (the declarative constructor asks whether it is there)
+            return self
+        body = row.bodies.get(self.part)
+        return body.trytes if body is not None else self.missing
+
+    def __set__(self, row: "OutboxMessage", trytes: str | None) -> None:
+        if trytes is None:
+            return
+        body = row.bodies.get(self.part)
+        if body is None:
+            row.bodies[self.part] = MessageBody(part=self.part, trytes=trytes)
+        elif body.trytes != trytes:
+            raise ValueError(f"message {row.id} already has its {self.part}; a part is written once")
 
 
 class MessageBody(Base):
@@ -92,44 +121,9 @@ class OutboxMessage(Base):
     refusals: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    def _part(self, part: str) -> str | None:
-        body = self.bodies.get(part)
-        return body.trytes if body is not None else None
-
-    def _add_part(self, part: str, trytes: str | None) -> None:
-        """A part is added once: a second, different value would mean a message re-signed or re-attached."""
-        if trytes is None:
-            return
-        body = self.bodies.get(part)
-        if body is not None:
-            if body.trytes != trytes:
-                raise ValueError(f"message {self.id} already has its {part}; a part is written once")
-            return
-        self.bodies[part] = MessageBody(part=part, trytes=trytes)
-
-    @property
-    def message(self) -> str:
-        """The plaintext message trytes."""
-        return self._part(MESSAGE) or ""
-
-    @message.setter
-    def message(self, trytes: str) -> None:
-        self._add_part(MESSAGE, trytes)
-
-    @property
-    def payload(self) -> str | None:
-        """The MAM payload trytes, from `prepared` on: only ever re-sent, never re-signed."""
-        return self._part(PAYLOAD)
-
-    @payload.setter
-    def payload(self, trytes: str | None) -> None:
-        self._add_part(PAYLOAD, trytes)
-
-    @property
-    def bundle_trytes(self) -> str | None:
-        """JSON list of the attached bundle's transaction trytes, tail first: the archive copy."""
-        return self._part(BUNDLE)
-
-    @bundle_trytes.setter
-    def bundle_trytes(self, trytes: str | None) -> None:
-        self._add_part(BUNDLE, trytes)
+    #: the plaintext message trytes ("" for a row without one, as rows made by hand in tests)
+    message = _Part(MESSAGE, "")
+    #: the MAM payload trytes, from `prepared` on: only ever re-sent, never re-signed
+    payload = _Part(PAYLOAD)
+    #: JSON list of the attached bundle's transaction trytes, tail first: the archive copy
+    bundle_trytes = _Part(BUNDLE)
