@@ -115,7 +115,10 @@ def snapshot(config: Config, factory: sessionmaker[Session] | None, processes: l
     if factory is None:
         return snap
     with factory() as session:
-        snap.last_reading_at = _wall(session.scalar(select(func.max(StoredReading.created_at))))
+        # the newest row's time, found by its id: max(created_at) has no index and read every reading, at each
+        # dashboard poll and fleet upload (rows are stored in time order, so the newest id is the newest stored)
+        snap.last_reading_at = _wall(session.scalar(
+            select(StoredReading.created_at).order_by(StoredReading.id.desc()).limit(1)))
         waiting = oldest_queued(session)
         snap.oldest_unpublished_at = _wall(min(waiting.values())) if waiting else None
         snap.unpublished = session.scalar(select(func.count(OutboxMessage.id))
