@@ -18,6 +18,7 @@ and checkpoints).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sqlite3
@@ -33,7 +34,18 @@ from local_stack import add_savings, io_counters, report  # noqa: E402
 
 #: the MAM messages of a window: about 14 of ~31,000 trytes per 1,000 readings (energy.max_message_bytes 16000)
 READINGS_PER_MESSAGE = 70
-MESSAGE_TRYTES = 31_000
+
+
+def stored_message(readings: int = READINGS_PER_MESSAGE) -> bytes:
+    """A message body as the outbox stores it (mam_client.stored_trytes): JSON readings of the canonical form's
+    fields with random salts, in trytes, deflated - so that it deflates as much as a real one, no more."""
+    from mam_client.crypto.trits import ascii_to_trytes
+    from mam_client.stored_trytes import pack
+
+    body = [{"circuit": "consumption", "hub": "scb-demo-hub", "meter": f"load{m}", "party": f"load{m}",
+             "power_w": 200 + m, "register_wh": 1_000_000 + 37 * m, "salt": secrets.token_hex(16), "schema": 1,
+             "seq": 1000 + m, "ts_ms": 1_764_000_000_000 + m} for m in range(readings)]
+    return pack(ascii_to_trytes(json.dumps({"readings": body}, separators=(",", ":"))))
 #: (name, what is left out): the "heads" or "link" step, or the hub's WAL checkpoint interval
 #: (scb.wal.WAL_AUTOCHECKPOINT_PAGES; then SQLite's default); or, with "+", what is added back of what a
 #: migration dropped, so its saving stays measured: the UNIQUE index of digests (0007), the UNIQUE (hub, meter,
@@ -87,7 +99,7 @@ def replay(path: Path, schema: list[str], left_out: str | None, meters: int, war
         for statement in BEFORE_0008:
             db.execute(statement)
     heads = left_out not in ("heads", "+0008")
-    message = "A" * MESSAGE_TRYTES
+    message = stored_message()
     ts, window = 1_764_000_000_000, 600_000
     written = 0
     for s in range(warmup + samples):
@@ -113,7 +125,7 @@ def replay(path: Path, schema: list[str], left_out: str | None, meters: int, war
             ids = [db.execute("INSERT INTO mam_messages (channel, state, created_at, attempts, refusals) "
                               "VALUES ('readings', 'queued', '2026-12-02 06:00:00.000000', 0, 0)").lastrowid
                    for _ in range(-(-meters // READINGS_PER_MESSAGE))]
-            db.executemany("INSERT INTO mam_message_bodies (message_id, part, trytes) VALUES (?, 'message', ?)",
+            db.executemany("INSERT INTO mam_message_bodies (message_id, part, data) VALUES (?, 'message', ?)",
                            [(i, message) for i in ids])
             rows = db.execute("SELECT id FROM energy_readings WHERE message_id IS NULL AND window_start_ms < ? "
                               "ORDER BY id", (ts,)).fetchall()

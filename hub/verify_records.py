@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mam_client.stored_trytes import unpack
 from scb.errors import DatabaseUnavailable
 from settlement.logscan import DeploymentStore
 from settlement.verify import HubRecord, ReadingKey
@@ -86,10 +87,10 @@ def archive(rows: Rows) -> Callable[[str], list[str]]:
     """address -> the payloads the hub published there (mam_client.archive.archive_reader)."""
 
     def read(address: str) -> list[str]:
-        found = rows("SELECT b.trytes FROM mam_messages m JOIN mam_message_bodies b ON b.message_id = m.id "
+        found = rows("SELECT b.data FROM mam_messages m JOIN mam_message_bodies b ON b.message_id = m.id "
                      "AND b.part = :part WHERE m.address = :address ORDER BY m.id",
                      {"address": address, "part": PAYLOAD})
-        return [str(r[0]) for r in found if r[0]]
+        return [unpack(r[0]) for r in found if r[0]]
 
     return read
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mam_client.models import PAYLOAD, MessageBody, OutboxMessage
+from mam_client.stored_trytes import unpack
 
 ArchiveReader = Callable[[str], list[str]]
 
@@ -21,10 +22,10 @@ def archive_reader(factory: sessionmaker[Session]) -> ArchiveReader:
 
     def read(address: str) -> list[str]:
         with factory() as session:
-            return [p for p in session.scalars(
-                select(MessageBody.trytes).join(OutboxMessage, OutboxMessage.id == MessageBody.message_id)
+            return [unpack(data) for data in session.scalars(
+                select(MessageBody.data).join(OutboxMessage, OutboxMessage.id == MessageBody.message_id)
                 .where(OutboxMessage.address == address, MessageBody.part == PAYLOAD)
-                .order_by(OutboxMessage.id)) if p]
+                .order_by(OutboxMessage.id))]
 
     return read
 

@@ -42,6 +42,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -577,9 +578,10 @@ def _check_chain(hub: Hub, last_id: int) -> None:
     key-index order, each address holding one bundle, and together carrying exactly their stored readings."""
     (first_root, mode), = hub.sql("SELECT first_root, mode FROM mam_channels WHERE name = 'readings'")
     side_key = read_secret_file(hub.data / "secrets" / "mam-readings.sidekey") if mode == "restricted" else None
-    rows = hub.sql("SELECT m.id, m.key_index, m.address, b.trytes FROM mam_messages m JOIN mam_message_bodies b "
+    rows = hub.sql("SELECT m.id, m.key_index, m.address, b.data FROM mam_messages m JOIN mam_message_bodies b "
                    "ON b.message_id = m.id AND b.part = 'message' WHERE m.channel = 'readings' AND m.id <= ? "
                    "ORDER BY m.key_index", last_id)
+    rows = [(i, k, a, zlib.decompress(data).decode("ascii")) for i, k, a, data in rows]  # stored deflated
     assert [r[1] for r in rows] == list(range(len(rows))), "key indexes are not 0, 1, 2, ... once each"
     transport = PyotaTransport(hub.node_url, mwm=MWM)
     fetched = []

@@ -9,6 +9,7 @@ import os
 import pkgutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -162,8 +163,9 @@ def test_a_hub_with_published_and_settled_readings_upgrades_through_every_revisi
             assert conn.execute(text("SELECT id, message_id, period FROM energy_readings")).all() == [(1, 1, 1)]
             assert conn.execute(text("SELECT reading_id, period_ref FROM settlement_proofs")).all() == [(1, 1)]
             assert conn.execute(text("SELECT id, state FROM mam_messages")).all() == [(1, "attached")]
-            assert conn.execute(text("SELECT message_id, part, trytes FROM mam_message_bodies")).all() == [
-                (1, "message", "ABC")]  # 0009: the message's plaintext, out of its row
+            assert [(i, part, zlib.decompress(data)) for i, part, data in conn.execute(text(
+                "SELECT message_id, part, data FROM mam_message_bodies")).all()] == [
+                (1, "message", b"ABC")]  # 0009: the message's plaintext, out of its row, deflated
             assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
             assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1  # enforced again after migrating
         assert current_revision(engine) == head_revision()
@@ -181,9 +183,10 @@ def test_0009_moves_each_messages_large_parts_out_of_its_row_and_back(tmp_path: 
                                                "payload": "PAYLOAD9", "bundle_trytes": '["TX9"]'})
         upgrade(engine)
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT message_id, part, trytes FROM mam_message_bodies ORDER BY message_id, "
-                                     "part")).all() == [(1, "message", "QUEUED9"), (2, "bundle", '["TX9"]'),
-                                                        (2, "message", "DONE9"), (2, "payload", "PAYLOAD9")]
+            assert [(i, part, zlib.decompress(data)) for i, part, data in conn.execute(text(
+                "SELECT message_id, part, data FROM mam_message_bodies ORDER BY message_id, part")).all()] == [
+                (1, "message", b"QUEUED9"), (2, "bundle", b'["TX9"]'), (2, "message", b"DONE9"),
+                (2, "payload", b"PAYLOAD9")]
             columns = {c["name"] for c in inspect(conn).get_columns("mam_messages")}
             assert not columns & {"message", "payload", "bundle_trytes"}
         from alembic import command

@@ -6,7 +6,8 @@ trytes of plaintext were written again at prepare, again with the payload when t
 with both and the ~45,000 trytes of the bundle at attach, then once more at the WAL checkpoint. As rows of their
 own, each part is written when it exists and never again, and the updates touch a row of a few hundred bytes.
 
-The parts are copied from the columns, then the columns go. On SQLite, dropping columns rebuilds the table
+Each part is stored deflated (mam_client.stored_trytes: a readings message's plaintext about 6.6 times smaller,
+a payload or bundle about 1.6 times). The parts are copied from the columns, deflated, then the columns go. On SQLite, dropping columns rebuilds the table
 (Alembic's batch mode copies it): on a hub with months of messages the upgrade takes a while, once.
 
 Revision ID: 0009
@@ -16,6 +17,8 @@ Create Date: 2026-12-03 10:00:00.000000
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import zlib
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,6 +31,17 @@ depends_on: str | Sequence[str] | None = None
 
 #: part name -> the column of mam_messages it came from
 PARTS = {'message': 'message', 'payload': 'payload', 'bundle': 'bundle_trytes'}
+#: messages copied per statement
+BATCH = 500
+
+
+def pack(text: str) -> bytes:
+    """mam_client.stored_trytes.pack as of this revision (a revision keeps its own copy: it must not change)."""
+    return zlib.compress(text.encode('ascii'), 6)
+
+
+def unpack(data: bytes) -> str:
+    return zlib.decompress(bytes(data)).decode('ascii')
 
 
 def upgrade() -> None:
@@ -35,13 +49,21 @@ def upgrade() -> None:
         'mam_message_bodies',
         sa.Column('message_id', sa.Integer(), nullable=False),
         sa.Column('part', sa.String(length=16), nullable=False),
-        sa.Column('trytes', sa.Text(), nullable=False),
+        sa.Column('data', sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(['message_id'], ['mam_messages.id']),
         sa.PrimaryKeyConstraint('message_id', 'part'),
     )
+    conn = op.get_bind()
     for part, column in PARTS.items():
-        op.execute(f"INSERT INTO mam_message_bodies (message_id, part, trytes) SELECT id, '{part}', {column} "
-                   f"FROM mam_messages WHERE {column} IS NOT NULL ORDER BY id")
+        after = 0
+        while True:  # a batch at a time: a hub's months of messages do not fit in a Pi's memory at once
+            rows = conn.execute(sa.text(f"SELECT id, {column} FROM mam_messages WHERE id > :after AND {column} IS NOT "
+                                        f"NULL ORDER BY id LIMIT {BATCH}"), {"after": after}).all()
+            if not rows:
+                break
+            conn.execute(sa.text("INSERT INTO mam_message_bodies (message_id, part, data) VALUES (:id, :part, :data)"),
+                         [{"id": row_id, "part": part, "data": pack(text)} for row_id, text in rows])
+            after = rows[-1][0]
     with op.batch_alter_table('mam_messages', schema=None) as batch_op:
         for column in PARTS.values():
             batch_op.drop_column(column)
@@ -51,9 +73,18 @@ def downgrade() -> None:
     with op.batch_alter_table('mam_messages', schema=None) as batch_op:
         for column in PARTS.values():
             batch_op.add_column(sa.Column(column, sa.Text(), nullable=True))
+    conn = op.get_bind()
     for part, column in PARTS.items():
-        op.execute(f"UPDATE mam_messages SET {column} = (SELECT b.trytes FROM mam_message_bodies b "
-                   f"WHERE b.message_id = mam_messages.id AND b.part = '{part}')")
+        after = 0
+        while True:
+            rows = conn.execute(sa.text(f"SELECT message_id, data FROM mam_message_bodies WHERE part = '{part}' AND "
+                                        f"message_id > :after ORDER BY message_id LIMIT {BATCH}"),
+                                {"after": after}).all()
+            if not rows:
+                break
+            conn.execute(sa.text(f"UPDATE mam_messages SET {column} = :text WHERE id = :id"),
+                         [{"id": row_id, "text": unpack(data)} for row_id, data in rows])
+            after = rows[-1][0]
     op.execute("UPDATE mam_messages SET message = '' WHERE message IS NULL")
     with op.batch_alter_table('mam_messages', schema=None) as batch_op:
         batch_op.alter_column('message', existing_type=sa.Text(), nullable=False)
