@@ -149,22 +149,3 @@ def test_no_alert_exits_0(tmp_path: Path) -> None:
     proc = scb_status(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "alerts: none" in proc.stdout
-
-
-def test_the_snapshot_takes_the_newest_stored_readings_time(tmp_path: Path) -> None:
-    """`last_reading_at` is the newest row's `created_at` (found by its id, without reading every reading)."""
-    from energy_manager.models import StoredReading
-    from hub.status import snapshot
-    from scb.config import Config
-    from scb.db import open_database, transaction
-
-    config = Config(data={"hub": {"data_dir": str(tmp_path)}})
-    factory = open_database(config)
-    assert snapshot(config, factory, [], NOW).last_reading_at is None
-    stored = [datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc), datetime(2026, 12, 3, 9, 1, tzinfo=timezone.utc)]
-    with transaction(factory) as session:
-        for seq, created in enumerate(stored, 1):
-            session.add(StoredReading(hub="scb-demo-hub", meter="m", seq=seq, party="p1", circuit="load",
-                                      ts_ms=seq, register_wh=0, power_w=0, salt="0" * 32, canonical=b"{}",
-                                      digest=f"{seq:064x}", delta_wh=0, window_start_ms=0, created_at=created))
-    assert snapshot(config, factory, [], NOW).last_reading_at == stored[1].timestamp()
