@@ -1,9 +1,10 @@
 """How the outbox stores a message's large parts (`mam_message_bodies.data`): the trytes' ASCII, deflated (pure).
 
 Why deflate: the parts are written to an SD card once each, and bytes written wear it out (issue 16). A readings
-message's plaintext is JSON in trytes, two per byte, and deflates about 6.6 times; a payload or a bundle is
+message's plaintext is JSON in trytes, two per byte, and deflates about 6.7 times; a payload or a bundle is
 trytes of signatures and masked text, about 4.75 bits of information in each 8-bit character, and deflates about
-1.6 times. zlib is in every Python and costs about half a millisecond for a message's ~30,000 trytes.
+1.6 times (a bundle 1.8: its header fields hold runs of 9s). zlib is in every Python and takes under a millisecond
+for a message's ~30,000 trytes (measured on a 70-reading message and a random payload of its length).
 
 No SQLAlchemy here: `scb verify` reads the archive with plain sqlite3 (hub.verify_records).
 """
@@ -13,7 +14,7 @@ import zlib
 
 from scb.errors import DataError
 
-#: zlib's default level: level 9 saves under 1% more on these parts for twice the time.
+#: zlib's default level: level 9 makes a readings message 1.7% smaller for 1.7 times the time, a payload no smaller.
 LEVEL = 6
 
 
