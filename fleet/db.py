@@ -1,7 +1,8 @@
 """The fleet's database: engine, migrations (fleet/migrations, Alembic), and the dialect-portable idempotent insert.
 
-SQLite (the embedded default, a newcomer's first fleet) or PostgreSQL through psycopg 3 (a real fleet). The
-migration helpers mirror scb.migrate's (one transaction, PostgreSQL advisory lock) on the fleet's own revisions.
+SQLite (the embedded default, a newcomer's first fleet) or PostgreSQL through psycopg 3 (a real fleet). Migrations
+run in scb.migrate's migration transaction (one transaction, PostgreSQL advisory lock, SQLite's foreign keys
+unenforced and checked) on the fleet's own revisions.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy import Engine, Table, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from scb.db import make_engine, make_sessionmaker
-from scb.migrate import SchemaError, lock_for_migration
+from scb.migrate import SchemaError, migration_transaction
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: the fleet's Alembic version table, not the hub's `alembic_version` (why: fleet/migrations/env.py)
@@ -34,8 +35,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     cfg = alembic_config()
     try:
-        with engine.begin() as conn:
-            lock_for_migration(conn)
+        with migration_transaction(engine) as conn:  # the hub's: one transaction, lock, foreign keys on SQLite
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
     except CommandError as exc:

@@ -134,15 +134,12 @@ def _upgrade_with_alembic(engine: Engine, revision: str) -> None:
 
     cfg = alembic_config()
     try:
-        with engine.connect() as conn, foreign_keys_off(conn):
-            with conn.begin():  # one transaction: all or nothing, and concurrent starts queue up here
-                lock_for_migration(conn)
-                cfg.attributes["connection"] = conn
-                before = _revision_of(conn)
-                _adopt_unversioned(conn, cfg)
-                command.upgrade(cfg, revision)
-                after = _revision_of(conn)
-                check_foreign_keys(conn)
+        with migration_transaction(engine) as conn:
+            cfg.attributes["connection"] = conn
+            before = _revision_of(conn)
+            _adopt_unversioned(conn, cfg)
+            command.upgrade(cfg, revision)
+            after = _revision_of(conn)
         if before != after:
             log.info("database migrated from %s to revision %s", before or "empty", after)
     except CommandError as exc:
@@ -156,30 +153,33 @@ def _upgrade_with_alembic(engine: Engine, revision: str) -> None:
 
 
 @contextmanager
-def foreign_keys_off(conn: Connection) -> Iterator[None]:
-    """On SQLite, foreign keys unenforced while migrating, enforced again after.
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """The one transaction a migration runs in (`upgrade`, the alembic command line, a downgrade by hand): all or
+    nothing, under the migration lock, so concurrent starts queue up; on SQLite with foreign keys unenforced.
 
-    Why: SQLite cannot alter most things in place, so a revision rebuilds a table (Alembic's batch mode: a copy,
-    then DROP TABLE and a rename), and while foreign keys are enforced it refuses to drop a table that other rows
-    refer to (a message its readings, a reading its proof). The pragma only takes effect outside a transaction,
-    so it is set on the connection before the migration's transaction begins (SQLite's own procedure for
-    altering tables); `check_foreign_keys` checks every reference before that transaction commits."""
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    raw = conn.connection.driver_connection
-    assert raw is not None and not raw.in_transaction, "set before the migration's transaction"
-    raw.execute("PRAGMA foreign_keys=OFF")
-    try:
-        yield
-    finally:
-        raw.execute("PRAGMA foreign_keys=ON")
+    Why unenforced: SQLite cannot alter most things in place, so a revision rebuilds a table (Alembic's batch mode:
+    a copy, then DROP TABLE and a rename), and while foreign keys are enforced it refuses to drop a table that
+    other rows refer to (a message its readings, a reading its proof). The pragma only takes effect outside a
+    transaction, so it is set on the connection before this one begins (SQLite's own procedure for altering
+    tables), every reference is checked before it commits (a dangling one rolls the migration back with a
+    SchemaError), and enforcement is back on before the connection returns to the pool."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        if raw is not None:
+            assert not raw.in_transaction, "the pragma is set before the migration's transaction"
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                lock_for_migration(conn)
+                yield conn
+                if raw is not None:
+                    _check_foreign_keys(conn)
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
-def check_foreign_keys(conn: Connection) -> None:
-    """Refuse (roll back) a migration that left a reference to a missing row: SQLite did not enforce them."""
-    if conn.dialect.name != "sqlite":
-        return
+def _check_foreign_keys(conn: Connection) -> None:
     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
     if broken:
         raise SchemaError(f"database migration failed: {len(broken)} row(s) refer to missing rows "

@@ -5,7 +5,7 @@ The metadata is `scb.db.Base.metadata`, holding every table once the caller impo
 comes, in order, from: a connection handed over by `scb.migrate.upgrade` (the normal path), `-x url=...` on the
 alembic command line, `sqlalchemy.url` in the ini file, or the SCB configuration (scb.toml / SCB_* variables).
 SQLite migrations render as batch operations (SQLite cannot ALTER most things) and run in one transaction, with
-foreign keys unenforced and checked before it commits (scb.migrate.foreign_keys_off).
+foreign keys unenforced and checked before it commits (scb.migrate.migration_transaction).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from scb.db import Base, make_engine
-from scb.migrate import check_foreign_keys, foreign_keys_off, lock_for_migration
+from scb.migrate import migration_transaction
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("connection") is None:
@@ -65,13 +65,10 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(_url())
     try:
-        with engine.connect() as conn, foreign_keys_off(conn):  # as scb.migrate.upgrade does, and why
-            with conn.begin():
-                lock_for_migration(conn)
-                _configure(conn)
-                with context.begin_transaction():
-                    context.run_migrations()
-                check_foreign_keys(conn)
+        with migration_transaction(engine) as conn:
+            _configure(conn)
+            with context.begin_transaction():
+                context.run_migrations()
     finally:
         engine.dispose()
 

@@ -191,14 +191,12 @@ def test_0009_moves_each_messages_large_parts_out_of_its_row_and_back(tmp_path: 
             assert not columns & {"message", "payload", "bundle_trytes"}
         from alembic import command
 
-        from scb.migrate import alembic_config, check_foreign_keys, foreign_keys_off
+        from scb.migrate import alembic_config, migration_transaction
 
-        with engine.connect() as conn, foreign_keys_off(conn):
-            with conn.begin():
-                cfg = alembic_config()
-                cfg.attributes["connection"] = conn
-                command.downgrade(cfg, "0008")
-                check_foreign_keys(conn)
+        with migration_transaction(engine) as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0008")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id, message, payload, bundle_trytes FROM mam_messages ORDER BY id")).all() \
                 == [(1, "QUEUED9", None, None), (2, "DONE9", "PAYLOAD9", '["TX9"]')]
@@ -207,18 +205,20 @@ def test_0009_moves_each_messages_large_parts_out_of_its_row_and_back(tmp_path: 
 
 
 def test_a_migration_that_leaves_a_dangling_reference_is_refused(tmp_path: Path) -> None:
-    from scb.migrate import check_foreign_keys, foreign_keys_off
+    from scb.migrate import migration_transaction
 
     engine = make_engine(url(tmp_path))
     try:
         upgrade(engine)
-        with engine.connect() as conn, foreign_keys_off(conn):
-            with conn.begin():
-                check_foreign_keys(conn)  # nothing refers to a missing row yet
+        with migration_transaction(engine):
+            pass  # nothing refers to a missing row yet
+        with pytest.raises(SchemaError, match="1 row.s. refer to missing rows .first: table energy_readings"):
+            with migration_transaction(engine) as conn:
                 _insert_row(conn, "energy_readings", {"hub": "hub", "meter": "a", "seq": 1, "party": "h1",
                                                       "message_id": 99})  # no message 99
-                with pytest.raises(SchemaError, match="1 row.s. refer to missing rows .first: table energy_readings"):
-                    check_foreign_keys(conn)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM energy_readings")).scalar_one() == 0  # rolled back
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
     finally:
         engine.dispose()
 
