@@ -46,6 +46,8 @@ def stored_message(readings: int = READINGS_PER_MESSAGE) -> bytes:
              "power_w": 200 + m, "register_wh": 1_000_000 + 37 * m, "salt": secrets.token_hex(16), "schema": 1,
              "seq": 1000 + m, "ts_ms": 1_764_000_000_000 + m} for m in range(readings)]
     return pack(ascii_to_trytes(json.dumps({"readings": body}, separators=(",", ":"))))
+
+
 #: (name, what is left out): the "heads" or "link" step, or the hub's WAL checkpoint interval
 #: (scb.wal.WAL_AUTOCHECKPOINT_PAGES; then SQLite's default); or, with "+", what is added back of what a
 #: migration dropped, so its saving stays measured: the UNIQUE index of digests (0007), the UNIQUE (hub, meter,
@@ -86,6 +88,7 @@ def replay(path: Path, schema: list[str], left_out: str | None, meters: int, war
     db = sqlite3.connect(str(path), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    from energy_manager.monitor import ADVANCE_HEAD
     from scb.wal import WAL_AUTOCHECKPOINT_PAGES
 
     db.execute(f"PRAGMA wal_autocheckpoint={1000 if left_out == 'checkpoint' else WAL_AUTOCHECKPOINT_PAGES}")
@@ -117,10 +120,10 @@ def replay(path: Path, schema: list[str], left_out: str | None, meters: int, war
             db.executemany("INSERT INTO energy_meter_heads (hub, meter, party, seq, ts_ms, register_wh) "
                            "VALUES ('scb-demo-hub', ?, ?, 1, ?, 1000)", [(f"load{m}", f"load{m}", ts)
                                                                           for m in range(meters)])
-        elif heads:  # energy_manager.monitor.ADVANCE_HEAD
-            db.executemany("UPDATE energy_meter_heads SET seq = ?, ts_ms = ?, register_wh = ?, party = ? "
-                           "WHERE hub = 'scb-demo-hub' AND meter = ? AND seq = ?",
-                           [(s + 1, ts, 1000 + s, f"load{m}", f"load{m}", s) for m in range(meters)])
+        elif heads:  # the monitor's own statement
+            db.executemany(ADVANCE_HEAD.text, [{"hub": "scb-demo-hub", "meter": f"load{m}", "party": f"load{m}",
+                                                "seq": s + 1, "ts_ms": ts, "register_wh": 1000 + s}
+                                               for m in range(meters)])
         if left_out != "link" and s:
             ids = [db.execute("INSERT INTO mam_messages (channel, state, created_at, attempts, refusals) "
                               "VALUES ('readings', 'queued', '2026-12-02 06:00:00.000000', 0, 0)").lastrowid
