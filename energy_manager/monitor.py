@@ -149,11 +149,9 @@ class EnergyMonitor:
     def load_cursors(self) -> None:
         """Read each meter's last committed reading (at start): its head."""
         with self.factory() as session:
-            heads = {row.meter: row for row in session.scalars(
-                select(MeterHead).where(MeterHead.hub == self.settings.hub_id))}
-        self.cursors = {
-            meter_id: MeterCursor(head.seq, RegisterState(head.ts_ms, head.register_wh)) if head else MeterCursor()
-            for meter_id in self.settings.meters for head in [heads.get(meter_id)]}
+            heads = {head.meter: MeterCursor(head.seq, RegisterState(head.ts_ms, head.register_wh))
+                     for head in session.scalars(select(MeterHead).where(MeterHead.hub == self.settings.hub_id))}
+        self.cursors = {meter_id: heads.get(meter_id, MeterCursor()) for meter_id in self.settings.meters}
 
     def newest_ts_ms(self) -> int | None:
         stamps = [c.last.ts_ms for c in self.cursors.values() if c.last is not None]

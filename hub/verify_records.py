@@ -90,7 +90,7 @@ def archive(rows: Rows) -> Callable[[str], list[str]]:
         found = rows("SELECT b.data FROM mam_messages m JOIN mam_message_bodies b ON b.message_id = m.id "
                      "AND b.part = :part WHERE m.address = :address ORDER BY m.id",
                      {"address": address, "part": PAYLOAD})
-        return [unpack(r[0]) for r in found if r[0]]
+        return [unpack(r[0]) for r in found]
 
     return read
 

@@ -8,9 +8,10 @@ A message row moves through states:
 
 The large parts of a message - the plaintext, the payload, the attached bundle's trytes - are rows of
 `mam_message_bodies`, each inserted once when it exists and never changed, deflated (mam_client.stored_trytes);
-`OutboxMessage.message`, `.payload` and `.bundle_trytes` read and add them. Why not columns of the message row: the row is updated at every step (prepared,
-an attempt counted, an error, attached), and a database rewrites a whole row when it changes, its large values
-too: at 1,000 meters those rewrites were most of what the publisher wrote to disk (issue 16, migration 0009).
+`OutboxMessage.message`, `.payload` and `.bundle_trytes` read and add them. Why not columns of the message row:
+the row is updated at every step (prepared, an attempt counted, an error, attached), and a database rewrites a
+whole row when it changes, its large values too: at 1,000 meters those rewrites were most of what the publisher
+wrote to disk (issue 16, migration 0009).
 
 A prepared message the node refused (HTTP 4xx, `NodeRefused`) stays prepared and blocks its channel: the
 nextRoot chain cannot skip it. `refusal`, `refused_at`, `refusals` and `retry_at` say why, since when and when

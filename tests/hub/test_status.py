@@ -10,7 +10,7 @@ from energy_manager.models import StoredReading
 from hub.status import collect_status, snapshot
 from scb.config import Config
 from scb.db import open_database, transaction
-from tests.energy_manager.test_monitor import T0, MIN, sim_monitor
+from tests.energy_manager.test_monitor import MIN, T0, sim_monitor
 
 NOW = 1_800_000_000.0
 

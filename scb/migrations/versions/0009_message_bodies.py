@@ -17,9 +17,8 @@ Create Date: 2026-12-03 10:00:00.000000
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import zlib
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
